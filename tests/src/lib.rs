@@ -1,0 +1,1 @@
+//! End-to-end tests of StorePulse (see tests/tests/).
