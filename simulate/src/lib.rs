@@ -1,0 +1,1 @@
+//! StorePulse load generator.
