@@ -1,1 +1,21 @@
-//! StorePulse processors.
+//! StorePulse processors: plain state machines.
+//!
+//! A processor takes one validated [`Event`](storepulse_core::Event) at a
+//! time and changes its state, pushing outputs (alerts, stock changes) into a
+//! vector the caller owns. It does no I/O and has no clock of its own: time
+//! comes from the events (`occurred_at`) and, where a processor needs it, from
+//! explicit ticks. That is what lets the same code run embedded, on Kafka,
+//! in `replay`, in unit tests and in benchmarks, and lets the runtime
+//! checkpoint a processor by serialising its state.
+//!
+//! Layout:
+//! - [`processor`]: the [`Processor`] trait and [`Outcome`].
+//! - [`dedup`]: the event-id de-duplication window every processor keeps.
+//! - [`inventory`]: on-hand stock per (store, SKU), alerts, velocity,
+//!   suggestions, nearby availability and fulfilment routing.
+
+pub mod dedup;
+pub mod inventory;
+pub mod processor;
+
+pub use processor::{Outcome, Processor};
