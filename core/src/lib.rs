@@ -18,6 +18,7 @@
 //! - [`source`]: the trait processors' input comes through.
 //! - [`error`]: this crate's error enum.
 
+pub mod dedup;
 pub mod error;
 pub mod event;
 pub mod parse;

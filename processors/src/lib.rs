@@ -10,12 +10,11 @@
 //!
 //! Layout:
 //! - [`processor`]: the [`Processor`] trait and [`Outcome`].
-//! - [`dedup`]: the event-id de-duplication window every processor keeps.
 //! - [`inventory`]: on-hand stock per (store, SKU), alerts, velocity,
 //!   suggestions, nearby availability and fulfilment routing.
 
-pub mod dedup;
 pub mod inventory;
 pub mod processor;
 
 pub use processor::{Outcome, Processor};
+pub use storepulse_core::dedup;

@@ -13,7 +13,7 @@ pub enum Outcome {
     Applied,
     /// The event id was seen before: nothing changed.
     Duplicate,
-    /// The event is valid but does not concern this processor.
+    /// The event is new and valid but does not concern this processor.
     Ignored,
 }
 

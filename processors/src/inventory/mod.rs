@@ -435,21 +435,8 @@ impl Processor for InventoryProcessor {
     type Output = InventoryOutput;
 
     fn apply(&mut self, event: &Event, out: &mut Vec<InventoryOutput>) -> Result<Outcome, Rejection> {
-        let affects_stock = matches!(
-            event.body,
-            EventBody::Sale(_)
-                | EventBody::Return(Return { restock: true, .. })
-                | EventBody::StockReceipt(_)
-                | EventBody::StockCount(_)
-                | EventBody::TransferIn(_)
-                | EventBody::TransferOut(_)
-        );
-        if !affects_stock {
-            self.advance_clock(event.occurred_at);
-            return Ok(Outcome::Ignored);
-        }
-        let horizon = self.horizon();
-        if event.occurred_at <= horizon && matches!(event.body, EventBody::StockCount(_)) {
+        let is_count = matches!(event.body, EventBody::StockCount(_));
+        if is_count && event.occurred_at <= self.horizon() {
             return Err(Rejection::semantic(
                 "occurred_at",
                 format!(
@@ -460,6 +447,8 @@ impl Processor for InventoryProcessor {
                 &event.event_id,
             ));
         }
+        // Every event type is de-duplicated here, so the runtime can count
+        // duplicates of any type from this processor's verdict.
         match self.state.dedup.check(&event.event_id, event.occurred_at, self.state.clock) {
             DedupVerdict::New => {}
             DedupVerdict::Duplicate => return Ok(Outcome::Duplicate),
@@ -474,6 +463,19 @@ impl Processor for InventoryProcessor {
                     &event.event_id,
                 ))
             }
+        }
+        let affects_stock = matches!(
+            event.body,
+            EventBody::Sale(_)
+                | EventBody::Return(Return { restock: true, .. })
+                | EventBody::StockReceipt(_)
+                | EventBody::StockCount(_)
+                | EventBody::TransferIn(_)
+                | EventBody::TransferOut(_)
+        );
+        if !affects_stock {
+            self.advance_clock(event.occurred_at);
+            return Ok(Outcome::Ignored);
         }
         let store = event.store;
         match &event.body {

@@ -19,7 +19,7 @@
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use storepulse_core::time::{china_day, Ts};
+use crate::time::{china_day, Ts};
 
 /// What the window says about an event id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,7 @@ impl DedupWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use storepulse_core::time::DAY;
+    use crate::time::DAY;
 
     #[test]
     fn remembers_within_window_and_refuses_beyond() {
