@@ -117,3 +117,47 @@ mod tests {
         assert!(d.is_empty());
     }
 }
+
+/// Ingest's de-duplication window, shared between the HTTP handlers (check
+/// and remember) and the runtime (checkpoint), with the exclusive end of the
+/// log it covers: on restart, the window from the checkpoint plus the ids of
+/// the log records from that end on rebuild it exactly.
+#[derive(Debug)]
+pub struct SharedDedup {
+    inner: std::sync::Mutex<(DedupWindow, u64)>,
+}
+
+impl SharedDedup {
+    /// Wraps a window covering the log up to `covered_end`.
+    pub fn new(window: DedupWindow, covered_end: u64) -> Self {
+        Self {
+            inner: std::sync::Mutex::new((window, covered_end)),
+        }
+    }
+
+    /// Runs `f` with the window and the covered end, under the lock.
+    pub fn with<R>(&self, f: impl FnOnce(&mut DedupWindow, &mut u64) -> R) -> R {
+        let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (window, end) = &mut *guard;
+        f(window, end)
+    }
+
+    /// A copy of the window and the end it covers, for checkpoints.
+    pub fn snapshot(&self) -> (DedupWindow, u64) {
+        self.with(|w, end| (w.clone(), *end))
+    }
+}
+
+impl DedupWindow {
+    /// Whether an id has been seen (without remembering it).
+    pub fn contains(&self, event_id: &str) -> bool {
+        self.ids.contains_key(&xxhash_rust::xxh3::xxh3_128(event_id.as_bytes()))
+    }
+
+    /// Remembers an id unconditionally (ingest, after a durable append).
+    pub fn remember(&mut self, event_id: &str, occurred_at: Ts) {
+        self.ids
+            .entry(xxhash_rust::xxh3::xxh3_128(event_id.as_bytes()))
+            .or_insert(china_day(occurred_at));
+    }
+}

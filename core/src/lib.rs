@@ -18,9 +18,11 @@
 //! - [`source`]: the trait processors' input comes through.
 //! - [`error`]: this crate's error enum.
 
+pub mod dead_letter;
 pub mod dedup;
 pub mod error;
 pub mod event;
+pub mod latency;
 pub mod parse;
 pub mod source;
 pub mod stores;

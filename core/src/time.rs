@@ -101,3 +101,26 @@ mod tests {
         assert_eq!(format_china(after), "2026-11-26T00:00:00.000+08:00");
     }
 }
+
+/// Serde helpers: a [`Ts`] as an RFC 3339 string in China time.
+pub mod rfc3339 {
+    use super::{format_china, parse_rfc3339, Ts};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises as RFC 3339.
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    pub fn serialize<S: Serializer>(ts: &Ts, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_china(*ts))
+    }
+
+    /// Deserialises from RFC 3339.
+    ///
+    /// # Errors
+    /// When the string is not RFC 3339 with an offset.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Ts, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        parse_rfc3339(&text).ok_or_else(|| serde::de::Error::custom("expected an RFC 3339 timestamp"))
+    }
+}

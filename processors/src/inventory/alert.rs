@@ -39,6 +39,7 @@ pub struct StockAlert {
     /// The event whose change raised it.
     pub event_id: String,
     /// That event's time.
+    #[serde(with = "storepulse_core::time::rfc3339")]
     pub occurred_at: Ts,
 }
 

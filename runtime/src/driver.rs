@@ -1,0 +1,334 @@
+//! The processing loop: source -> parse -> processors -> state, alerts,
+//! dead letters -> checkpoint -> commit.
+//!
+//! Order of effects for one batch of records, and why it is crash-safe:
+//! 1. records are parsed and applied to the in-memory state (under the
+//!    write lock, so queries see whole batches);
+//! 2. rejections are written to the dead-letter sink (retried with backoff
+//!    until they are durable: a rejection is never dropped);
+//! 3. every `checkpoint_interval` the state and the position after the batch
+//!    are written atomically, then the source is told (`commit`).
+//!
+//! A crash anywhere restarts from the last checkpoint and replays the
+//! records after it: state is rebuilt exactly (each record applied once
+//! into the restored state); dead letters and alerts of the replayed tail
+//! may be written again, with the same content and ids (at-least-once
+//! outputs, de-duplicable by id and offset).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use storepulse_core::dead_letter::{DeadLetter, RejectedAt};
+use storepulse_core::dedup::SharedDedup;
+use storepulse_core::source::{EventSource, SourcePosition, SourceRecord};
+use storepulse_core::{EventParser, EventType};
+use storepulse_processors::inventory::{InventoryConfig, InventoryOutput, InventoryProcessor};
+use storepulse_processors::{Outcome, Processor};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::alerts::{AlertBook, AlertRecord};
+use crate::checkpoint::{CheckpointRef, CheckpointStore};
+use crate::error::{Result, RuntimeError};
+use crate::metrics::{AlertLabels, ProcessedLabels};
+use crate::shared::Shared;
+
+/// `[runtime]` section of `storepulse.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriverConfig {
+    /// Most records read and applied per batch. Default 2000.
+    pub batch_size: usize,
+    /// Seconds between checkpoints. Default 5.
+    pub checkpoint_interval_secs: f64,
+    /// Recent alerts kept for the API. Default 10000.
+    pub alert_book_capacity: usize,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 2000,
+            checkpoint_interval_secs: 5.0,
+            alert_book_capacity: 10_000,
+        }
+    }
+}
+
+impl DriverConfig {
+    /// Checks the values; the error names the field.
+    ///
+    /// # Errors
+    /// A message `runtime.<field>: <rule>`.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.batch_size == 0 || self.batch_size > 1_000_000 {
+            return Err("runtime.batch_size: must be 1..=1000000".into());
+        }
+        if !(self.checkpoint_interval_secs.is_finite() && self.checkpoint_interval_secs > 0.0) {
+            return Err("runtime.checkpoint_interval_secs: must be > 0".into());
+        }
+        if self.alert_book_capacity == 0 {
+            return Err("runtime.alert_book_capacity: must be > 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where rejected events go. Must be durable when `send` returns `Ok`.
+pub trait DeadLetterSink: Send + Sync {
+    /// Writes the letters durably.
+    fn send(&self, letters: Vec<DeadLetter>) -> impl Future<Output = std::result::Result<(), String>> + Send;
+}
+
+/// What a restart restores.
+#[derive(Debug)]
+pub struct Restored {
+    pub inventory: InventoryProcessor,
+    pub alerts: AlertBook,
+    /// Where reading resumes.
+    pub positions: Vec<SourcePosition>,
+    /// Ingest's window and the log end it covers.
+    pub ingest_dedup: Option<(storepulse_core::dedup::DedupWindow, u64)>,
+}
+
+/// Loads the checkpoint (if any) into processors.
+///
+/// # Errors
+/// A damaged checkpoint or one that does not fit the store master.
+pub fn restore(
+    checkpoints: &CheckpointStore,
+    inventory_config: &InventoryConfig,
+    driver: &DriverConfig,
+    parser: &EventParser,
+) -> Result<Restored> {
+    let stores = parser.stores().clone();
+    match checkpoints.load()? {
+        None => Ok(Restored {
+            inventory: InventoryProcessor::new(inventory_config.clone(), stores),
+            alerts: AlertBook::new(driver.alert_book_capacity),
+            positions: Vec::new(),
+            ingest_dedup: None,
+        }),
+        Some(cp) => {
+            let inventory = InventoryProcessor::from_state(cp.inventory, inventory_config.clone(), stores)
+                .map_err(|reason| RuntimeError::CheckpointInvalid {
+                    path: "checkpoint.bin".into(),
+                    reason,
+                })?;
+            info!(positions = ?cp.positions, pairs = inventory.len(), "restored checkpoint");
+            Ok(Restored {
+                inventory,
+                alerts: cp.alerts,
+                positions: cp.positions,
+                ingest_dedup: cp.ingest_dedup,
+            })
+        }
+    }
+}
+
+/// Everything the loop needs besides the source and sink.
+pub struct PipelineContext {
+    pub shared: Arc<Shared>,
+    pub parser: EventParser,
+    pub checkpoints: CheckpointStore,
+    /// Ingest's de-duplication window, checkpointed with the state.
+    pub ingest_dedup: Option<Arc<SharedDedup>>,
+    pub config: DriverConfig,
+}
+
+/// Runs the processing loop until `shutdown`, then writes a final checkpoint.
+///
+/// `positions` is where reading starts (from [`restore`]); the caller has
+/// already `seek`ed the source there.
+///
+/// # Errors
+/// A source that fails for good, a checkpoint that cannot be written, or a
+/// dead-letter sink that stays down until shutdown (then no final
+/// checkpoint is written, so the unsent rejections are redone on restart).
+pub async fn run_pipeline<S: EventSource, D: DeadLetterSink>(
+    mut source: S,
+    dead_letters: &D,
+    ctx: PipelineContext,
+    positions: Vec<SourcePosition>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let PipelineContext { shared, parser, checkpoints, ingest_dedup, config } = ctx;
+    let mut next: BTreeMap<u32, u64> = positions.iter().map(|p| (p.partition, p.offset)).collect();
+    let interval = Duration::from_secs_f64(config.checkpoint_interval_secs);
+    let mut last_checkpoint = Instant::now();
+    let mut dirty = false;
+    let mut records: Vec<SourceRecord> = Vec::with_capacity(config.batch_size);
+    let mut outputs: Vec<InventoryOutput> = Vec::new();
+    let mut latencies = Vec::new();
+    loop {
+        records.clear();
+        let wait = tokio::time::sleep(interval.saturating_sub(last_checkpoint.elapsed()));
+        let stop = shutdown.clone();
+        let read = source.next_batch(config.batch_size, &mut records, async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = wait => {}
+            }
+        });
+        if let Err(e) = read.await {
+            warn!(error = %e, "event source failed; retrying");
+            if shutdown.is_cancelled() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        if !records.is_empty() {
+            let letters = apply_batch(&shared, &parser, &records, &mut outputs);
+            if !letters.is_empty() {
+                send_letters(dead_letters, letters, &shutdown).await?;
+            }
+            for r in &records {
+                next.insert(r.position.partition, r.position.offset + 1);
+            }
+            let end = next.get(&0).copied().unwrap_or(0);
+            shared.applied_end.store(end, Ordering::Release);
+            shared.metrics.applied_offset.set(end as i64);
+            latencies.clear();
+            shared.visibility.visible(end, Instant::now(), &mut latencies);
+            for l in &latencies {
+                shared.metrics.visible_seconds.observe(l.as_secs_f64());
+            }
+            dirty = true;
+        }
+        if dirty && last_checkpoint.elapsed() >= interval {
+            checkpoint(&mut source, &shared, &checkpoints, ingest_dedup.as_deref(), &next).await?;
+            last_checkpoint = Instant::now();
+            dirty = false;
+        }
+        if shutdown.is_cancelled() {
+            break;
+        }
+    }
+    checkpoint(&mut source, &shared, &checkpoints, ingest_dedup.as_deref(), &next).await?;
+    info!(positions = ?next, "processing stopped after a final checkpoint");
+    Ok(())
+}
+
+/// Parses and applies a batch; returns the dead letters it produced.
+fn apply_batch(
+    shared: &Shared,
+    parser: &EventParser,
+    records: &[SourceRecord],
+    outputs: &mut Vec<InventoryOutput>,
+) -> Vec<DeadLetter> {
+    let parsed: Vec<_> = records.iter().map(|r| parser.parse(&r.payload)).collect();
+    let mut letters = Vec::new();
+    let mut counts: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
+    outputs.clear();
+    {
+        let mut inventory = shared.inventory_mut();
+        for (record, parsed) in records.iter().zip(parsed) {
+            let result = parsed.and_then(|event| {
+                let kind = event.event_type();
+                inventory.apply(&event, outputs).map(|o| (kind, o))
+            });
+            match result {
+                Ok((kind, outcome)) => {
+                    let label = match outcome {
+                        Outcome::Duplicate => "duplicate",
+                        Outcome::Applied | Outcome::Ignored => "applied",
+                    };
+                    *counts.entry((kind.as_str(), label)).or_default() += 1;
+                }
+                Err(rejection) => {
+                    let kind = sniff_type(&record.payload);
+                    *counts.entry((kind, "rejected")).or_default() += 1;
+                    let mut letter = DeadLetter::new(
+                        RejectedAt::Processor,
+                        rejection.reason(),
+                        rejection.event_id.clone(),
+                        &record.payload,
+                    );
+                    letter.offset = Some(record.position.offset);
+                    letters.push(letter);
+                }
+            }
+        }
+    }
+    let mut book = shared.alerts_mut();
+    for output in outputs.drain(..) {
+        if let InventoryOutput::Alert(alert) = output {
+            shared.metrics.alerts.get_or_create(&AlertLabels { kind: alert.kind.as_str() }).inc();
+            book.push(AlertRecord { family: "stock".into(), alert });
+        }
+    }
+    drop(book);
+    for ((event_type, outcome), n) in counts {
+        shared.metrics.processed.get_or_create(&ProcessedLabels { event_type, outcome }).inc_by(n);
+    }
+    shared.metrics.dead_letters.inc_by(letters.len() as u64);
+    letters
+}
+
+/// The event type of a payload, for metrics of rejected events.
+pub fn sniff_type(payload: &[u8]) -> &'static str {
+    let Ok(value) = sonic_get_type(payload) else { return "unknown" };
+    EventType::from_wire(&value).map_or("unknown", EventType::as_str)
+}
+
+fn sonic_get_type(payload: &[u8]) -> std::result::Result<String, ()> {
+    let v: serde_json::Value = serde_json::from_slice(payload).map_err(|_| ())?;
+    v.get("event_type").and_then(|t| t.as_str()).map(str::to_owned).ok_or(())
+}
+
+async fn send_letters<D: DeadLetterSink>(sink: &D, letters: Vec<DeadLetter>, shutdown: &CancellationToken) -> Result<()> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match sink.send(letters.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                warn!(error = %e, count = letters.len(), "dead-letter sink failed; retrying");
+                if shutdown.is_cancelled() {
+                    return Err(RuntimeError::DeadLetter(e));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn checkpoint<S: EventSource>(
+    source: &mut S,
+    shared: &Shared,
+    store: &CheckpointStore,
+    ingest_dedup: Option<&SharedDedup>,
+    next: &BTreeMap<u32, u64>,
+) -> Result<()> {
+    let started = Instant::now();
+    let positions: Vec<SourcePosition> =
+        next.iter().map(|(&partition, &offset)| SourcePosition { partition, offset }).collect();
+    let dedup = ingest_dedup.map(SharedDedup::snapshot);
+    let taken_at = storepulse_core::time::now();
+    let bytes = {
+        let inventory = shared.inventory();
+        let alerts = shared.alerts();
+        store.encode(&CheckpointRef {
+            positions: &positions,
+            inventory: inventory.state(),
+            alerts: &alerts,
+            ingest_dedup: dedup.as_ref().map(|(w, end)| (w, *end)),
+            taken_at,
+        })?
+    };
+    let size = bytes.len();
+    let writer = store.clone();
+    tokio::task::spawn_blocking(move || writer.write(&bytes))
+        .await
+        .map_err(|e| RuntimeError::DeadLetter(format!("checkpoint task: {e}")))??;
+    source.commit(&positions).await?;
+    shared.last_checkpoint.store(taken_at, Ordering::Release);
+    shared.metrics.checkpoints.inc();
+    debug!(bytes = size, ms = started.elapsed().as_millis() as u64, "checkpoint written");
+    Ok(())
+}

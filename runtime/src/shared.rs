@@ -1,0 +1,68 @@
+//! What the query API reads while the driver writes.
+//!
+//! The driver takes the write lock once per batch of records (hundreds of
+//! microseconds), so readers wait at most that long; nobody holds either
+//! lock across an `.await` (clippy's `await_holding_lock` is denied).
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use storepulse_core::latency::VisibilityTracker;
+use storepulse_processors::inventory::InventoryProcessor;
+
+use crate::alerts::AlertBook;
+use crate::metrics::PipelineMetrics;
+
+/// State shared between the driver and the query API.
+#[derive(Debug)]
+pub struct Shared {
+    inventory: RwLock<InventoryProcessor>,
+    alerts: RwLock<AlertBook>,
+    /// Exclusive end offset of what has been applied (partition 0).
+    pub applied_end: AtomicU64,
+    /// Wall-clock nanoseconds of the last checkpoint (0: none yet).
+    pub last_checkpoint: AtomicI64,
+    pub metrics: PipelineMetrics,
+    pub visibility: Arc<VisibilityTracker>,
+}
+
+impl Shared {
+    /// Shared state around a processor and an alert book.
+    pub fn new(inventory: InventoryProcessor, alerts: AlertBook, visibility: Arc<VisibilityTracker>) -> Self {
+        Self {
+            inventory: RwLock::new(inventory),
+            alerts: RwLock::new(alerts),
+            applied_end: AtomicU64::new(0),
+            last_checkpoint: AtomicI64::new(0),
+            metrics: PipelineMetrics::default(),
+            visibility,
+        }
+    }
+
+    /// Reads the inventory.
+    pub fn inventory(&self) -> RwLockReadGuard<'_, InventoryProcessor> {
+        // A panic while holding the lock leaves consistent-enough state for
+        // reads; we never abort queries because of it.
+        self.inventory.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes the inventory (driver only).
+    pub fn inventory_mut(&self) -> RwLockWriteGuard<'_, InventoryProcessor> {
+        self.inventory.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads the alert book.
+    pub fn alerts(&self) -> RwLockReadGuard<'_, AlertBook> {
+        self.alerts.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes the alert book (driver only).
+    pub fn alerts_mut(&self) -> RwLockWriteGuard<'_, AlertBook> {
+        self.alerts.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Exclusive end offset of what has been applied.
+    pub fn applied_end(&self) -> u64 {
+        self.applied_end.load(Ordering::Acquire)
+    }
+}
