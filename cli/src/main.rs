@@ -1,1 +1,129 @@
-fn main() {}
+//! `storepulse`: the one binary of StorePulse.
+//!
+//! Subcommands:
+//! - `run`: HTTP ingest, processors and the query API in one process, on
+//!   the embedded event log (no external service);
+//! - `replay`: process an NDJSON event file offline with the same processors;
+//! - `simulate`: realistic store traffic, to the API or a file (also the
+//!   load generator of the benchmarks);
+//! - `config check`: load and validate a configuration, print it resolved;
+//! - `keys hash`: the SHA-256 to put in `[[ingest.keys]]` for a new key.
+
+mod config;
+mod replay_cmd;
+mod serve;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// StorePulse: live stock, members and fraud signals for a retail chain,
+/// from POS and online events.
+#[derive(Parser, Debug)]
+#[command(name = "storepulse", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML). Environment variables
+    /// STOREPULSE__SECTION__KEY override it.
+    #[arg(long, global = true, default_value = "storepulse.toml")]
+    config: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run ingest, processors and the query API in one process (embedded
+    /// event log on local disk, no external service).
+    Run,
+    /// Process an NDJSON event file offline; writes stock.csv, alerts.ndjson,
+    /// dlq.ndjson and summary.json to the output directory.
+    Replay(replay_cmd::ReplayArgs),
+    /// Generate realistic traffic for the stores, to the HTTP API or a file.
+    Simulate(storepulse_simulate::SimulateArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Ingest key tools.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Load and validate the configuration; print it with every default filled in.
+    Check,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Print the SHA-256 of a key, for `sha256 = "..."` in `[[ingest.keys]]`.
+    Hash {
+        /// The key (a long random secret given to one POS).
+        key: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
+    match cli.command {
+        Command::Run => {
+            let config = Config::load(&cli.config, explicit)?;
+            init_tracing(&config)?;
+            runtime()?.block_on(serve::run(config))
+        }
+        Command::Replay(args) => {
+            let config = Config::load(&cli.config, explicit)?;
+            init_tracing(&config)?;
+            replay_cmd::run(&config, &args)
+        }
+        Command::Simulate(args) => {
+            init_tracing(&Config::default())?;
+            runtime()?.block_on(async {
+                let shutdown = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                let report = storepulse_simulate::run(args, shutdown).await?;
+                println!("{}", serde_json::to_string(&report)?);
+                Ok(())
+            })
+        }
+        Command::Config(ConfigCommand::Check) => {
+            let config = Config::load(&cli.config, explicit)?;
+            let stores = storepulse_core::StoreMaster::load(&config.storage.stores_csv)?;
+            storepulse_ingest::keys::KeyTable::build(&config.ingest.keys, &stores).map_err(anyhow::Error::msg)?;
+            print!("{}", toml::to_string_pretty(&config).context("printing config")?);
+            eprintln!("config ok: {} stores, {} ingest keys", stores.len(), config.ingest.keys.len());
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Hash { key }) => {
+            println!("{}", storepulse_ingest::keys::hash_key(&key));
+            Ok(())
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn init_tracing(config: &Config) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.telemetry.level))
+        .context("telemetry.level")?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.telemetry.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}

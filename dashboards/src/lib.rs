@@ -1,1 +1,20 @@
-//! StorePulse dashboards.
+//! StorePulse query API: what stores, channels and HQ read.
+//!
+//! Every answer is computed from the runtime's [`Shared`] state under a
+//! read lock (no `.await` while it is held), so a query sees whole batches
+//! of events and never waits more than one batch. Event-time answers say
+//! the clock `T` they were computed at (`as_of`).
+//!
+//! Routes (see `openapi.json`, served at `/openapi.json`):
+//! - `GET /v1/stock/{store_id}/{sku}`, `GET /v1/stock/{store_id}` (paged),
+//! - `GET /v1/skus/{sku}/availability?near=&limit=`,
+//! - `POST /v1/route`,
+//! - `GET /v1/suggestions/replenish?store_id=`, `GET /v1/suggestions/transfers?region=`,
+//! - `GET /v1/alerts?kind=&limit=`, `GET /v1/dlq?limit=`.
+
+pub mod query;
+
+pub use query::{router, DeadLetterReader, QueryState};
+
+/// The OpenAPI document of the whole HTTP API (ingest, queries, operations).
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");

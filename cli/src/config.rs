@@ -1,0 +1,170 @@
+//! `storepulse.toml`: every section, with defaults, and how it is loaded.
+//!
+//! Sources, later ones winning: built-in defaults, the TOML file
+//! (`--config`, default `storepulse.toml` if present), then environment
+//! variables `STOREPULSE__SECTION__KEY` (e.g. `STOREPULSE__HTTP__LISTEN`).
+//! Unknown keys are errors, so a typo fails at start naming the key instead
+//! of being ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use storepulse_ingest::http::IngestConfig;
+use storepulse_ingest::log::LogConfig;
+use storepulse_processors::inventory::InventoryConfig;
+use storepulse_runtime::DriverConfig;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where data lives and where the store master is.
+    pub storage: StorageConfig,
+    /// The HTTP server (ingest and queries).
+    pub http: HttpConfig,
+    /// The embedded event log.
+    pub log: LogConfig,
+    /// HTTP ingest: limits, keys.
+    pub ingest: IngestConfig,
+    /// The processing runtime: batches, checkpoints.
+    pub runtime: DriverConfig,
+    /// Stock rules (RULES.md "Stock").
+    pub inventory: InventoryConfig,
+    /// Logging.
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory for the event log, dead letters and checkpoints.
+    /// Default `var/storepulse`.
+    pub data_dir: PathBuf,
+    /// The store master data (`store_id,name,region,city,lat,lon,franchisee`).
+    /// Default `data/stores.csv`.
+    pub stores_csv: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("var/storepulse"),
+            stores_csv: PathBuf::from("data/stores.csv"),
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address the API listens on. Default `127.0.0.1:8080`; use
+    /// `0.0.0.0:8080` to accept POS terminals on the network.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `text` (for people) or `json` (for log shippers). Default `text`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `storepulse_runtime=debug,info`.
+    /// `RUST_LOG` wins when set. Default `info`.
+    pub level: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `path` (must exist when `explicit`), then the
+    /// environment, and validates.
+    ///
+    /// # Errors
+    /// A missing explicit file, a syntax error, an unknown key, a wrong type
+    /// or a rule broken; the message names the key.
+    pub fn load(path: &Path, explicit: bool) -> anyhow::Result<Self> {
+        if explicit && !path.exists() {
+            bail!("config file {} does not exist", path.display());
+        }
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(path))
+            .merge(Env::prefixed("STOREPULSE__").split("__"))
+            .extract()
+            .with_context(|| format!("config {}", path.display()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every section.
+    ///
+    /// # Errors
+    /// The first broken rule, naming `section.field`.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.http
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| anyhow::anyhow!("http.listen: {:?} is not an address: {e}", self.http.listen))?;
+        if !matches!(self.telemetry.format.as_str(), "text" | "json") {
+            bail!("telemetry.format: must be \"text\" or \"json\"");
+        }
+        self.log.validate().map_err(|e| anyhow::anyhow!("log: {e}"))?;
+        self.ingest.validate().map_err(anyhow::Error::msg)?;
+        self.runtime.validate().map_err(anyhow::Error::msg)?;
+        self.inventory.validate().map_err(anyhow::Error::msg)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checked_in_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../storepulse.toml");
+        let config = Config::load(&path, true).unwrap();
+        assert!(!config.ingest.keys.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap();
+        let err = format!("{:#}", Config::load(&path, true).unwrap_err());
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[inventory]\nvelocity_days = 40\n").unwrap();
+        let err = format!("{:#}", Config::load(&path, true).unwrap_err());
+        assert!(err.contains("inventory.velocity_days"), "{err}");
+        std::fs::write(&path, "[runtime]\nbatch_size = \"many\"\n").unwrap();
+        let err = format!("{:#}", Config::load(&path, true).unwrap_err());
+        assert!(err.contains("batch_size"), "{err}");
+    }
+}

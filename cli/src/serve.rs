@@ -1,0 +1,265 @@
+//! `storepulse run`: ingest, processors and queries in one process on the
+//! embedded event log.
+//!
+//! Start-up: open the event log and the dead-letter log (each takes an
+//! exclusive lock on its directory), restore the checkpoint, rebuild
+//! ingest's de-duplication window (checkpointed window + ids of the log
+//! records after it), then start the processing loop and the HTTP server.
+//! Shutdown (Ctrl-C or SIGTERM): the server stops taking requests and
+//! finishes the ones in flight, the processing loop drains and writes a
+//! final checkpoint, and the logs close after their last fsync.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus_client::registry::Registry;
+use storepulse_core::dead_letter::DeadLetter;
+use storepulse_core::dedup::{DedupWindow, SharedDedup};
+use storepulse_core::latency::VisibilityTracker;
+use storepulse_core::source::{EventSource, SourcePosition};
+use storepulse_core::{EventParser, StoreMaster};
+use storepulse_dashboards::{DeadLetterReader, QueryState};
+use storepulse_ingest::http::{IngestMetrics, IngestState};
+use storepulse_ingest::keys::KeyTable;
+use storepulse_ingest::log::EventLog;
+use storepulse_runtime::checkpoint::CheckpointStore;
+use storepulse_runtime::driver::{restore, PipelineContext};
+use storepulse_runtime::{run_pipeline, DeadLetterSink, Shared};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+/// The dead-letter log as the runtime's sink.
+struct LogDeadLetters(EventLog);
+
+impl DeadLetterSink for LogDeadLetters {
+    async fn send(&self, letters: Vec<DeadLetter>) -> Result<(), String> {
+        let payloads = letters
+            .iter()
+            .map(serde_json::to_vec)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        self.0.append(payloads).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Clone)]
+struct OpsState {
+    shared: Arc<Shared>,
+    log: EventLog,
+    registry: Arc<Registry>,
+}
+
+/// Runs until Ctrl-C / SIGTERM.
+///
+/// # Errors
+/// Start-up failures (bad store master, locked or damaged data directory,
+/// address in use) and a processing loop that fails for good.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let stores = Arc::new(StoreMaster::load(&config.storage.stores_csv)?);
+    let parser = EventParser::new(stores.clone());
+    let keys = Arc::new(KeyTable::build(&config.ingest.keys, &stores).map_err(anyhow::Error::msg)?);
+    if keys.is_empty() {
+        warn!("no [[ingest.keys]] configured: HTTP ingest will refuse every request");
+    }
+    let data = &config.storage.data_dir;
+    let log = EventLog::open(&data.join("events"), config.log.clone()).context("opening the event log")?;
+    let dead_letter_log =
+        EventLog::open(&data.join("dlq"), config.log.clone()).context("opening the dead-letter log")?;
+    let checkpoints = CheckpointStore::open(&data.join("checkpoint"))?;
+    let restored = restore(&checkpoints, &config.inventory, &config.runtime, &parser)?;
+
+    let (window, covered_end) = restored
+        .ingest_dedup
+        .unwrap_or_else(|| (DedupWindow::new(config.inventory.allowed_lateness()), 0));
+    let dedup = Arc::new(SharedDedup::new(window, covered_end));
+    rebuild_ingest_dedup(&log, &parser, &dedup, covered_end)?;
+
+    let visibility = Arc::new(VisibilityTracker::default());
+    let shared = Arc::new(Shared::new(restored.inventory, restored.alerts, visibility.clone()));
+    let positions = restored.positions;
+    let start = positions.first().map_or(0, |p| p.offset);
+    shared.applied_end.store(start, std::sync::atomic::Ordering::Release);
+    let mut reader = log.reader();
+    reader
+        .seek(&[SourcePosition { partition: 0, offset: start }])
+        .await
+        .context("seeking the event log to the checkpoint")?;
+    info!(start, end = log.end_offset(), "resuming from the checkpoint; replaying the tail");
+
+    let shutdown = CancellationToken::new();
+    let sink = LogDeadLetters(dead_letter_log.clone());
+    let ctx = PipelineContext {
+        shared: shared.clone(),
+        parser: parser.clone(),
+        checkpoints,
+        ingest_dedup: Some(dedup.clone()),
+        config: config.runtime.clone(),
+    };
+    let pipeline_shutdown = shutdown.clone();
+    let pipeline = tokio::spawn(async move { run_pipeline(reader, &sink, ctx, positions, pipeline_shutdown).await });
+
+    let ingest_metrics = IngestMetrics::default();
+    let mut registry = Registry::default();
+    ingest_metrics.register(&mut registry);
+    shared.metrics.register(&mut registry);
+
+    let lag_shared = shared.clone();
+    let lag_log = log.clone();
+    let ingest = IngestState {
+        config: Arc::new(config.ingest.clone()),
+        parser,
+        keys,
+        log: log.clone(),
+        dead_letters: dead_letter_log.clone(),
+        dedup,
+        metrics: ingest_metrics,
+        visibility,
+        lag: Arc::new(move || lag_log.end_offset().saturating_sub(lag_shared.applied_end())),
+    };
+    let dlq_log = dead_letter_log.clone();
+    let dead_letters: DeadLetterReader = Arc::new(move |limit| newest_dead_letters(&dlq_log, limit));
+    let ops = OpsState {
+        shared: shared.clone(),
+        log: log.clone(),
+        registry: Arc::new(registry),
+    };
+    let app = Router::new()
+        .merge(storepulse_ingest::http::router(ingest))
+        .merge(storepulse_dashboards::router(QueryState { shared: shared.clone(), dead_letters }))
+        .merge(
+            Router::new()
+                .route("/healthz", get(healthz))
+                .route("/metrics", get(metrics))
+                .route("/openapi.json", get(openapi))
+                .with_state(ops),
+        );
+
+    let addr: SocketAddr = config.http.listen.parse().context("http.listen")?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr()?;
+    info!(%local, "storepulse is up: POST /v1/events, GET /v1/stock/{{store_id}}, /metrics, /openapi.json");
+    eprintln!("storepulse listening on http://{local}");
+
+    let server_shutdown = shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        wait_for_signal().await;
+        info!("shutting down: finishing requests, then a final checkpoint");
+        server_shutdown.cancel();
+    });
+    let served = server.await;
+    shutdown.cancel();
+    let processed = pipeline.await.context("processing task")?;
+    dead_letter_log.close().await.context("closing the dead-letter log")?;
+    log.close().await.context("closing the event log")?;
+    served.context("http server")?;
+    processed.context("processing")?;
+    info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Adds the ids of the log records from `from` on to ingest's window.
+fn rebuild_ingest_dedup(log: &EventLog, parser: &EventParser, dedup: &SharedDedup, from: u64) -> anyhow::Result<()> {
+    let end = log.end_offset();
+    let mut next = from.max(log.start_offset());
+    while next < end {
+        let records = log.read_range(next, 10_000).context("reading the event log")?;
+        if records.is_empty() {
+            break;
+        }
+        dedup.with(|window, covered| {
+            for (offset, payload) in &records {
+                if let Ok(event) = parser.parse(payload) {
+                    window.remember(&event.event_id, event.occurred_at);
+                }
+                *covered = (*covered).max(offset + 1);
+            }
+        });
+        next = records.last().map_or(end, |(o, _)| o + 1);
+    }
+    Ok(())
+}
+
+fn newest_dead_letters(log: &EventLog, limit: usize) -> Result<Vec<DeadLetter>, String> {
+    let end = log.end_offset();
+    let from = end.saturating_sub(limit as u64).max(log.start_offset());
+    let records = log.read_range(from, limit).map_err(|e| e.to_string())?;
+    let mut letters: Vec<DeadLetter> = records
+        .iter()
+        .filter_map(|(_, payload)| serde_json::from_slice(payload).ok())
+        .collect();
+    letters.reverse();
+    Ok(letters)
+}
+
+async fn healthz(State(ops): State<OpsState>) -> Response {
+    let applied = ops.shared.applied_end();
+    let end = ops.log.end_offset();
+    Json(serde_json::json!({
+        "status": "ok",
+        "log_end": end,
+        "applied": applied,
+        "lag": end.saturating_sub(applied),
+        "event_time_clock": ops.shared.inventory().clock_text(),
+    }))
+    .into_response()
+}
+
+async fn metrics(State(ops): State<OpsState>) -> Response {
+    let m = &ops.shared.metrics;
+    let end = ops.log.end_offset();
+    m.lag_records.set(end.saturating_sub(ops.shared.applied_end()) as i64);
+    m.log_size_bytes.set(ops.log.size_bytes() as i64);
+    let last = ops.shared.last_checkpoint.load(std::sync::atomic::Ordering::Acquire);
+    if last > 0 {
+        let age = (storepulse_core::time::now() - last) as f64 / 1e9;
+        m.checkpoint_age_seconds.set(age.max(0.0));
+    }
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &ops.registry) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        storepulse_dashboards::OPENAPI_JSON,
+    )
+        .into_response()
+}

@@ -1,0 +1,326 @@
+//! Handlers of the query routes.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use storepulse_core::dead_letter::DeadLetter;
+use storepulse_core::StoreIdx;
+use storepulse_processors::inventory::routing::{GeoPoint, RouteLine};
+use storepulse_runtime::Shared;
+
+/// Reads the newest dead letters (newest first), at most `limit`.
+pub type DeadLetterReader = Arc<dyn Fn(usize) -> Result<Vec<DeadLetter>, String> + Send + Sync>;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct QueryState {
+    pub shared: Arc<Shared>,
+    pub dead_letters: DeadLetterReader,
+}
+
+/// Largest page / list a client may ask for.
+const MAX_LIMIT: usize = 1000;
+
+/// Every (method, path) this module serves; the OpenAPI document must
+/// describe each (checked by a test).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/v1/stock/{store_id}/{sku}"),
+    ("get", "/v1/stock/{store_id}"),
+    ("get", "/v1/skus/{sku}/availability"),
+    ("post", "/v1/route"),
+    ("get", "/v1/suggestions/replenish"),
+    ("get", "/v1/suggestions/transfers"),
+    ("get", "/v1/alerts"),
+    ("get", "/v1/dlq"),
+];
+
+/// The query routes.
+pub fn router(state: QueryState) -> Router {
+    Router::new()
+        .route("/v1/stock/{store_id}/{sku}", get(stock_one))
+        .route("/v1/stock/{store_id}", get(stock_page))
+        .route("/v1/skus/{sku}/availability", get(availability))
+        .route("/v1/route", post(route))
+        .route("/v1/suggestions/replenish", get(replenish))
+        .route("/v1/suggestions/transfers", get(transfers))
+        .route("/v1/alerts", get(alerts))
+        .route("/v1/dlq", get(dlq))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn store(st: &QueryState, store_id: &str, field: &str) -> Result<StoreIdx, Response> {
+    st.shared
+        .inventory()
+        .stores()
+        .lookup(store_id)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("{field}: unknown store {store_id:?}")))
+}
+
+fn limit(requested: Option<usize>, default: usize) -> Result<usize, Response> {
+    match requested {
+        None => Ok(default),
+        Some(0) => Err(error(StatusCode::BAD_REQUEST, "limit: must be > 0")),
+        Some(n) if n > MAX_LIMIT => Err(error(StatusCode::BAD_REQUEST, format!("limit: at most {MAX_LIMIT}"))),
+        Some(n) => Ok(n),
+    }
+}
+
+async fn stock_one(State(st): State<QueryState>, Path((store_id, sku)): Path<(String, String)>) -> Response {
+    let idx = match store(&st, &store_id, "store_id") {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let view = st.shared.inventory().stock(idx, &sku);
+    match view {
+        Some(v) => Json(v).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no stock known for {sku:?} at {store_id}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct PageParams {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn stock_page(
+    State(st): State<QueryState>,
+    Path(store_id): Path<String>,
+    Query(p): Query<PageParams>,
+) -> Response {
+    let (idx, limit) = match (store(&st, &store_id, "store_id"), limit(p.limit, 100)) {
+        (Ok(i), Ok(l)) => (i, l),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let inventory = st.shared.inventory();
+    let page = inventory.store_stock(idx, p.after.as_deref(), limit);
+    let body = json!({ "store_id": store_id, "as_of": inventory.clock_text(), "items": page.items, "next": page.next });
+    drop(inventory);
+    Json(body).into_response()
+}
+
+#[derive(Deserialize)]
+struct AvailabilityParams {
+    near: String,
+    limit: Option<usize>,
+}
+
+async fn availability(
+    State(st): State<QueryState>,
+    Path(sku): Path<String>,
+    Query(p): Query<AvailabilityParams>,
+) -> Response {
+    let (idx, limit) = match (store(&st, &p.near, "near"), limit(p.limit, 10)) {
+        (Ok(i), Ok(l)) => (i, l),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let stores = st.shared.inventory().availability(&sku, idx, limit);
+    Json(json!({ "sku": sku, "near": p.near, "stores": stores })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteRequest {
+    lines: Vec<RouteLine>,
+    deliver_to: GeoPoint,
+}
+
+async fn route(State(st): State<QueryState>, body: Result<Json<RouteRequest>, axum::extract::rejection::JsonRejection>) -> Response {
+    let req = match body {
+        Ok(Json(r)) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {}", e.body_text())),
+    };
+    if req.lines.is_empty() || req.lines.len() > 500 {
+        return error(StatusCode::BAD_REQUEST, "lines: 1..=500 lines");
+    }
+    if let Some((i, _)) = req.lines.iter().enumerate().find(|(_, l)| l.qty <= 0) {
+        return error(StatusCode::BAD_REQUEST, format!("lines[{i}].qty: must be > 0"));
+    }
+    let GeoPoint { lat, lon } = req.deliver_to;
+    if !((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)) {
+        return error(StatusCode::BAD_REQUEST, "deliver_to: lat must be in -90..90 and lon in -180..180");
+    }
+    let plan = st.shared.inventory().route(&req.lines, req.deliver_to);
+    match plan {
+        Ok(plan) => Json(plan).into_response(),
+        Err(unroutable) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": "no store has enough on-hand for these lines", "lines": unroutable.lines })),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReplenishParams {
+    store_id: String,
+}
+
+async fn replenish(State(st): State<QueryState>, Query(p): Query<ReplenishParams>) -> Response {
+    let idx = match store(&st, &p.store_id, "store_id") {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let inventory = st.shared.inventory();
+    let body = json!({ "store_id": p.store_id, "as_of": inventory.clock_text(), "suggestions": inventory.replenish(idx) });
+    drop(inventory);
+    Json(body).into_response()
+}
+
+#[derive(Deserialize)]
+struct TransferParams {
+    region: Option<String>,
+}
+
+async fn transfers(State(st): State<QueryState>, Query(p): Query<TransferParams>) -> Response {
+    let inventory = st.shared.inventory();
+    if let Some(region) = &p.region {
+        if !inventory.stores().iter().any(|(_, s)| &s.region == region) {
+            return error(StatusCode::NOT_FOUND, format!("region: unknown region {region:?}"));
+        }
+    }
+    let body = json!({ "region": p.region, "as_of": inventory.clock_text(), "suggestions": inventory.transfers(p.region.as_deref()) });
+    drop(inventory);
+    Json(body).into_response()
+}
+
+#[derive(Deserialize)]
+struct AlertParams {
+    kind: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn alerts(State(st): State<QueryState>, Query(p): Query<AlertParams>) -> Response {
+    let limit = match limit(p.limit, 100) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    if let Some(kind) = &p.kind {
+        if kind != "stock" {
+            return error(StatusCode::BAD_REQUEST, format!("kind: unknown alert kind {kind:?} (stock)"));
+        }
+    }
+    let alerts: Vec<serde_json::Value> = st
+        .shared
+        .alerts()
+        .recent(p.kind.as_deref(), limit)
+        .into_iter()
+        .map(|record| {
+            let mut value = serde_json::to_value(&record.alert).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                object.insert("family".into(), record.family.into());
+            }
+            value
+        })
+        .collect();
+    Json(json!({ "alerts": alerts })).into_response()
+}
+
+#[derive(Deserialize)]
+struct DlqParams {
+    limit: Option<usize>,
+}
+
+async fn dlq(State(st): State<QueryState>, Query(p): Query<DlqParams>) -> Response {
+    let limit = match limit(p.limit, 100) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    match (st.dead_letters)(limit) {
+        Ok(letters) => Json(json!({ "dead_letters": letters })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("dead-letter log: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use storepulse_core::{EventParser, StoreMaster};
+    use storepulse_processors::inventory::{InventoryConfig, InventoryProcessor};
+    use storepulse_processors::Processor;
+    use storepulse_runtime::alerts::AlertBook;
+    use tower::ServiceExt;
+
+    fn state() -> QueryState {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv");
+        let stores = Arc::new(StoreMaster::load(&path).unwrap());
+        let parser = EventParser::new(stores.clone());
+        let mut inventory = InventoryProcessor::new(InventoryConfig::default(), stores);
+        for json in [
+            r#"{"v":1,"event_id":"r1","event_type":"stock_receipt","occurred_at":"2026-11-25T08:00:00+08:00","store_id":"KM-002","channel":"backoffice","lines":[{"sku":"SKU-1","qty":5},{"sku":"SKU-2","qty":1}]}"#,
+            r#"{"v":1,"event_id":"s1","event_type":"sale","occurred_at":"2026-11-25T09:00:00+08:00","store_id":"KM-002","channel":"pos","order_id":"o1","lines":[{"sku":"SKU-2","qty":2,"unit_price_cents":100}],"total_cents":200,"payment":{"method":"cash"}}"#,
+        ] {
+            inventory.apply(&parser.parse(json.as_bytes()).unwrap(), &mut Vec::new()).unwrap();
+        }
+        let shared = Arc::new(Shared::new(inventory, AlertBook::new(10), Default::default()));
+        QueryState { shared, dead_letters: Arc::new(|_| Ok(Vec::new())) }
+    }
+
+    async fn call(method: &str, uri: &str, body: &str) -> (StatusCode, serde_json::Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        let response = router(state()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn stock_of_one_sku() {
+        let (status, body) = call("GET", "/v1/stock/KM-002/SKU-1", "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["on_hand"], 5);
+        assert_eq!(body["updated_at"], "2026-11-25T08:00:00.000+08:00");
+        let (status, _) = call("GET", "/v1/stock/KM-002/NOPE", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, body) = call("GET", "/v1/stock/XX-9/SKU-1", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body["error"].as_str().unwrap().contains("unknown store"));
+    }
+
+    #[tokio::test]
+    async fn paging_availability_route_alerts() {
+        let (_, page) = call("GET", "/v1/stock/KM-002?limit=1", "").await;
+        assert_eq!(page["items"].as_array().unwrap().len(), 1);
+        assert_eq!(page["next"], "SKU-1");
+        let (_, page2) = call("GET", "/v1/stock/KM-002?limit=1&after=SKU-1", "").await;
+        assert_eq!(page2["items"][0]["sku"], "SKU-2");
+        assert_eq!(page2["items"][0]["on_hand"], -1);
+        let (_, near) = call("GET", "/v1/skus/SKU-1/availability?near=KM-001", "").await;
+        assert_eq!(near["stores"][0]["store_id"], "KM-002");
+        let (status, plan) = call("POST", "/v1/route", r#"{"lines":[{"sku":"SKU-1","qty":2}],"deliver_to":{"lat":25.0,"lon":102.7}}"#).await;
+        assert_eq!(status, StatusCode::OK, "{plan}");
+        assert_eq!(plan["legs"][0]["store_id"], "KM-002");
+        let (status, _) = call("POST", "/v1/route", r#"{"lines":[{"sku":"SKU-1","qty":99}],"deliver_to":{"lat":25.0,"lon":102.7}}"#).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let (status, _) = call("GET", "/v1/alerts?kind=weather", "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = call("GET", "/v1/stock/KM-002?limit=0", "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn openapi_describes_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(crate::OPENAPI_JSON).unwrap();
+        for (method, path) in ROUTES.iter().chain(&[("post", "/v1/events"), ("get", "/healthz"), ("get", "/metrics"), ("get", "/openapi.json")]) {
+            assert!(doc["paths"][path][method].is_object(), "openapi.json lacks {method} {path}");
+        }
+    }
+}
