@@ -52,8 +52,12 @@ pub type SkuId = u32;
 
 const NO_COUNT: u32 = u32::MAX;
 const RING: usize = config::MAX_VELOCITY_DAYS as usize;
+const _: () = assert!(std::mem::size_of::<StockEntry>() == 64);
 
-/// The state of one (store, SKU): 88 bytes, plus 8 for its key in the map.
+/// The state of one (store, SKU): 64 bytes, plus 8 for its key in the map.
+///
+/// Daily units sold are `u16` and saturate at 65,535 units of one SKU in one
+/// store in one day, far beyond any store's day; velocity would then read low.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StockEntry {
     /// Current on-hand (may be negative: oversold).
@@ -67,7 +71,7 @@ pub struct StockEntry {
     /// China day of the newest slot of `sold`.
     sold_day: i32,
     /// Units sold per day, a ring indexed by `day % 14`.
-    sold: [u32; RING],
+    sold: [u16; RING],
 }
 
 impl StockEntry {
@@ -99,7 +103,7 @@ impl StockEntry {
             return; // older than anything the window can reach
         }
         let slot = i64::from(day).rem_euclid(RING as i64) as usize;
-        self.sold[slot] = self.sold[slot].saturating_add(qty);
+        self.sold[slot] = self.sold[slot].saturating_add(u16::try_from(qty).unwrap_or(u16::MAX));
     }
 
     /// Units sold over the `days` China days ending with `today`.
@@ -420,6 +424,9 @@ impl InventoryProcessor {
         for recent in &mut self.state.recent {
             while recent.front().is_some_and(|c| c.at <= horizon) {
                 recent.pop_front();
+            }
+            if recent.capacity() > 64 && recent.len() < recent.capacity() / 4 {
+                recent.shrink_to(recent.len() * 2);
             }
         }
         self.state.dedup.expire(self.state.clock);

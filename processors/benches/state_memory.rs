@@ -1,0 +1,108 @@
+//! Measures the heap bytes of inventory state per (store, SKU) pair.
+//!
+//! Target (issue #2): <= 128 bytes per (store, SKU) beyond the strings.
+//! A counting global allocator records live heap bytes; the state is built
+//! for 40 stores x N SKUs with receipts and sales, then the figures are
+//! printed: the whole processor, and the part that grows with pairs (the
+//! entry map) versus with events (the de-duplication window and the
+//! per-store change history, bounded by the allowed lateness).
+//!
+//! `cargo bench -p storepulse-processors --bench state_memory`
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::Path;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Arc;
+
+use storepulse_core::time::SECOND;
+use storepulse_core::*;
+use storepulse_processors::inventory::{InventoryConfig, InventoryProcessor};
+use storepulse_processors::Processor;
+
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: delegates to the system allocator and only counts sizes.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+fn main() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv");
+    let stores = Arc::new(StoreMaster::load(&path).expect("data/stores.csv"));
+    let t0 = storepulse_core::time::parse_rfc3339("2026-11-25T08:00:00+08:00").expect("time");
+    for skus in [2_500usize, 10_000] {
+        let base = live();
+        let mut p = InventoryProcessor::new(InventoryConfig::default(), stores.clone());
+        let mut out = Vec::new();
+        let mut n = 0i64;
+        // A receipt of every SKU at every store (creates every pair), then
+        // one sale per pair a day later.
+        for (idx, _) in stores.iter() {
+            for chunk in (0..skus).collect::<Vec<_>>().chunks(500) {
+                n += 1;
+                let e = Event {
+                    event_id: format!("r-{n}").into(),
+                    occurred_at: t0 + n * SECOND,
+                    store: idx,
+                    channel: Channel::Backoffice,
+                    member_id: None,
+                    body: EventBody::StockReceipt(StockReceipt {
+                        reference: None,
+                        lines: chunk.iter().map(|k| QtyLine { sku: format!("SKU-{k:06}").into(), qty: 10 }).collect(),
+                    }),
+                };
+                p.apply(&e, &mut out).expect("receipt");
+                out.clear();
+            }
+        }
+        let after_receipts = live() - base;
+        let pairs = p.len();
+        println!(
+            "skus={skus} pairs={pairs} heap_total={}B per_pair={:.1}B dedup_ids={} recent_changes={}",
+            after_receipts,
+            after_receipts as f64 / pairs as f64,
+            p.dedup_len(),
+            p.recent_len()
+        );
+        // Drop the event-bound parts by moving the clock far ahead.
+        let e = Event {
+            event_id: "clock".into(),
+            occurred_at: t0 + 30 * storepulse_core::time::DAY,
+            store: StoreIdx(0),
+            channel: Channel::Backoffice,
+            member_id: None,
+            body: EventBody::MemberErase,
+        };
+        p.apply(&e, &mut out).expect("clock");
+        p.expire();
+        let steady = live() - base;
+        println!(
+            "skus={skus} pairs={pairs} after expiry of event-bound state: heap={steady}B per_pair={:.1}B (includes the SKU string table: {skus} SKUs)",
+            steady as f64 / pairs as f64
+        );
+        drop(p);
+    }
+}
