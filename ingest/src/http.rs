@@ -400,3 +400,75 @@ fn split_body(body: &[u8], ndjson: bool, max_events: usize) -> Result<Vec<Cow<'_
 fn too_many(max: usize) -> (StatusCode, String) {
     (StatusCode::PAYLOAD_TOO_LARGE, format!("body: more than {max} events in one request"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::hash_key;
+    use crate::log::LogConfig;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use storepulse_core::dedup::DedupWindow;
+    use storepulse_core::StoreMaster;
+    use tower::ServiceExt;
+
+    const EVENT: &str = r#"{"v":1,"event_id":"r1","event_type":"stock_receipt","occurred_at":"2026-01-01T08:00:00+08:00","store_id":"KM-001","channel":"backoffice","lines":[{"sku":"A","qty":1}]}"#;
+
+    fn state(dir: &std::path::Path, lag: u64) -> IngestState {
+        let stores = Arc::new(
+            StoreMaster::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv")).unwrap(),
+        );
+        let keys = KeyTable::build(
+            &[KeyConfig { name: "t".into(), sha256: hash_key("k"), stores: vec!["*".into()] }],
+            &stores,
+        )
+        .unwrap();
+        IngestState {
+            config: Arc::new(IngestConfig::default()),
+            parser: EventParser::new(stores),
+            keys: Arc::new(keys),
+            log: EventLog::open(&dir.join("events"), LogConfig::default()).unwrap(),
+            dead_letters: EventLog::open(&dir.join("dlq"), LogConfig::default()).unwrap(),
+            dedup: Arc::new(SharedDedup::new(DedupWindow::new(7 * storepulse_core::time::DAY), 0)),
+            metrics: IngestMetrics::default(),
+            visibility: Arc::default(),
+            lag: Arc::new(move || lag),
+        }
+    }
+
+    async fn post(st: IngestState, body: &str) -> (StatusCode, HeaderMap, serde_json::Value) {
+        let request = Request::post("/v1/events")
+            .header("authorization", "Bearer k")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        let response = router(st).oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn accepted_events_are_in_the_log_before_the_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(dir.path(), 0);
+        let log = st.log.clone();
+        let (status, _, answer) = post(st.clone(), &format!("[{EVENT},{EVENT}]")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!((answer["accepted"].as_u64(), answer["duplicates"].as_u64()), (Some(1), Some(1)));
+        assert_eq!(log.end_offset(), 1);
+        assert_eq!(log.read_range(0, 10).unwrap()[0].1, EVENT.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn overloaded_pipeline_answers_503_with_retry_after_and_takes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(dir.path(), 10_000_000);
+        let log = st.log.clone();
+        let (status, headers, answer) = post(st, &format!("[{EVENT}]")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+        assert_eq!(headers.get("retry-after").unwrap(), "1");
+        assert_eq!(log.end_offset(), 0);
+    }
+}

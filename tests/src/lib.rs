@@ -1,1 +1,221 @@
-//! End-to-end tests of StorePulse (see tests/tests/).
+//! End-to-end test harness: start the real `storepulse` program as a child
+//! process on 127.0.0.1, talk to it over HTTP, kill it with SIGKILL.
+//!
+//! Tests live in `tests/tests/`; each uses its own data directory and port,
+//! so they run in parallel and again.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the kernel does not
+/// hand it out again at once).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A `storepulse` command with the test configuration: the checked-in
+/// config, data in `data_dir`, the shipped store master.
+pub fn storepulse(exe: &str, data_dir: &Path) -> Command {
+    storepulse_with_config(exe, &repo().join("storepulse.toml"), data_dir)
+}
+
+/// Like [`storepulse`] with another configuration file.
+pub fn storepulse_with_config(exe: &str, config: &Path, data_dir: &Path) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg("--config")
+        .arg(config)
+        .env("STOREPULSE__STORAGE__DATA_DIR", data_dir)
+        .env("STOREPULSE__STORAGE__STORES_CSV", repo().join("data/stores.csv"))
+        .env("STOREPULSE__TELEMETRY__LEVEL", "warn")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// A running `storepulse run`.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl Server {
+    /// Starts `storepulse run` on `port` (0: any) and waits until it listens.
+    ///
+    /// # Panics
+    /// When it does not start within 60 s (the message has its stderr).
+    pub fn start(exe: &str, data_dir: &Path, port: u16, extra_env: &[(&str, &str)]) -> Server {
+        Self::start_with_config(exe, &repo().join("storepulse.toml"), data_dir, port, extra_env)
+    }
+
+    /// [`Server::start`] with another configuration file.
+    ///
+    /// # Panics
+    /// As [`Server::start`].
+    pub fn start_with_config(exe: &str, config: &Path, data_dir: &Path, port: u16, extra_env: &[(&str, &str)]) -> Server {
+        let mut cmd = storepulse_with_config(exe, config, data_dir);
+        cmd.arg("run")
+            .env("STOREPULSE__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn storepulse run");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("storepulse listening on ") {
+                    let _ = tx.send(Ok(addr.trim().to_owned()));
+                    sent = true;
+                } else if !sent {
+                    let _ = tx.send(Err(line.clone()));
+                }
+                eprintln!("[storepulse] {line}");
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut early = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Ok(base)) => return Server { child, base },
+                Ok(Err(line)) => early.push(line),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("storepulse run did not start listening; stderr:\n{}", early.join("\n"));
+                }
+            }
+        }
+    }
+
+    /// SIGKILL: no shutdown, no final checkpoint, no flush.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait: the graceful path. Returns whether it exited 0.
+    pub fn stop(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        false
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (up to 60 s) until the server has applied everything in its log.
+///
+/// # Panics
+/// On timeout.
+pub async fn wait_caught_up(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
+            if let Ok(v) = r.json::<serde_json::Value>().await {
+                if v["lag"] == 0 {
+                    return;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "processing did not catch up within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every (store_id, sku) -> on_hand the API knows, over all stores.
+///
+/// # Panics
+/// On an HTTP error.
+pub async fn all_stock(client: &reqwest::Client, base: &str) -> BTreeMap<(String, String), i64> {
+    let stores = std::fs::read_to_string(repo().join("data/stores.csv")).expect("stores.csv");
+    let mut out = BTreeMap::new();
+    for line in stores.lines().skip(1) {
+        let store = line.split(',').next().unwrap_or_default().to_owned();
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!("{base}/v1/stock/{store}?limit=1000");
+            if let Some(a) = &after {
+                url.push_str(&format!("&after={a}"));
+            }
+            let page: serde_json::Value = client
+                .get(&url)
+                .send()
+                .await
+                .expect("GET stock page")
+                .json()
+                .await
+                .expect("stock page JSON");
+            for item in page["items"].as_array().expect("items") {
+                let sku = item["sku"].as_str().expect("sku").to_owned();
+                out.insert((store.clone(), sku), item["on_hand"].as_i64().expect("on_hand"));
+            }
+            match page["next"].as_str() {
+                Some(n) => after = Some(n.to_owned()),
+                None => break,
+            }
+        }
+    }
+    out
+}
+
+/// Reads a `stock.csv` written by `replay`.
+///
+/// # Panics
+/// On an unreadable file.
+pub fn read_stock_csv(path: &Path) -> BTreeMap<(String, String), i64> {
+    let text = std::fs::read_to_string(path).expect("stock.csv");
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let mut parts = l.rsplitn(2, ',');
+            let on_hand: i64 = parts.next().and_then(|v| v.parse().ok()).expect("on_hand");
+            let rest = parts.next().expect("store,sku");
+            let (store, sku) = rest.split_once(',').expect("store,sku");
+            ((store.to_owned(), sku.to_owned()), on_hand)
+        })
+        .collect()
+}
+
+/// Runs `storepulse replay` and returns its stock.
+///
+/// # Panics
+/// When replay fails.
+pub fn replay(exe: &str, input: &Path, out: &Path) -> BTreeMap<(String, String), i64> {
+    let status = storepulse(exe, out)
+        .args(["replay", "--input"])
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .status()
+        .expect("spawn replay");
+    assert!(status.success(), "replay failed: {status}");
+    read_stock_csv(&out.join("stock.csv"))
+}
