@@ -1,0 +1,75 @@
+//! Reliability: `kill -9` of `storepulse run` while `simulate` is sending.
+//!
+//! After every restart the server restores its checkpoint and replays the
+//! log tail. At the end, every event the server acknowledged (simulate's
+//! `--acked-out`) must be counted exactly once: the served stock equals an
+//! offline `replay` of the acknowledged events.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use storepulse_tests::{all_stock, free_port, replay, storepulse, wait_caught_up, Server};
+
+const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
+
+fn acked_lines(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path).map(|t| t.lines().count()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_while_sending_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let acked = dir.path().join("acked.ndjson");
+    let port = free_port();
+    // Frequent checkpoints, so kills land before, between and after them.
+    let env = [("STOREPULSE__RUNTIME__CHECKPOINT_INTERVAL_SECS", "0.3")];
+    let mut server = Server::start(EXE, &data, port, &env);
+    let base = server.base.clone();
+
+    let total = 24_000;
+    let mut sim = storepulse(EXE, &data)
+        .args(["simulate", "--url", &base, "--rate", "4000", "--seed", "7", "--quiet"])
+        .args(["--events", &total.to_string(), "--duplicate-share", "0.03", "--jitter", "30"])
+        .arg("--acked-out")
+        .arg(&acked)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn simulate");
+
+    // Five kills at different points of the stream.
+    let mut kills = 0;
+    for wait_ms in [700u64, 600, 900, 500, 800] {
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        let before = acked_lines(&acked);
+        server.kill9();
+        kills += 1;
+        assert!(before > 0, "kill {kills}: nothing acknowledged yet; the stream did not start");
+        server = Server::start(EXE, &data, port, &env);
+    }
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = sim.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "simulate did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "simulate failed: {status}");
+    let acked_count = acked_lines(&acked);
+    assert!(acked_count >= total * 9 / 10, "only {acked_count} of {total} events acknowledged");
+
+    let client = reqwest::Client::new();
+    wait_caught_up(&client, &server.base).await;
+    let served = all_stock(&client, &server.base).await;
+    let expected = replay(EXE, &acked, &dir.path().join("replay"));
+    assert!(!expected.is_empty());
+    let differing: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| served.get(*k) != Some(*v))
+        .take(10)
+        .collect();
+    assert!(differing.is_empty(), "stock differs from replay of acknowledged events: {differing:?}");
+    assert_eq!(served.len(), expected.len(), "served and replayed stock have different (store, sku) sets");
+    drop(server);
+}
