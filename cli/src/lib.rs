@@ -1,4 +1,7 @@
-//! `storepulse`: the one binary of StorePulse.
+//! `storepulse`: the one binary of StorePulse, as a library so that the
+//! end-to-end tests can build the very same program under another name
+//! (`tests/src/bin/storepulse-e2e.rs`). `anyhow` is used here because this
+//! is the binary's own code, not a library other crates build on.
 //!
 //! Subcommands:
 //! - `run`: HTTP ingest, processors and the query API in one process, on
@@ -9,9 +12,9 @@
 //! - `config check`: load and validate a configuration, print it resolved;
 //! - `keys hash`: the SHA-256 to put in `[[ingest.keys]]` for a new key.
 
-mod config;
-mod replay_cmd;
-mod serve;
+pub mod config;
+pub mod replay_cmd;
+pub mod serve;
 
 use std::path::PathBuf;
 
@@ -67,7 +70,11 @@ enum KeysCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+/// Parses the command line and runs the subcommand.
+///
+/// # Errors
+/// Whatever the subcommand fails with, for `main` to print.
+pub fn main_with_args() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
     match cli.command {
@@ -87,8 +94,8 @@ fn main() -> anyhow::Result<()> {
                 let shutdown = async {
                     let _ = tokio::signal::ctrl_c().await;
                 };
-                let report = storepulse_simulate::run(args, shutdown).await?;
-                println!("{}", serde_json::to_string(&report)?);
+                // `run` prints its report (one JSON line) to stdout itself.
+                storepulse_simulate::run(args, shutdown).await?;
                 Ok(())
             })
         }
@@ -119,7 +126,11 @@ fn init_tracing(config: &Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.telemetry.level))
         .context("telemetry.level")?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     if config.telemetry.format == "json" {
         builder.json().init();
     } else {

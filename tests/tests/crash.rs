@@ -8,7 +8,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use storepulse_tests::{all_stock, free_port, replay, storepulse, wait_caught_up, Server};
+use storepulse_tests::{all_stock, free_port, replay, repo, storepulse, wait_caught_up, Server};
 
 const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
 
@@ -31,6 +31,8 @@ async fn kill_9_while_sending_loses_and_doubles_nothing() {
     let mut sim = storepulse(EXE, &data)
         .args(["simulate", "--url", &base, "--rate", "4000", "--seed", "7", "--quiet"])
         .args(["--events", &total.to_string(), "--duplicate-share", "0.03", "--jitter", "30"])
+        .args(["--max-retries", "1000", "--stores"])
+        .arg(repo().join("data/stores.csv"))
         .arg("--acked-out")
         .arg(&acked)
         .stdout(Stdio::null())
