@@ -148,6 +148,23 @@ mod tests {
     }
 
     #[test]
+    fn environment_overrides_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("sp.toml", "[http]\nlisten = \"127.0.0.1:1111\"\n[runtime]\nbatch_size = 10\n")?;
+            jail.set_env("STOREPULSE__HTTP__LISTEN", "0.0.0.0:2222");
+            jail.set_env("STOREPULSE__INVENTORY__ALLOWED_LATENESS_HOURS", "24");
+            let config = Config::load(Path::new("sp.toml"), true).map_err(|e| e.to_string())?;
+            assert_eq!(config.http.listen, "0.0.0.0:2222");
+            assert_eq!(config.runtime.batch_size, 10);
+            assert_eq!(config.inventory.allowed_lateness_hours, 24);
+            jail.set_env("STOREPULSE__RUNTIME__BATCH_SIZE", "0");
+            let err = format!("{:#}", Config::load(Path::new("sp.toml"), true).unwrap_err());
+            assert!(err.contains("runtime.batch_size"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");

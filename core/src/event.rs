@@ -114,6 +114,17 @@ impl EventType {
         })
     }
 
+    /// The `event_type` of a raw event that may not be valid, for metrics of
+    /// rejected events: the wire name when it names a known type, else
+    /// `"unknown"`. Reads only that field.
+    pub fn sniff(raw: &[u8]) -> &'static str {
+        sonic_rs::get_from_slice(raw, &["event_type"])
+            .ok()
+            .and_then(|v| sonic_rs::from_str::<String>(v.as_raw_str()).ok())
+            .and_then(|name| Self::from_wire(&name))
+            .map_or("unknown", Self::as_str)
+    }
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -299,4 +310,16 @@ pub struct MemberRegister {
 pub struct PointsRedeem {
     pub points: u64,
     pub reference: Id,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventType;
+
+    #[test]
+    fn sniffs_the_type_of_invalid_events() {
+        assert_eq!(EventType::sniff(br#"{"event_type":"sale","lines":3.5}"#), "sale");
+        assert_eq!(EventType::sniff(br#"{"event_type":"weather"}"#), "unknown");
+        assert_eq!(EventType::sniff(b"{not json"), "unknown");
+    }
 }

@@ -292,8 +292,7 @@ async fn handle(st: &IngestState, headers: &HeaderMap, body: Result<Bytes, Bytes
                 }
             }
             Err(rejection) => {
-                let kind = "unknown";
-                *counts.entry((kind, "rejected")).or_default() += 1;
+                *counts.entry((storepulse_core::EventType::sniff(raw), "rejected")).or_default() += 1;
                 letters.push(DeadLetter::new(
                     RejectedAt::Ingest,
                     rejection.reason(),

@@ -241,7 +241,7 @@ fn apply_batch(
                     *counts.entry((kind.as_str(), label)).or_default() += 1;
                 }
                 Err(rejection) => {
-                    let kind = sniff_type(&record.payload);
+                    let kind = EventType::sniff(&record.payload);
                     *counts.entry((kind, "rejected")).or_default() += 1;
                     let mut letter = DeadLetter::new(
                         RejectedAt::Processor,
@@ -268,17 +268,6 @@ fn apply_batch(
     }
     shared.metrics.dead_letters.inc_by(letters.len() as u64);
     letters
-}
-
-/// The event type of a payload, for metrics of rejected events.
-pub fn sniff_type(payload: &[u8]) -> &'static str {
-    let Ok(value) = sonic_get_type(payload) else { return "unknown" };
-    EventType::from_wire(&value).map_or("unknown", EventType::as_str)
-}
-
-fn sonic_get_type(payload: &[u8]) -> std::result::Result<String, ()> {
-    let v: serde_json::Value = serde_json::from_slice(payload).map_err(|_| ())?;
-    v.get("event_type").and_then(|t| t.as_str()).map(str::to_owned).ok_or(())
 }
 
 async fn send_letters<D: DeadLetterSink>(sink: &D, letters: Vec<DeadLetter>, shutdown: &CancellationToken) -> Result<()> {

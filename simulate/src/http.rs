@@ -267,6 +267,7 @@ impl Sender {
         let mut failures = 0u32;
         let mut retries_after_stop = 0u32;
         loop {
+            let attempt = std::time::Instant::now();
             let response = self
                 .client
                 .post(&self.endpoint)
@@ -291,7 +292,10 @@ impl Sender {
                         wait
                     } else if status.is_success() {
                         match response.bytes().await {
-                            Ok(body) => return self.acknowledge(&batch, status, &body),
+                            Ok(body) => {
+                                self.counters.record_latency(attempt.elapsed());
+                                return self.acknowledge(&batch, status, &body);
+                            }
                             Err(error) => {
                                 failures += 1;
                                 self.transient(failures, &error.to_string())?

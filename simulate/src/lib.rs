@@ -34,7 +34,7 @@ mod file;
 pub mod generator;
 mod http;
 mod pacing;
-mod progress;
+pub mod progress;
 mod timefmt;
 mod wire;
 
@@ -80,6 +80,8 @@ pub struct SimulateReport {
     pub retried_errors: u64,
     /// Events abandoned at shutdown while the server kept answering 503.
     pub abandoned: u64,
+    /// Round trips of successful POSTs (HTTP mode).
+    pub ingest_latency: Option<progress::LatencySummary>,
     /// Wall-clock seconds.
     pub elapsed: f64,
     /// `sent / elapsed`.
@@ -143,6 +145,7 @@ pub async fn run(
         retried_503: get(&counters.retried_503),
         retried_errors: get(&counters.retried_errors),
         abandoned: get(&counters.abandoned),
+        ingest_latency: counters.latency_summary(),
         elapsed,
         events_per_sec: if elapsed > 0.0 {
             sent as f64 / elapsed

@@ -36,6 +36,8 @@ pub struct Counters {
     pub retried_errors: AtomicU64,
     /// Events given up on at shutdown (the server kept refusing them).
     pub abandoned: AtomicU64,
+    /// Round-trip times of successful POSTs, in microseconds.
+    pub latencies_us: std::sync::Mutex<Vec<u32>>,
 }
 
 impl Counters {
@@ -46,6 +48,46 @@ impl Counters {
     pub(crate) fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+
+    /// Records the round trip of one successful POST.
+    pub(crate) fn record_latency(&self, elapsed: std::time::Duration) {
+        let us = u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX);
+        self.latencies_us
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(us);
+    }
+
+    /// Percentiles of the recorded round trips.
+    pub(crate) fn latency_summary(&self) -> Option<LatencySummary> {
+        let mut v = self
+            .latencies_us
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let pick = |q: f64| f64::from(v[((v.len() - 1) as f64 * q).round() as usize]) / 1000.0;
+        Some(LatencySummary {
+            requests: v.len() as u64,
+            p50_ms: pick(0.50),
+            p90_ms: pick(0.90),
+            p99_ms: pick(0.99),
+            max_ms: pick(1.0),
+        })
+    }
+}
+
+/// Round trips of successful ingest POSTs (send to answer read), in ms.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LatencySummary {
+    pub requests: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
 /// The progress printer; [`Progress::finish`] stops it.
