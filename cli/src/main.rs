@@ -1,5 +1,10 @@
 //! The `storepulse` binary; everything is in the library (`src/lib.rs`).
 
+/// mimalloc: the runtime and `replay` allocate events on one thread and free
+/// them on another, where glibc's allocator spends much of its time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     storepulse::main_with_args()
 }
