@@ -120,7 +120,8 @@ impl StockEntry {
     }
 }
 
-/// One applied change remembered for placing late stocktakes.
+/// One applied change remembered for placing late stocktakes (per store,
+/// sorted by `at`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct RecentChange {
     at: Ts,
@@ -308,12 +309,23 @@ impl InventoryProcessor {
             self.state.clock.saturating_sub(self.config.allowed_lateness())
         };
         if at > horizon {
+            // Kept sorted by time: arrivals are nearly in order, so the
+            // insertion point is at or next to the back.
+            let recent = &mut self.state.recent[usize::from(store.0)];
+            let pos = if recent.back().is_none_or(|last| last.at <= at) {
+                recent.len()
+            } else {
+                recent.partition_point(|c| c.at <= at)
+            };
             // |delta| <= 10^6 by the contract, so it fits an i32.
-            self.state.recent[usize::from(store.0)].push_back(RecentChange {
-                at,
-                sku: sku_id,
-                delta: delta as i32,
-            });
+            recent.insert(
+                pos,
+                RecentChange {
+                    at,
+                    sku: sku_id,
+                    delta: delta as i32,
+                },
+            );
         }
         out.push(InventoryOutput::Changed(StockChange {
             store,
@@ -378,11 +390,12 @@ impl InventoryProcessor {
         if winners.is_empty() {
             return;
         }
-        for change in &self.state.recent[usize::from(store.0)] {
-            if change.at > at {
-                if let Some(sum) = sums.get_mut(&change.sku) {
-                    *sum += i64::from(change.delta);
-                }
+        // Only the changes after the count matter; the history is sorted.
+        let recent = &self.state.recent[usize::from(store.0)];
+        let after = recent.partition_point(|c| c.at <= at);
+        for change in recent.range(after..) {
+            if let Some(sum) = sums.get_mut(&change.sku) {
+                *sum += i64::from(change.delta);
             }
         }
         for (sku_id, line) in winners {
