@@ -3,8 +3,8 @@
 //!
 //! Start-up: open the event log and the dead-letter log (each takes an
 //! exclusive lock on its directory), restore the checkpoint, rebuild
-//! ingest's de-duplication window (checkpointed window + ids of the log
-//! records after it), then start the processing loop and the HTTP server.
+//! ingest's de-duplication window (the processor's window + ids of the log
+//! records after the checkpoint), then start the processing loop and the HTTP server.
 //! Shutdown (Ctrl-C or SIGTERM): the server stops taking requests and
 //! finishes the ones in flight, the processing loop drains and writes a
 //! final checkpoint, and the logs close after their last fsync.
@@ -20,7 +20,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use storepulse_core::dead_letter::DeadLetter;
-use storepulse_core::dedup::{DedupWindow, SharedDedup};
+use storepulse_core::dedup::SharedDedup;
 use storepulse_core::latency::VisibilityTracker;
 use storepulse_core::source::{EventSource, SourcePosition};
 use storepulse_core::{EventParser, StoreMaster};
@@ -76,16 +76,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let checkpoints = CheckpointStore::open(&data.join("checkpoint"))?;
     let restored = restore(&checkpoints, &config.inventory, &config.runtime, &parser)?;
 
-    let (window, covered_end) = restored
-        .ingest_dedup
-        .unwrap_or_else(|| (DedupWindow::new(config.inventory.allowed_lateness()), 0));
-    let dedup = Arc::new(SharedDedup::new(window, covered_end));
-    rebuild_ingest_dedup(&log, &parser, &dedup, covered_end)?;
+    // Ingest's de-duplication window: the processor's window (it remembers
+    // every event it applied, of any type) plus the ids of the log records
+    // after the checkpoint, which the processor will replay.
+    let start = restored.positions.first().map_or(0, |p| p.offset);
+    let dedup = Arc::new(SharedDedup::new(restored.inventory.dedup_window().clone(), start));
+    rebuild_ingest_dedup(&log, &parser, &dedup, start)?;
 
     let visibility = Arc::new(VisibilityTracker::default());
     let shared = Arc::new(Shared::new(restored.inventory, restored.alerts, visibility.clone()));
     let positions = restored.positions;
-    let start = positions.first().map_or(0, |p| p.offset);
     shared.applied_end.store(start, std::sync::atomic::Ordering::Release);
     let mut reader = log.reader();
     reader
@@ -100,7 +100,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shared: shared.clone(),
         parser: parser.clone(),
         checkpoints,
-        ingest_dedup: Some(dedup.clone()),
         config: config.runtime.clone(),
     };
     let pipeline_shutdown = shutdown.clone();

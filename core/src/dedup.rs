@@ -118,10 +118,10 @@ mod tests {
     }
 }
 
-/// Ingest's de-duplication window, shared between the HTTP handlers (check
-/// and remember) and the runtime (checkpoint), with the exclusive end of the
-/// log it covers: on restart, the window from the checkpoint plus the ids of
-/// the log records from that end on rebuild it exactly.
+/// Ingest's de-duplication window, shared by the HTTP handlers (check, then
+/// remember after a durable append), with the exclusive end of the log it
+/// covers. It is not checkpointed: at start it is rebuilt from the
+/// processor's window plus the ids of the log records after the checkpoint.
 #[derive(Debug)]
 pub struct SharedDedup {
     inner: std::sync::Mutex<(DedupWindow, u64)>,
@@ -140,11 +140,6 @@ impl SharedDedup {
         let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (window, end) = &mut *guard;
         f(window, end)
-    }
-
-    /// A copy of the window and the end it covers, for checkpoints.
-    pub fn snapshot(&self) -> (DedupWindow, u64) {
-        self.with(|w, end| (w.clone(), *end))
     }
 }
 

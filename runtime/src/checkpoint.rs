@@ -12,7 +12,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use storepulse_core::dedup::DedupWindow;
 use storepulse_core::source::SourcePosition;
 use storepulse_processors::inventory::InventoryState;
 
@@ -20,7 +19,7 @@ use crate::alerts::AlertBook;
 use crate::error::{Result, RuntimeError};
 
 const MAGIC: &[u8; 8] = b"SPCKPT01";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 const FILE_NAME: &str = "checkpoint.bin";
 
 /// Everything a restart needs.
@@ -30,8 +29,6 @@ pub struct Checkpoint {
     pub positions: Vec<SourcePosition>,
     pub inventory: InventoryState,
     pub alerts: AlertBook,
-    /// Ingest's de-duplication window and the log end it covered (embedded).
-    pub ingest_dedup: Option<(DedupWindow, u64)>,
     /// Wall-clock time it was taken (nanoseconds).
     pub taken_at: i64,
 }
@@ -42,7 +39,6 @@ pub struct CheckpointRef<'a> {
     pub positions: &'a [SourcePosition],
     pub inventory: &'a InventoryState,
     pub alerts: &'a AlertBook,
-    pub ingest_dedup: Option<(&'a DedupWindow, u64)>,
     pub taken_at: i64,
 }
 

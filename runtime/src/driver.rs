@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use storepulse_core::dead_letter::{DeadLetter, RejectedAt};
-use storepulse_core::dedup::SharedDedup;
 use storepulse_core::source::{EventSource, SourcePosition, SourceRecord};
 use storepulse_core::{EventParser, EventType};
 use storepulse_processors::inventory::{InventoryConfig, InventoryOutput, InventoryProcessor};
@@ -91,8 +90,6 @@ pub struct Restored {
     pub alerts: AlertBook,
     /// Where reading resumes.
     pub positions: Vec<SourcePosition>,
-    /// Ingest's window and the log end it covers.
-    pub ingest_dedup: Option<(storepulse_core::dedup::DedupWindow, u64)>,
 }
 
 /// Loads the checkpoint (if any) into processors.
@@ -111,7 +108,6 @@ pub fn restore(
             inventory: InventoryProcessor::new(inventory_config.clone(), stores),
             alerts: AlertBook::new(driver.alert_book_capacity),
             positions: Vec::new(),
-            ingest_dedup: None,
         }),
         Some(cp) => {
             let inventory = InventoryProcessor::from_state(cp.inventory, inventory_config.clone(), stores)
@@ -124,7 +120,6 @@ pub fn restore(
                 inventory,
                 alerts: cp.alerts,
                 positions: cp.positions,
-                ingest_dedup: cp.ingest_dedup,
             })
         }
     }
@@ -135,8 +130,6 @@ pub struct PipelineContext {
     pub shared: Arc<Shared>,
     pub parser: EventParser,
     pub checkpoints: CheckpointStore,
-    /// Ingest's de-duplication window, checkpointed with the state.
-    pub ingest_dedup: Option<Arc<SharedDedup>>,
     pub config: DriverConfig,
 }
 
@@ -156,11 +149,12 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink>(
     positions: Vec<SourcePosition>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let PipelineContext { shared, parser, checkpoints, ingest_dedup, config } = ctx;
+    let PipelineContext { shared, parser, checkpoints, config } = ctx;
     let mut next: BTreeMap<u32, u64> = positions.iter().map(|p| (p.partition, p.offset)).collect();
     let interval = Duration::from_secs_f64(config.checkpoint_interval_secs);
     let mut last_checkpoint = Instant::now();
     let mut dirty = false;
+    let mut in_flight: Option<CheckpointTask> = None;
     let mut records: Vec<SourceRecord> = Vec::with_capacity(config.batch_size);
     let mut outputs: Vec<InventoryOutput> = Vec::new();
     let mut latencies = Vec::new();
@@ -200,8 +194,18 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink>(
             }
             dirty = true;
         }
-        if dirty && last_checkpoint.elapsed() >= interval {
-            checkpoint(&mut source, &shared, &checkpoints, ingest_dedup.as_deref(), &next).await?;
+        if in_flight.as_ref().is_some_and(tokio::task::JoinHandle::is_finished) {
+            if let Some(handle) = in_flight.take() {
+                if let Err(e) = finish_checkpoint(&mut source, &shared, handle).await {
+                    // The previous checkpoint stays valid; try again later.
+                    warn!(error = %e, "checkpoint failed; retrying at the next interval");
+                    dirty = true;
+                }
+            }
+        }
+        if dirty && in_flight.is_none() && last_checkpoint.elapsed() >= interval {
+            let snapshot = Snapshot::take(&shared, &next);
+            in_flight = Some(start_checkpoint(checkpoints.clone(), snapshot));
             last_checkpoint = Instant::now();
             dirty = false;
         }
@@ -209,7 +213,11 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink>(
             break;
         }
     }
-    checkpoint(&mut source, &shared, &checkpoints, ingest_dedup.as_deref(), &next).await?;
+    if let Some(handle) = in_flight.take() {
+        finish_checkpoint(&mut source, &shared, handle).await?;
+    }
+    let snapshot = Snapshot::take(&shared, &next);
+    finish_checkpoint(&mut source, &shared, start_checkpoint(checkpoints.clone(), snapshot)).await?;
     info!(positions = ?next, "processing stopped after a final checkpoint");
     Ok(())
 }
@@ -287,37 +295,53 @@ async fn send_letters<D: DeadLetterSink>(sink: &D, letters: Vec<DeadLetter>, shu
     }
 }
 
-async fn checkpoint<S: EventSource>(
-    source: &mut S,
-    shared: &Shared,
-    store: &CheckpointStore,
-    ingest_dedup: Option<&SharedDedup>,
-    next: &BTreeMap<u32, u64>,
-) -> Result<()> {
-    let started = Instant::now();
-    let positions: Vec<SourcePosition> =
-        next.iter().map(|(&partition, &offset)| SourcePosition { partition, offset }).collect();
-    let dedup = ingest_dedup.map(SharedDedup::snapshot);
-    let taken_at = storepulse_core::time::now();
-    let bytes = {
-        let inventory = shared.inventory();
-        let alerts = shared.alerts();
-        store.encode(&CheckpointRef {
-            positions: &positions,
-            inventory: inventory.state(),
-            alerts: &alerts,
-            ingest_dedup: dedup.as_ref().map(|(w, end)| (w, *end)),
-            taken_at,
-        })?
-    };
-    let size = bytes.len();
-    let writer = store.clone();
-    tokio::task::spawn_blocking(move || writer.write(&bytes))
+/// A consistent copy of everything a checkpoint holds.
+struct Snapshot {
+    positions: Vec<SourcePosition>,
+    inventory: storepulse_processors::inventory::InventoryState,
+    alerts: AlertBook,
+    taken_at: i64,
+}
+
+impl Snapshot {
+    /// Copies the state as of `next`. The driver is the only writer, so the
+    /// copy is consistent with the positions; copying (memory speed) is the
+    /// only pause processing takes for a checkpoint.
+    fn take(shared: &Shared, next: &BTreeMap<u32, u64>) -> Self {
+        Self {
+            positions: next.iter().map(|(&partition, &offset)| SourcePosition { partition, offset }).collect(),
+            inventory: shared.inventory().state().clone(),
+            alerts: shared.alerts().clone(),
+            taken_at: storepulse_core::time::now(),
+        }
+    }
+}
+
+/// A checkpoint being encoded and written on the blocking pool.
+type CheckpointTask = tokio::task::JoinHandle<Result<(Vec<SourcePosition>, i64, usize)>>;
+
+fn start_checkpoint(store: CheckpointStore, snapshot: Snapshot) -> CheckpointTask {
+    tokio::task::spawn_blocking(move || {
+        let bytes = store.encode(&CheckpointRef {
+            positions: &snapshot.positions,
+            inventory: &snapshot.inventory,
+            alerts: &snapshot.alerts,
+            taken_at: snapshot.taken_at,
+        })?;
+        store.write(&bytes)?;
+        Ok((snapshot.positions, snapshot.taken_at, bytes.len()))
+    })
+}
+
+/// Waits for a checkpoint to be durable, then tells the source.
+async fn finish_checkpoint<S: EventSource>(source: &mut S, shared: &Shared, task: CheckpointTask) -> Result<()> {
+    let (positions, taken_at, bytes) = task
         .await
-        .map_err(|e| RuntimeError::DeadLetter(format!("checkpoint task: {e}")))??;
+        .map_err(|e| RuntimeError::CheckpointInvalid { path: "checkpoint.bin".into(), reason: format!("checkpoint task: {e}") })??;
     source.commit(&positions).await?;
     shared.last_checkpoint.store(taken_at, Ordering::Release);
     shared.metrics.checkpoints.inc();
-    debug!(bytes = size, ms = started.elapsed().as_millis() as u64, "checkpoint written");
+    let age_ms = (storepulse_core::time::now() - taken_at) / 1_000_000;
+    debug!(bytes, age_ms, "checkpoint written");
     Ok(())
 }

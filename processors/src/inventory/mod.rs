@@ -263,6 +263,12 @@ impl InventoryProcessor {
         self.state.entries.is_empty()
     }
 
+    /// The window of remembered event ids (every event type the processor
+    /// accepted). Ingest starts its own window from a copy of it.
+    pub fn dedup_window(&self) -> &storepulse_core::dedup::DedupWindow {
+        &self.state.dedup
+    }
+
     /// Remembered event ids (de-duplication).
     pub fn dedup_len(&self) -> usize {
         self.state.dedup.len()
