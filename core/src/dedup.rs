@@ -33,12 +33,30 @@ pub enum DedupVerdict {
 }
 
 /// Remembered event ids within a window of event time.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct DedupWindow {
     window: Ts,
     ids: FxHashMap<u128, i32>,
     /// The day up to which expired ids were swept.
     swept_day: i32,
+}
+
+impl Clone for DedupWindow {
+    fn clone(&self) -> Self {
+        Self {
+            window: self.window,
+            ids: self.ids.clone(),
+            swept_day: self.swept_day,
+        }
+    }
+
+    /// Reuses `self`'s allocation (checkpoint snapshots copy into the
+    /// previous snapshot's memory instead of faulting in fresh pages).
+    fn clone_from(&mut self, source: &Self) {
+        self.window = source.window;
+        self.ids.clone_from(&source.ids);
+        self.swept_day = source.swept_day;
+    }
 }
 
 impl DedupWindow {

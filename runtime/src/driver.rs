@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use storepulse_core::dead_letter::{DeadLetter, RejectedAt};
 use storepulse_core::source::{EventSource, SourcePosition, SourceRecord};
 use storepulse_core::{EventParser, EventType};
-use storepulse_processors::inventory::{InventoryConfig, InventoryOutput, InventoryProcessor};
+use storepulse_processors::inventory::{InventoryConfig, InventoryOutput, InventoryProcessor, InventoryState};
 use storepulse_processors::{Outcome, Processor};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -155,6 +155,7 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink>(
     let mut last_checkpoint = Instant::now();
     let mut dirty = false;
     let mut in_flight: Option<CheckpointTask> = None;
+    let mut spare: Option<InventoryState> = None;
     let mut records: Vec<SourceRecord> = Vec::with_capacity(config.batch_size);
     let mut outputs: Vec<InventoryOutput> = Vec::new();
     let mut latencies = Vec::new();
@@ -196,15 +197,18 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink>(
         }
         if in_flight.as_ref().is_some_and(tokio::task::JoinHandle::is_finished) {
             if let Some(handle) = in_flight.take() {
-                if let Err(e) = finish_checkpoint(&mut source, &shared, handle).await {
-                    // The previous checkpoint stays valid; try again later.
-                    warn!(error = %e, "checkpoint failed; retrying at the next interval");
-                    dirty = true;
+                match finish_checkpoint(&mut source, &shared, handle).await {
+                    Ok(copy) => spare = Some(copy),
+                    Err(e) => {
+                        // The previous checkpoint stays valid; try again later.
+                        warn!(error = %e, "checkpoint failed; retrying at the next interval");
+                        dirty = true;
+                    }
                 }
             }
         }
         if dirty && in_flight.is_none() && last_checkpoint.elapsed() >= interval {
-            let snapshot = Snapshot::take(&shared, &next);
+            let snapshot = Snapshot::take(&shared, &next, spare.take());
             in_flight = Some(start_checkpoint(checkpoints.clone(), snapshot));
             last_checkpoint = Instant::now();
             dirty = false;
@@ -214,9 +218,9 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink>(
         }
     }
     if let Some(handle) = in_flight.take() {
-        finish_checkpoint(&mut source, &shared, handle).await?;
+        spare = Some(finish_checkpoint(&mut source, &shared, handle).await?);
     }
-    let snapshot = Snapshot::take(&shared, &next);
+    let snapshot = Snapshot::take(&shared, &next, spare.take());
     finish_checkpoint(&mut source, &shared, start_checkpoint(checkpoints.clone(), snapshot)).await?;
     info!(positions = ?next, "processing stopped after a final checkpoint");
     Ok(())
@@ -298,7 +302,7 @@ async fn send_letters<D: DeadLetterSink>(sink: &D, letters: Vec<DeadLetter>, shu
 /// A consistent copy of everything a checkpoint holds.
 struct Snapshot {
     positions: Vec<SourcePosition>,
-    inventory: storepulse_processors::inventory::InventoryState,
+    inventory: InventoryState,
     alerts: AlertBook,
     taken_at: i64,
 }
@@ -307,18 +311,37 @@ impl Snapshot {
     /// Copies the state as of `next`. The driver is the only writer, so the
     /// copy is consistent with the positions; copying (memory speed) is the
     /// only pause processing takes for a checkpoint.
-    fn take(shared: &Shared, next: &BTreeMap<u32, u64>) -> Self {
+    fn take(shared: &Shared, next: &BTreeMap<u32, u64>, spare: Option<InventoryState>) -> Self {
+        let inventory = {
+            let live = shared.inventory();
+            match spare {
+                Some(mut copy) => {
+                    copy.clone_from(live.state());
+                    copy
+                }
+                None => live.state().clone(),
+            }
+        };
         Self {
             positions: next.iter().map(|(&partition, &offset)| SourcePosition { partition, offset }).collect(),
-            inventory: shared.inventory().state().clone(),
+            inventory,
             alerts: shared.alerts().clone(),
             taken_at: storepulse_core::time::now(),
         }
     }
 }
 
+/// What a finished checkpoint hands back: its positions, time and size, and
+/// the state copy, whose memory the next snapshot reuses.
+struct Written {
+    positions: Vec<SourcePosition>,
+    taken_at: i64,
+    bytes: usize,
+    spare: InventoryState,
+}
+
 /// A checkpoint being encoded and written on the blocking pool.
-type CheckpointTask = tokio::task::JoinHandle<Result<(Vec<SourcePosition>, i64, usize)>>;
+type CheckpointTask = tokio::task::JoinHandle<Result<Written>>;
 
 fn start_checkpoint(store: CheckpointStore, snapshot: Snapshot) -> CheckpointTask {
     tokio::task::spawn_blocking(move || {
@@ -329,13 +352,22 @@ fn start_checkpoint(store: CheckpointStore, snapshot: Snapshot) -> CheckpointTas
             taken_at: snapshot.taken_at,
         })?;
         store.write(&bytes)?;
-        Ok((snapshot.positions, snapshot.taken_at, bytes.len()))
+        Ok(Written {
+            positions: snapshot.positions,
+            taken_at: snapshot.taken_at,
+            bytes: bytes.len(),
+            spare: snapshot.inventory,
+        })
     })
 }
 
 /// Waits for a checkpoint to be durable, then tells the source.
-async fn finish_checkpoint<S: EventSource>(source: &mut S, shared: &Shared, task: CheckpointTask) -> Result<()> {
-    let (positions, taken_at, bytes) = task
+async fn finish_checkpoint<S: EventSource>(
+    source: &mut S,
+    shared: &Shared,
+    task: CheckpointTask,
+) -> Result<InventoryState> {
+    let Written { positions, taken_at, bytes, spare } = task
         .await
         .map_err(|e| RuntimeError::CheckpointInvalid { path: "checkpoint.bin".into(), reason: format!("checkpoint task: {e}") })??;
     source.commit(&positions).await?;
@@ -343,5 +375,5 @@ async fn finish_checkpoint<S: EventSource>(source: &mut S, shared: &Shared, task
     shared.metrics.checkpoints.inc();
     let age_ms = (storepulse_core::time::now() - taken_at) / 1_000_000;
     debug!(bytes, age_ms, "checkpoint written");
-    Ok(())
+    Ok(spare)
 }
