@@ -121,14 +121,15 @@ impl Config {
     /// # Errors
     /// The first broken rule, naming `section.field`.
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.http
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|e| anyhow::anyhow!("http.listen: {:?} is not an address: {e}", self.http.listen))?;
+        self.http.listen.parse::<SocketAddr>().map_err(|e| {
+            anyhow::anyhow!("http.listen: {:?} is not an address: {e}", self.http.listen)
+        })?;
         if !matches!(self.telemetry.format.as_str(), "text" | "json") {
             bail!("telemetry.format: must be \"text\" or \"json\"");
         }
-        self.log.validate().map_err(|e| anyhow::anyhow!("log: {e}"))?;
+        self.log
+            .validate()
+            .map_err(|e| anyhow::anyhow!("log: {e}"))?;
         self.ingest.validate().map_err(anyhow::Error::msg)?;
         self.runtime.validate().map_err(anyhow::Error::msg)?;
         self.inventory.validate().map_err(anyhow::Error::msg)?;
@@ -148,9 +149,13 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the error type
     fn environment_overrides_the_file() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("sp.toml", "[http]\nlisten = \"127.0.0.1:1111\"\n[runtime]\nbatch_size = 10\n")?;
+            jail.create_file(
+                "sp.toml",
+                "[http]\nlisten = \"127.0.0.1:1111\"\n[runtime]\nbatch_size = 10\n",
+            )?;
             jail.set_env("STOREPULSE__HTTP__LISTEN", "0.0.0.0:2222");
             jail.set_env("STOREPULSE__INVENTORY__ALLOWED_LATENESS_HOURS", "24");
             let config = Config::load(Path::new("sp.toml"), true).map_err(|e| e.to_string())?;
@@ -158,7 +163,10 @@ mod tests {
             assert_eq!(config.runtime.batch_size, 10);
             assert_eq!(config.inventory.allowed_lateness_hours, 24);
             jail.set_env("STOREPULSE__RUNTIME__BATCH_SIZE", "0");
-            let err = format!("{:#}", Config::load(Path::new("sp.toml"), true).unwrap_err());
+            let err = format!(
+                "{:#}",
+                Config::load(Path::new("sp.toml"), true).unwrap_err()
+            );
             assert!(err.contains("runtime.batch_size"), "{err}");
             Ok(())
         });

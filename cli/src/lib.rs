@@ -46,7 +46,7 @@ enum Command {
     /// dlq.ndjson and summary.json to the output directory.
     Replay(replay_cmd::ReplayArgs),
     /// Generate realistic traffic for the stores, to the HTTP API or a file.
-    Simulate(storepulse_simulate::SimulateArgs),
+    Simulate(Box<storepulse_simulate::SimulateArgs>),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -95,16 +95,24 @@ pub fn main_with_args() -> anyhow::Result<()> {
                     let _ = tokio::signal::ctrl_c().await;
                 };
                 // `run` prints its report (one JSON line) to stdout itself.
-                storepulse_simulate::run(args, shutdown).await?;
+                storepulse_simulate::run(*args, shutdown).await?;
                 Ok(())
             })
         }
         Command::Config(ConfigCommand::Check) => {
             let config = Config::load(&cli.config, explicit)?;
             let stores = storepulse_core::StoreMaster::load(&config.storage.stores_csv)?;
-            storepulse_ingest::keys::KeyTable::build(&config.ingest.keys, &stores).map_err(anyhow::Error::msg)?;
-            print!("{}", toml::to_string_pretty(&config).context("printing config")?);
-            eprintln!("config ok: {} stores, {} ingest keys", stores.len(), config.ingest.keys.len());
+            storepulse_ingest::keys::KeyTable::build(&config.ingest.keys, &stores)
+                .map_err(anyhow::Error::msg)?;
+            print!(
+                "{}",
+                toml::to_string_pretty(&config).context("printing config")?
+            );
+            eprintln!(
+                "config ok: {} stores, {} ingest keys",
+                stores.len(),
+                config.ingest.keys.len()
+            );
             Ok(())
         }
         Command::Keys(KeysCommand::Hash { key }) => {

@@ -46,7 +46,11 @@ impl DeadLetterSink for LogDeadLetters {
             .map(serde_json::to_vec)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
-        self.0.append(payloads).await.map(|_| ()).map_err(|e| e.to_string())
+        self.0
+            .append(payloads)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -70,9 +74,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         warn!("no [[ingest.keys]] configured: HTTP ingest will refuse every request");
     }
     let data = &config.storage.data_dir;
-    let log = EventLog::open(&data.join("events"), config.log.clone()).context("opening the event log")?;
-    let dead_letter_log =
-        EventLog::open(&data.join("dlq"), config.log.clone()).context("opening the dead-letter log")?;
+    let log = EventLog::open(&data.join("events"), config.log.clone())
+        .context("opening the event log")?;
+    let dead_letter_log = EventLog::open(&data.join("dlq"), config.log.clone())
+        .context("opening the dead-letter log")?;
     let checkpoints = CheckpointStore::open(&data.join("checkpoint"))?;
     let restored = restore(&checkpoints, &config.inventory, &config.runtime, &parser)?;
 
@@ -80,19 +85,35 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // every event it applied, of any type) plus the ids of the log records
     // after the checkpoint, which the processor will replay.
     let start = restored.positions.first().map_or(0, |p| p.offset);
-    let dedup = Arc::new(SharedDedup::new(restored.inventory.dedup_window().clone(), start));
+    let dedup = Arc::new(SharedDedup::new(
+        restored.inventory.dedup_window().clone(),
+        start,
+    ));
     rebuild_ingest_dedup(&log, &parser, &dedup, start)?;
 
     let visibility = Arc::new(VisibilityTracker::default());
-    let shared = Arc::new(Shared::new(restored.inventory, restored.alerts, visibility.clone()));
+    let shared = Arc::new(Shared::new(
+        restored.inventory,
+        restored.alerts,
+        visibility.clone(),
+    ));
     let positions = restored.positions;
-    shared.applied_end.store(start, std::sync::atomic::Ordering::Release);
+    shared
+        .applied_end
+        .store(start, std::sync::atomic::Ordering::Release);
     let mut reader = log.reader();
     reader
-        .seek(&[SourcePosition { partition: 0, offset: start }])
+        .seek(&[SourcePosition {
+            partition: 0,
+            offset: start,
+        }])
         .await
         .context("seeking the event log to the checkpoint")?;
-    info!(start, end = log.end_offset(), "resuming from the checkpoint; replaying the tail");
+    info!(
+        start,
+        end = log.end_offset(),
+        "resuming from the checkpoint; replaying the tail"
+    );
 
     let shutdown = CancellationToken::new();
     let sink = LogDeadLetters(dead_letter_log.clone());
@@ -103,7 +124,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config: config.runtime.clone(),
     };
     let pipeline_shutdown = shutdown.clone();
-    let pipeline = tokio::spawn(async move { run_pipeline(reader, &sink, ctx, positions, pipeline_shutdown).await });
+    let pipeline = tokio::spawn(async move {
+        run_pipeline(reader, &sink, ctx, positions, pipeline_shutdown).await
+    });
 
     let ingest_metrics = IngestMetrics::default();
     let mut registry = Registry::default();
@@ -121,10 +144,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         dedup,
         metrics: ingest_metrics,
         visibility,
-        lag: Arc::new(move || lag_log.end_offset().saturating_sub(lag_shared.applied_end())),
+        lag: Arc::new(move || {
+            lag_log
+                .end_offset()
+                .saturating_sub(lag_shared.applied_end())
+        }),
     };
     let dlq_log = dead_letter_log.clone();
-    let dead_letters: DeadLetterReader = Arc::new(move |limit| newest_dead_letters(&dlq_log, limit));
+    let dead_letters: DeadLetterReader =
+        Arc::new(move |limit| newest_dead_letters(&dlq_log, limit));
     let ops = OpsState {
         shared: shared.clone(),
         log: log.clone(),
@@ -132,7 +160,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let app = Router::new()
         .merge(storepulse_ingest::http::router(ingest))
-        .merge(storepulse_dashboards::router(QueryState { shared: shared.clone(), dead_letters }))
+        .merge(storepulse_dashboards::router(QueryState {
+            shared: shared.clone(),
+            dead_letters,
+        }))
         .merge(
             Router::new()
                 .route("/healthz", get(healthz))
@@ -158,7 +189,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let served = server.await;
     shutdown.cancel();
     let processed = pipeline.await.context("processing task")?;
-    dead_letter_log.close().await.context("closing the dead-letter log")?;
+    dead_letter_log
+        .close()
+        .await
+        .context("closing the dead-letter log")?;
     log.close().await.context("closing the event log")?;
     served.context("http server")?;
     processed.context("processing")?;
@@ -188,11 +222,18 @@ async fn wait_for_signal() {
 }
 
 /// Adds the ids of the log records from `from` on to ingest's window.
-fn rebuild_ingest_dedup(log: &EventLog, parser: &EventParser, dedup: &SharedDedup, from: u64) -> anyhow::Result<()> {
+fn rebuild_ingest_dedup(
+    log: &EventLog,
+    parser: &EventParser,
+    dedup: &SharedDedup,
+    from: u64,
+) -> anyhow::Result<()> {
     let end = log.end_offset();
     let mut next = from.max(log.start_offset());
     while next < end {
-        let records = log.read_range(next, 10_000).context("reading the event log")?;
+        let records = log
+            .read_range(next, 10_000)
+            .context("reading the event log")?;
         if records.is_empty() {
             break;
         }
@@ -237,9 +278,13 @@ async fn healthz(State(ops): State<OpsState>) -> Response {
 async fn metrics(State(ops): State<OpsState>) -> Response {
     let m = &ops.shared.metrics;
     let end = ops.log.end_offset();
-    m.lag_records.set(end.saturating_sub(ops.shared.applied_end()) as i64);
+    m.lag_records
+        .set(end.saturating_sub(ops.shared.applied_end()) as i64);
     m.log_size_bytes.set(ops.log.size_bytes() as i64);
-    let last = ops.shared.last_checkpoint.load(std::sync::atomic::Ordering::Acquire);
+    let last = ops
+        .shared
+        .last_checkpoint
+        .load(std::sync::atomic::Ordering::Acquire);
     if last > 0 {
         let age = (storepulse_core::time::now() - last) as f64 / 1e9;
         m.checkpoint_age_seconds.set(age.max(0.0));
@@ -249,7 +294,10 @@ async fn metrics(State(ops): State<OpsState>) -> Response {
         return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
     }
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         text,
     )
         .into_response()

@@ -9,6 +9,8 @@
 //!
 //! Run: `cargo bench -p storepulse-core --bench parse`.
 
+#![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -17,9 +17,9 @@
 //! 10^-20 at these volumes; such a collision would make the second event a
 //! "duplicate".
 
+use crate::time::{china_day, Ts};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use crate::time::{china_day, Ts};
 
 /// What the window says about an event id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +155,10 @@ impl SharedDedup {
 
     /// Runs `f` with the window and the covered end, under the lock.
     pub fn with<R>(&self, f: impl FnOnce(&mut DedupWindow, &mut u64) -> R) -> R {
-        let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (window, end) = &mut *guard;
         f(window, end)
     }
@@ -164,7 +167,8 @@ impl SharedDedup {
 impl DedupWindow {
     /// Whether an id has been seen (without remembering it).
     pub fn contains(&self, event_id: &str) -> bool {
-        self.ids.contains_key(&xxhash_rust::xxh3::xxh3_128(event_id.as_bytes()))
+        self.ids
+            .contains_key(&xxhash_rust::xxh3::xxh3_128(event_id.as_bytes()))
     }
 
     /// Remembers an id unconditionally (ingest, after a durable append).

@@ -318,7 +318,10 @@ mod tests {
 
     #[test]
     fn sniffs_the_type_of_invalid_events() {
-        assert_eq!(EventType::sniff(br#"{"event_type":"sale","lines":3.5}"#), "sale");
+        assert_eq!(
+            EventType::sniff(br#"{"event_type":"sale","lines":3.5}"#),
+            "sale"
+        );
         assert_eq!(EventType::sniff(br#"{"event_type":"weather"}"#), "unknown");
         assert_eq!(EventType::sniff(b"{not json"), "unknown");
     }

@@ -22,7 +22,10 @@ pub struct VisibilityTracker {
 impl VisibilityTracker {
     /// Records that records before `end_offset` arrived at `arrived`.
     pub fn mark(&self, end_offset: u64, arrived: Instant) {
-        let mut marks = self.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut marks = self
+            .marks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if marks.len() >= MAX_MARKS {
             marks.pop_front();
         }
@@ -34,7 +37,10 @@ impl VisibilityTracker {
     /// Takes the latencies of every mark up to `applied_end` (exclusive end
     /// offset of what is now visible).
     pub fn visible(&self, applied_end: u64, now: Instant, out: &mut Vec<Duration>) {
-        let mut marks = self.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut marks = self
+            .marks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         while let Some(&(end, arrived)) = marks.front() {
             if end > applied_end {
                 break;

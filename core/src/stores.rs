@@ -13,7 +13,9 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 /// Dense index of a store in the [`StoreMaster`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 pub struct StoreIdx(pub u16);
 
 /// One store of the master data.
@@ -72,7 +74,9 @@ impl StoreMaster {
             line,
             reason,
         };
-        let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
         let mut stores = Vec::new();
         let mut by_id = HashMap::new();
         for row in reader.deserialize::<CsvRow>() {
@@ -85,12 +89,18 @@ impl StoreMaster {
                 return Err(invalid(line, "store_id must be 1-64 characters".into()));
             }
             if !(-90.0..=90.0).contains(&row.lat) || !(-180.0..=180.0).contains(&row.lon) {
-                return Err(invalid(line, format!("coordinates {},{} out of range", row.lat, row.lon)));
+                return Err(invalid(
+                    line,
+                    format!("coordinates {},{} out of range", row.lat, row.lon),
+                ));
             }
             let idx = u16::try_from(stores.len())
                 .map_err(|_| invalid(line, "more than 65535 stores".into()))?;
             if by_id.insert(row.store_id.clone(), StoreIdx(idx)).is_some() {
-                return Err(invalid(line, format!("store_id {:?} appears twice", row.store_id)));
+                return Err(invalid(
+                    line,
+                    format!("store_id {:?} appears twice", row.store_id),
+                ));
             }
             stores.push(Store {
                 store_id: row.store_id,
@@ -138,7 +148,10 @@ impl StoreMaster {
 
     /// All stores with their indexes.
     pub fn iter(&self) -> impl Iterator<Item = (StoreIdx, &Store)> {
-        self.stores.iter().enumerate().map(|(i, s)| (StoreIdx(i as u16), s))
+        self.stores
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (StoreIdx(i as u16), s))
     }
 
     /// Great-circle distance in kilometres between two stores.
@@ -175,13 +188,18 @@ mod tests {
         assert!(m.lookup("XX-9").is_none());
         let km = m.lookup("KM-001").unwrap();
         let d = m.distance_km(km, dl);
-        assert!((240.0..260.0).contains(&d), "Kunming-Dali is ~250 km, got {d}");
+        assert!(
+            (240.0..260.0).contains(&d),
+            "Kunming-Dali is ~250 km, got {d}"
+        );
     }
 
     #[test]
     fn duplicate_store_names_the_line() {
         let csv = format!("{CSV}KM-001,C,central,昆明,25.0,102.6,direct\n");
-        let err = StoreMaster::from_csv(&csv, Path::new("t.csv")).unwrap_err().to_string();
+        let err = StoreMaster::from_csv(&csv, Path::new("t.csv"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 4") && err.contains("twice"), "{err}");
     }
 

@@ -10,6 +10,8 @@
 //!
 //! To add a case: add `NNN-short-name.json` and a line in `expected.tsv`.
 
+#![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
+
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};

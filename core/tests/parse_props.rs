@@ -9,6 +9,8 @@
 //! - for generated sales, it accepts exactly those whose ids and amounts are
 //!   inside the contract's bounds.
 
+#![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 

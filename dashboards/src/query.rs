@@ -54,37 +54,66 @@ pub fn router(state: QueryState) -> Router {
         .with_state(state)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+/// An error answer: a status and `{"error": message}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
 }
 
-fn store(st: &QueryState, store_id: &str, field: &str) -> Result<StoreIdx, Response> {
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        message: message.into(),
+    }
+}
+
+type Answer = Result<Response, ApiError>;
+
+fn store(st: &QueryState, store_id: &str, field: &str) -> Result<StoreIdx, ApiError> {
     st.shared
         .inventory()
         .stores()
         .lookup(store_id)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("{field}: unknown store {store_id:?}")))
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                format!("{field}: unknown store {store_id:?}"),
+            )
+        })
 }
 
-fn limit(requested: Option<usize>, default: usize) -> Result<usize, Response> {
+fn limit(requested: Option<usize>, default: usize) -> Result<usize, ApiError> {
     match requested {
         None => Ok(default),
         Some(0) => Err(error(StatusCode::BAD_REQUEST, "limit: must be > 0")),
-        Some(n) if n > MAX_LIMIT => Err(error(StatusCode::BAD_REQUEST, format!("limit: at most {MAX_LIMIT}"))),
+        Some(n) if n > MAX_LIMIT => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("limit: at most {MAX_LIMIT}"),
+        )),
         Some(n) => Ok(n),
     }
 }
 
-async fn stock_one(State(st): State<QueryState>, Path((store_id, sku)): Path<(String, String)>) -> Response {
-    let idx = match store(&st, &store_id, "store_id") {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+async fn stock_one(
+    State(st): State<QueryState>,
+    Path((store_id, sku)): Path<(String, String)>,
+) -> Answer {
+    let idx = store(&st, &store_id, "store_id")?;
     let view = st.shared.inventory().stock(idx, &sku);
-    match view {
-        Some(v) => Json(v).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no stock known for {sku:?} at {store_id}")),
-    }
+    let view = view.ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("no stock known for {sku:?} at {store_id}"),
+        )
+    })?;
+    Ok(Json(view).into_response())
 }
 
 #[derive(Deserialize)]
@@ -97,16 +126,15 @@ async fn stock_page(
     State(st): State<QueryState>,
     Path(store_id): Path<String>,
     Query(p): Query<PageParams>,
-) -> Response {
-    let (idx, limit) = match (store(&st, &store_id, "store_id"), limit(p.limit, 100)) {
-        (Ok(i), Ok(l)) => (i, l),
-        (Err(r), _) | (_, Err(r)) => return r,
+) -> Answer {
+    let idx = store(&st, &store_id, "store_id")?;
+    let limit = limit(p.limit, 100)?;
+    let body = {
+        let inventory = st.shared.inventory();
+        let page = inventory.store_stock(idx, p.after.as_deref(), limit);
+        json!({ "store_id": store_id, "as_of": inventory.clock_text(), "items": page.items, "next": page.next })
     };
-    let inventory = st.shared.inventory();
-    let page = inventory.store_stock(idx, p.after.as_deref(), limit);
-    let body = json!({ "store_id": store_id, "as_of": inventory.clock_text(), "items": page.items, "next": page.next });
-    drop(inventory);
-    Json(body).into_response()
+    Ok(Json(body).into_response())
 }
 
 #[derive(Deserialize)]
@@ -119,13 +147,11 @@ async fn availability(
     State(st): State<QueryState>,
     Path(sku): Path<String>,
     Query(p): Query<AvailabilityParams>,
-) -> Response {
-    let (idx, limit) = match (store(&st, &p.near, "near"), limit(p.limit, 10)) {
-        (Ok(i), Ok(l)) => (i, l),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
+) -> Answer {
+    let idx = store(&st, &p.near, "near")?;
+    let limit = limit(p.limit, 10)?;
     let stores = st.shared.inventory().availability(&sku, idx, limit);
-    Json(json!({ "sku": sku, "near": p.near, "stores": stores })).into_response()
+    Ok(Json(json!({ "sku": sku, "near": p.near, "stores": stores })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -135,30 +161,37 @@ struct RouteRequest {
     deliver_to: GeoPoint,
 }
 
-async fn route(State(st): State<QueryState>, body: Result<Json<RouteRequest>, axum::extract::rejection::JsonRejection>) -> Response {
-    let req = match body {
-        Ok(Json(r)) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {}", e.body_text())),
-    };
+async fn route(
+    State(st): State<QueryState>,
+    body: Result<Json<RouteRequest>, axum::extract::rejection::JsonRejection>,
+) -> Answer {
+    let Json(req) =
+        body.map_err(|e| error(StatusCode::BAD_REQUEST, format!("body: {}", e.body_text())))?;
     if req.lines.is_empty() || req.lines.len() > 500 {
-        return error(StatusCode::BAD_REQUEST, "lines: 1..=500 lines");
+        return Err(error(StatusCode::BAD_REQUEST, "lines: 1..=500 lines"));
     }
     if let Some((i, _)) = req.lines.iter().enumerate().find(|(_, l)| l.qty <= 0) {
-        return error(StatusCode::BAD_REQUEST, format!("lines[{i}].qty: must be > 0"));
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("lines[{i}].qty: must be > 0"),
+        ));
     }
     let GeoPoint { lat, lon } = req.deliver_to;
     if !((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)) {
-        return error(StatusCode::BAD_REQUEST, "deliver_to: lat must be in -90..90 and lon in -180..180");
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "deliver_to: lat must be in -90..90 and lon in -180..180",
+        ));
     }
     let plan = st.shared.inventory().route(&req.lines, req.deliver_to);
-    match plan {
+    Ok(match plan {
         Ok(plan) => Json(plan).into_response(),
         Err(unroutable) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({ "error": "no store has enough on-hand for these lines", "lines": unroutable.lines })),
         )
             .into_response(),
-    }
+    })
 }
 
 #[derive(Deserialize)]
@@ -166,15 +199,13 @@ struct ReplenishParams {
     store_id: String,
 }
 
-async fn replenish(State(st): State<QueryState>, Query(p): Query<ReplenishParams>) -> Response {
-    let idx = match store(&st, &p.store_id, "store_id") {
-        Ok(i) => i,
-        Err(r) => return r,
+async fn replenish(State(st): State<QueryState>, Query(p): Query<ReplenishParams>) -> Answer {
+    let idx = store(&st, &p.store_id, "store_id")?;
+    let body = {
+        let inventory = st.shared.inventory();
+        json!({ "store_id": p.store_id, "as_of": inventory.clock_text(), "suggestions": inventory.replenish(idx) })
     };
-    let inventory = st.shared.inventory();
-    let body = json!({ "store_id": p.store_id, "as_of": inventory.clock_text(), "suggestions": inventory.replenish(idx) });
-    drop(inventory);
-    Json(body).into_response()
+    Ok(Json(body).into_response())
 }
 
 #[derive(Deserialize)]
@@ -182,16 +213,20 @@ struct TransferParams {
     region: Option<String>,
 }
 
-async fn transfers(State(st): State<QueryState>, Query(p): Query<TransferParams>) -> Response {
-    let inventory = st.shared.inventory();
-    if let Some(region) = &p.region {
-        if !inventory.stores().iter().any(|(_, s)| &s.region == region) {
-            return error(StatusCode::NOT_FOUND, format!("region: unknown region {region:?}"));
+async fn transfers(State(st): State<QueryState>, Query(p): Query<TransferParams>) -> Answer {
+    let body = {
+        let inventory = st.shared.inventory();
+        if let Some(region) = &p.region {
+            if !inventory.stores().iter().any(|(_, s)| &s.region == region) {
+                return Err(error(
+                    StatusCode::NOT_FOUND,
+                    format!("region: unknown region {region:?}"),
+                ));
+            }
         }
-    }
-    let body = json!({ "region": p.region, "as_of": inventory.clock_text(), "suggestions": inventory.transfers(p.region.as_deref()) });
-    drop(inventory);
-    Json(body).into_response()
+        json!({ "region": p.region, "as_of": inventory.clock_text(), "suggestions": inventory.transfers(p.region.as_deref()) })
+    };
+    Ok(Json(body).into_response())
 }
 
 #[derive(Deserialize)]
@@ -200,14 +235,14 @@ struct AlertParams {
     limit: Option<usize>,
 }
 
-async fn alerts(State(st): State<QueryState>, Query(p): Query<AlertParams>) -> Response {
-    let limit = match limit(p.limit, 100) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+async fn alerts(State(st): State<QueryState>, Query(p): Query<AlertParams>) -> Answer {
+    let limit = limit(p.limit, 100)?;
     if let Some(kind) = &p.kind {
         if kind != "stock" {
-            return error(StatusCode::BAD_REQUEST, format!("kind: unknown alert kind {kind:?} (stock)"));
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("kind: unknown alert kind {kind:?} (stock)"),
+            ));
         }
     }
     let alerts: Vec<serde_json::Value> = st
@@ -223,7 +258,7 @@ async fn alerts(State(st): State<QueryState>, Query(p): Query<AlertParams>) -> R
             value
         })
         .collect();
-    Json(json!({ "alerts": alerts })).into_response()
+    Ok(Json(json!({ "alerts": alerts })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -231,15 +266,15 @@ struct DlqParams {
     limit: Option<usize>,
 }
 
-async fn dlq(State(st): State<QueryState>, Query(p): Query<DlqParams>) -> Response {
-    let limit = match limit(p.limit, 100) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    match (st.dead_letters)(limit) {
-        Ok(letters) => Json(json!({ "dead_letters": letters })).into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("dead-letter log: {e}")),
-    }
+async fn dlq(State(st): State<QueryState>, Query(p): Query<DlqParams>) -> Answer {
+    let limit = limit(p.limit, 100)?;
+    let letters = (st.dead_letters)(limit).map_err(|e| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("dead-letter log: {e}"),
+        )
+    })?;
+    Ok(Json(json!({ "dead_letters": letters })).into_response())
 }
 
 #[cfg(test)]
@@ -263,10 +298,19 @@ mod tests {
             r#"{"v":1,"event_id":"r1","event_type":"stock_receipt","occurred_at":"2026-11-25T08:00:00+08:00","store_id":"KM-002","channel":"backoffice","lines":[{"sku":"SKU-1","qty":5},{"sku":"SKU-2","qty":1}]}"#,
             r#"{"v":1,"event_id":"s1","event_type":"sale","occurred_at":"2026-11-25T09:00:00+08:00","store_id":"KM-002","channel":"pos","order_id":"o1","lines":[{"sku":"SKU-2","qty":2,"unit_price_cents":100}],"total_cents":200,"payment":{"method":"cash"}}"#,
         ] {
-            inventory.apply(&parser.parse(json.as_bytes()).unwrap(), &mut Vec::new()).unwrap();
+            inventory
+                .apply(&parser.parse(json.as_bytes()).unwrap(), &mut Vec::new())
+                .unwrap();
         }
-        let shared = Arc::new(Shared::new(inventory, AlertBook::new(10), Default::default()));
-        QueryState { shared, dead_letters: Arc::new(|_| Ok(Vec::new())) }
+        let shared = Arc::new(Shared::new(
+            inventory,
+            AlertBook::new(10),
+            Default::default(),
+        ));
+        QueryState {
+            shared,
+            dead_letters: Arc::new(|_| Ok(Vec::new())),
+        }
     }
 
     async fn call(method: &str, uri: &str, body: &str) -> (StatusCode, serde_json::Value) {
@@ -279,7 +323,10 @@ mod tests {
         let response = router(state()).oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     #[tokio::test]
@@ -305,10 +352,20 @@ mod tests {
         assert_eq!(page2["items"][0]["on_hand"], -1);
         let (_, near) = call("GET", "/v1/skus/SKU-1/availability?near=KM-001", "").await;
         assert_eq!(near["stores"][0]["store_id"], "KM-002");
-        let (status, plan) = call("POST", "/v1/route", r#"{"lines":[{"sku":"SKU-1","qty":2}],"deliver_to":{"lat":25.0,"lon":102.7}}"#).await;
+        let (status, plan) = call(
+            "POST",
+            "/v1/route",
+            r#"{"lines":[{"sku":"SKU-1","qty":2}],"deliver_to":{"lat":25.0,"lon":102.7}}"#,
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{plan}");
         assert_eq!(plan["legs"][0]["store_id"], "KM-002");
-        let (status, _) = call("POST", "/v1/route", r#"{"lines":[{"sku":"SKU-1","qty":99}],"deliver_to":{"lat":25.0,"lon":102.7}}"#).await;
+        let (status, _) = call(
+            "POST",
+            "/v1/route",
+            r#"{"lines":[{"sku":"SKU-1","qty":99}],"deliver_to":{"lat":25.0,"lon":102.7}}"#,
+        )
+        .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         let (status, _) = call("GET", "/v1/alerts?kind=weather", "").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -319,8 +376,16 @@ mod tests {
     #[test]
     fn openapi_describes_every_route() {
         let doc: serde_json::Value = serde_json::from_str(crate::OPENAPI_JSON).unwrap();
-        for (method, path) in ROUTES.iter().chain(&[("post", "/v1/events"), ("get", "/healthz"), ("get", "/metrics"), ("get", "/openapi.json")]) {
-            assert!(doc["paths"][path][method].is_object(), "openapi.json lacks {method} {path}");
+        for (method, path) in ROUTES.iter().chain(&[
+            ("post", "/v1/events"),
+            ("get", "/healthz"),
+            ("get", "/metrics"),
+            ("get", "/openapi.json"),
+        ]) {
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "openapi.json lacks {method} {path}"
+            );
         }
     }
 }

@@ -7,6 +7,8 @@
 //!
 //! `cargo bench -p storepulse-processors --bench inventory`
 
+#![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
+
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -45,10 +47,18 @@ fn sales(stores: &StoreMaster, prefix: &str, t0: Ts, seed: u64) -> Vec<Event> {
             body: EventBody::Sale(Sale {
                 order_id: format!("o-{i}").into(),
                 lines: (0..3)
-                    .map(|_| SaleLine { sku: sku(&mut rng).into(), qty: 1, unit_price_cents: 1990, promo: false })
+                    .map(|_| SaleLine {
+                        sku: sku(&mut rng).into(),
+                        qty: 1,
+                        unit_price_cents: 1990,
+                        promo: false,
+                    })
                     .collect(),
                 total_cents: 5970,
-                payment: Payment { method: PaymentMethod::Wechat, account_ref: None },
+                payment: Payment {
+                    method: PaymentMethod::Wechat,
+                    account_ref: None,
+                },
                 fulfillment: Fulfillment::InStore,
             }),
         })
@@ -65,7 +75,12 @@ fn bench_apply(c: &mut Criterion) {
     // Steady state: a processor that already knows the stores' SKUs (a
     // warm-up stream with other ids), cloned for each measured batch.
     let warm = sales(&stores, "warm", t0, 0x2545_F491_4F6C_DD1D);
-    let events = sales(&stores, "pos", t0 + EVENTS as i64 * SECOND / 10, 0x9E37_79B9_7F4A_7C15);
+    let events = sales(
+        &stores,
+        "pos",
+        t0 + EVENTS as i64 * SECOND / 10,
+        0x9E37_79B9_7F4A_7C15,
+    );
     let mut warmed = InventoryProcessor::new(InventoryConfig::default(), stores.clone());
     let mut out = Vec::new();
     for e in &warm {

@@ -9,6 +9,8 @@
 //!
 //! `cargo bench -p storepulse-processors --bench state_memory`
 
+#![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -36,7 +38,10 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -71,7 +76,13 @@ fn main() {
                     member_id: None,
                     body: EventBody::StockReceipt(StockReceipt {
                         reference: None,
-                        lines: chunk.iter().map(|k| QtyLine { sku: format!("SKU-{k:06}").into(), qty: 10 }).collect(),
+                        lines: chunk
+                            .iter()
+                            .map(|k| QtyLine {
+                                sku: format!("SKU-{k:06}").into(),
+                                qty: 10,
+                            })
+                            .collect(),
                     }),
                 };
                 p.apply(&e, &mut out).expect("receipt");

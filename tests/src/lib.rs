@@ -36,7 +36,10 @@ pub fn storepulse_with_config(exe: &str, config: &Path, data_dir: &Path) -> Comm
     cmd.arg("--config")
         .arg(config)
         .env("STOREPULSE__STORAGE__DATA_DIR", data_dir)
-        .env("STOREPULSE__STORAGE__STORES_CSV", repo().join("data/stores.csv"))
+        .env(
+            "STOREPULSE__STORAGE__STORES_CSV",
+            repo().join("data/stores.csv"),
+        )
         .env("STOREPULSE__TELEMETRY__LEVEL", "warn")
         .env_remove("RUST_LOG");
     cmd
@@ -55,14 +58,26 @@ impl Server {
     /// # Panics
     /// When it does not start within 60 s (the message has its stderr).
     pub fn start(exe: &str, data_dir: &Path, port: u16, extra_env: &[(&str, &str)]) -> Server {
-        Self::start_with_config(exe, &repo().join("storepulse.toml"), data_dir, port, extra_env)
+        Self::start_with_config(
+            exe,
+            &repo().join("storepulse.toml"),
+            data_dir,
+            port,
+            extra_env,
+        )
     }
 
     /// [`Server::start`] with another configuration file.
     ///
     /// # Panics
     /// As [`Server::start`].
-    pub fn start_with_config(exe: &str, config: &Path, data_dir: &Path, port: u16, extra_env: &[(&str, &str)]) -> Server {
+    pub fn start_with_config(
+        exe: &str,
+        config: &Path,
+        data_dir: &Path,
+        port: u16,
+        extra_env: &[(&str, &str)],
+    ) -> Server {
         let mut cmd = storepulse_with_config(exe, config, data_dir);
         cmd.arg("run")
             .env("STOREPULSE__HTTP__LISTEN", format!("127.0.0.1:{port}"))
@@ -95,7 +110,10 @@ impl Server {
                 Ok(Err(line)) => early.push(line),
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("storepulse run did not start listening; stderr:\n{}", early.join("\n"));
+                    panic!(
+                        "storepulse run did not start listening; stderr:\n{}",
+                        early.join("\n")
+                    );
                 }
             }
         }
@@ -144,7 +162,10 @@ pub async fn wait_caught_up(client: &reqwest::Client, base: &str) {
                 }
             }
         }
-        assert!(Instant::now() < deadline, "processing did not catch up within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "processing did not catch up within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -174,7 +195,10 @@ pub async fn all_stock(client: &reqwest::Client, base: &str) -> BTreeMap<(String
                 .expect("stock page JSON");
             for item in page["items"].as_array().expect("items") {
                 let sku = item["sku"].as_str().expect("sku").to_owned();
-                out.insert((store.clone(), sku), item["on_hand"].as_i64().expect("on_hand"));
+                out.insert(
+                    (store.clone(), sku),
+                    item["on_hand"].as_i64().expect("on_hand"),
+                );
             }
             match page["next"].as_str() {
                 Some(n) => after = Some(n.to_owned()),

@@ -5,6 +5,8 @@
 //! `--acked-out`) must be counted exactly once: the served stock equals an
 //! offline `replay` of the acknowledged events.
 
+#![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -13,7 +15,9 @@ use storepulse_tests::{all_stock, free_port, replay, repo, storepulse, wait_caug
 const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
 
 fn acked_lines(path: &std::path::Path) -> usize {
-    std::fs::read_to_string(path).map(|t| t.lines().count()).unwrap_or(0)
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -29,8 +33,17 @@ async fn kill_9_while_sending_loses_and_doubles_nothing() {
 
     let total = 24_000;
     let mut sim = storepulse(EXE, &data)
-        .args(["simulate", "--url", &base, "--rate", "4000", "--seed", "7", "--quiet"])
-        .args(["--events", &total.to_string(), "--duplicate-share", "0.03", "--jitter", "30"])
+        .args([
+            "simulate", "--url", &base, "--rate", "4000", "--seed", "7", "--quiet",
+        ])
+        .args([
+            "--events",
+            &total.to_string(),
+            "--duplicate-share",
+            "0.03",
+            "--jitter",
+            "30",
+        ])
         .args(["--max-retries", "1000", "--stores"])
         .arg(repo().join("data/stores.csv"))
         .arg("--acked-out")
@@ -46,7 +59,10 @@ async fn kill_9_while_sending_loses_and_doubles_nothing() {
         let before = acked_lines(&acked);
         server.kill9();
         kills += 1;
-        assert!(before > 0, "kill {kills}: nothing acknowledged yet; the stream did not start");
+        assert!(
+            before > 0,
+            "kill {kills}: nothing acknowledged yet; the stream did not start"
+        );
         server = Server::start(EXE, &data, port, &env);
     }
     let deadline = Instant::now() + Duration::from_secs(240);
@@ -59,7 +75,10 @@ async fn kill_9_while_sending_loses_and_doubles_nothing() {
     };
     assert!(status.success(), "simulate failed: {status}");
     let acked_count = acked_lines(&acked);
-    assert!(acked_count >= total * 9 / 10, "only {acked_count} of {total} events acknowledged");
+    assert!(
+        acked_count >= total * 9 / 10,
+        "only {acked_count} of {total} events acknowledged"
+    );
 
     let client = reqwest::Client::new();
     wait_caught_up(&client, &server.base).await;
@@ -71,7 +90,14 @@ async fn kill_9_while_sending_loses_and_doubles_nothing() {
         .filter(|(k, v)| served.get(*k) != Some(*v))
         .take(10)
         .collect();
-    assert!(differing.is_empty(), "stock differs from replay of acknowledged events: {differing:?}");
-    assert_eq!(served.len(), expected.len(), "served and replayed stock have different (store, sku) sets");
+    assert!(
+        differing.is_empty(),
+        "stock differs from replay of acknowledged events: {differing:?}"
+    );
+    assert_eq!(
+        served.len(),
+        expected.len(),
+        "served and replayed stock have different (store, sku) sets"
+    );
     drop(server);
 }

@@ -55,7 +55,9 @@ impl InventoryConfig {
             return Err("inventory.allowed_lateness_hours: must be > 0".into());
         }
         if self.velocity_days == 0 || self.velocity_days > MAX_VELOCITY_DAYS {
-            return Err(format!("inventory.velocity_days: must be 1..={MAX_VELOCITY_DAYS}"));
+            return Err(format!(
+                "inventory.velocity_days: must be 1..={MAX_VELOCITY_DAYS}"
+            ));
         }
         for (name, v) in [
             ("replenish_below_days", self.replenish_below_days),

@@ -169,7 +169,9 @@ impl Interner {
 
     /// The string of an id.
     pub fn resolve(&self, id: u32) -> &str {
-        self.strings.get(id as usize).map_or("", CompactString::as_str)
+        self.strings
+            .get(id as usize)
+            .map_or("", CompactString::as_str)
     }
 
     /// Number of interned strings.
@@ -249,7 +251,11 @@ impl InventoryProcessor {
             dedup: DedupWindow::new(config.allowed_lateness()),
             clock: Ts::MIN,
         };
-        Self { state, config, stores }
+        Self {
+            state,
+            config,
+            stores,
+        }
     }
 
     /// A processor resuming from a checkpointed state.
@@ -269,7 +275,11 @@ impl InventoryProcessor {
                 stores.len()
             ));
         }
-        Ok(Self { state, config, stores })
+        Ok(Self {
+            state,
+            config,
+            stores,
+        })
     }
 
     /// The state, for checkpoints.
@@ -322,7 +332,9 @@ impl InventoryProcessor {
         if self.state.clock == Ts::MIN {
             Ts::MIN
         } else {
-            self.state.clock.saturating_sub(self.config.allowed_lateness())
+            self.state
+                .clock
+                .saturating_sub(self.config.allowed_lateness())
         }
     }
 
@@ -337,7 +349,11 @@ impl InventoryProcessor {
     ) {
         let at = event.occurred_at;
         let sku_id = self.state.skus.intern(sku);
-        let entry = self.state.entries.entry(key(store, sku_id)).or_insert_with(StockEntry::new);
+        let entry = self
+            .state
+            .entries
+            .entry(key(store, sku_id))
+            .or_insert_with(StockEntry::new);
         if sold > 0 {
             entry.record_sale(china_day(at), sold);
         }
@@ -351,7 +367,9 @@ impl InventoryProcessor {
         let horizon = if self.state.clock == Ts::MIN {
             Ts::MIN
         } else {
-            self.state.clock.saturating_sub(self.config.allowed_lateness())
+            self.state
+                .clock
+                .saturating_sub(self.config.allowed_lateness())
         };
         if at > horizon {
             // Kept sorted by time: arrivals are nearly in order, so the
@@ -409,7 +427,12 @@ impl InventoryProcessor {
         }));
     }
 
-    fn count(&mut self, event: &Event, lines: &[storepulse_core::CountLine], out: &mut Vec<InventoryOutput>) {
+    fn count(
+        &mut self,
+        event: &Event,
+        lines: &[storepulse_core::CountLine],
+        out: &mut Vec<InventoryOutput>,
+    ) {
         let store = event.store;
         let at = event.occurred_at;
         let count_id = self.state.count_ids.intern(&event.event_id);
@@ -418,7 +441,11 @@ impl InventoryProcessor {
         let mut winners = Vec::with_capacity(lines.len());
         for line in lines {
             let sku_id = self.state.skus.intern(&line.sku);
-            let entry = self.state.entries.entry(key(store, sku_id)).or_insert_with(StockEntry::new);
+            let entry = self
+                .state
+                .entries
+                .entry(key(store, sku_id))
+                .or_insert_with(StockEntry::new);
             let newer = match entry.count_at.cmp(&at) {
                 std::cmp::Ordering::Less => true,
                 std::cmp::Ordering::Greater => false,
@@ -499,7 +526,11 @@ impl InventoryProcessor {
 impl Processor for InventoryProcessor {
     type Output = InventoryOutput;
 
-    fn apply(&mut self, event: &Event, out: &mut Vec<InventoryOutput>) -> Result<Outcome, Rejection> {
+    fn apply(
+        &mut self,
+        event: &Event,
+        out: &mut Vec<InventoryOutput>,
+    ) -> Result<Outcome, Rejection> {
         let is_count = matches!(event.body, EventBody::StockCount(_));
         if is_count && event.occurred_at <= self.horizon() {
             return Err(Rejection::semantic(

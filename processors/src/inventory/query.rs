@@ -43,7 +43,9 @@ pub(crate) fn round3(x: f64) -> f64 {
 impl InventoryProcessor {
     /// Units sold per day over the velocity window ending at `T`.
     pub(crate) fn velocity_of(&self, entry: &StockEntry) -> f64 {
-        let Some(clock) = self.clock() else { return 0.0 };
+        let Some(clock) = self.clock() else {
+            return 0.0;
+        };
         let days = self.config.velocity_days;
         entry.units_sold(china_day(clock), days) as f64 / f64::from(days)
     }
@@ -76,7 +78,12 @@ impl InventoryProcessor {
     }
 
     /// A store's SKUs in SKU order, `limit` per page, after the cursor `after`.
-    pub fn store_stock(&self, store: StoreIdx, after: Option<&str>, limit: usize) -> Page<StockView> {
+    pub fn store_stock(
+        &self,
+        store: StoreIdx,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Page<StockView> {
         let mut skus: Vec<(&str, &StockEntry)> = self
             .state
             .entries
@@ -90,9 +97,16 @@ impl InventoryProcessor {
         skus.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let more = skus.len() > limit;
         skus.truncate(limit);
-        let next = if more { skus.last().map(|(s, _)| (*s).to_owned()) } else { None };
+        let next = if more {
+            skus.last().map(|(s, _)| (*s).to_owned())
+        } else {
+            None
+        };
         Page {
-            items: skus.into_iter().map(|(sku, e)| self.view(store, sku, e)).collect(),
+            items: skus
+                .into_iter()
+                .map(|(sku, e)| self.view(store, sku, e))
+                .collect(),
             next,
         }
     }
@@ -113,7 +127,11 @@ impl InventoryProcessor {
                 })
             })
             .collect();
-        found.sort_by(|a, b| a.distance_km.total_cmp(&b.distance_km).then_with(|| a.store_id.cmp(&b.store_id)));
+        found.sort_by(|a, b| {
+            a.distance_km
+                .total_cmp(&b.distance_km)
+                .then_with(|| a.store_id.cmp(&b.store_id))
+        });
         found.truncate(limit);
         found
     }

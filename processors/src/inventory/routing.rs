@@ -62,7 +62,11 @@ impl InventoryProcessor {
     ///
     /// # Errors
     /// [`Unroutable`] listing the lines that no store can serve whole.
-    pub fn route(&self, lines: &[RouteLine], deliver_to: GeoPoint) -> Result<RoutePlan, Unroutable> {
+    pub fn route(
+        &self,
+        lines: &[RouteLine],
+        deliver_to: GeoPoint,
+    ) -> Result<RoutePlan, Unroutable> {
         // Merge lines by SKU, keeping first-seen order.
         let mut merged: Vec<RouteLine> = Vec::new();
         for line in lines {
@@ -96,7 +100,9 @@ impl InventoryProcessor {
         if !unserved.is_empty() {
             return Err(Unroutable { lines: unserved });
         }
-        let candidates: Vec<usize> = (0..can.len()).filter(|i| can[*i].iter().any(|c| *c)).collect();
+        let candidates: Vec<usize> = (0..can.len())
+            .filter(|i| can[*i].iter().any(|c| *c))
+            .collect();
         let covers = |set: &[usize]| (0..merged.len()).all(|j| set.iter().any(|i| can[*i][j]));
         let cost = |set: &[usize]| set.iter().map(|i| distance[*i]).sum::<f64>();
 
@@ -130,7 +136,10 @@ impl InventoryProcessor {
         }
         let (set, exact) = match best {
             Some((set, _)) => (set, true),
-            None => (greedy_cover(&candidates, &can, &distance, merged.len()), false),
+            None => (
+                greedy_cover(&candidates, &can, &distance, merged.len()),
+                false,
+            ),
         };
         // Assign each line to the nearest store of the set that can serve it.
         let mut legs: Vec<RouteLeg> = Vec::new();
@@ -138,7 +147,9 @@ impl InventoryProcessor {
         sorted.sort_by(|a, b| distance[*a].total_cmp(&distance[*b]));
         for (j, line) in merged.iter().enumerate() {
             // `set` covers every line, so a server exists.
-            let Some(&store) = sorted.iter().find(|i| can[**i][j]) else { continue };
+            let Some(&store) = sorted.iter().find(|i| can[**i][j]) else {
+                continue;
+            };
             let store_id = self.stores.id(StoreIdx(store as u16));
             match legs.iter_mut().find(|l| l.store_id == store_id) {
                 Some(leg) => leg.lines.push(line.clone()),
@@ -159,14 +170,24 @@ impl InventoryProcessor {
     }
 }
 
-fn greedy_cover(candidates: &[usize], can: &[Vec<bool>], distance: &[f64], lines: usize) -> Vec<usize> {
+fn greedy_cover(
+    candidates: &[usize],
+    can: &[Vec<bool>],
+    distance: &[f64],
+    lines: usize,
+) -> Vec<usize> {
     let mut remaining: Vec<bool> = vec![true; lines];
     let mut set = Vec::new();
     while remaining.iter().any(|r| *r) {
         let pick = candidates
             .iter()
             .filter(|i| !set.contains(*i))
-            .map(|&i| (i, (0..lines).filter(|j| remaining[*j] && can[i][*j]).count()))
+            .map(|&i| {
+                (
+                    i,
+                    (0..lines).filter(|j| remaining[*j] && can[i][*j]).count(),
+                )
+            })
             .filter(|(_, n)| *n > 0)
             .max_by(|a, b| a.1.cmp(&b.1).then(distance[b.0].total_cmp(&distance[a.0])));
         let Some((i, _)) = pick else { break };

@@ -67,7 +67,11 @@ impl InventoryProcessor {
                 })
             })
             .collect();
-        out.sort_by(|a, b| a.days_of_cover.total_cmp(&b.days_of_cover).then_with(|| a.sku.cmp(&b.sku)));
+        out.sort_by(|a, b| {
+            a.days_of_cover
+                .total_cmp(&b.days_of_cover)
+                .then_with(|| a.sku.cmp(&b.sku))
+        });
         out
     }
 
@@ -80,7 +84,13 @@ impl InventoryProcessor {
         }
         let cfg = &self.config;
         // (region, sku) -> (givers, receivers); BTreeMap for a stable order.
-        let mut by_sku: BTreeMap<(&str, SkuId), (Vec<Side>, Vec<Side>)> = BTreeMap::new();
+        /// Givers and receivers of one SKU in one region.
+        #[derive(Default)]
+        struct Sides {
+            givers: Vec<Side>,
+            receivers: Vec<Side>,
+        }
+        let mut by_sku: BTreeMap<(&str, SkuId), Sides> = BTreeMap::new();
         for (k, e) in &self.state.entries {
             let (store, sku) = key_parts(*k);
             let store_region = self.stores.get(store).region.as_str();
@@ -98,21 +108,39 @@ impl InventoryProcessor {
             };
             let slot = by_sku.entry((store_region, sku)).or_default();
             if giver_surplus > 0 {
-                slot.0.push(Side { store, cover, amount: giver_surplus });
+                slot.givers.push(Side {
+                    store,
+                    cover,
+                    amount: giver_surplus,
+                });
             } else if let Some(c) = cover.filter(|c| *c < cfg.replenish_below_days) {
                 let need = (cfg.transfer_target_days * v).ceil() as i64 - e.on_hand;
                 if need > 0 {
-                    slot.1.push(Side { store, cover: Some(c), amount: need });
+                    slot.receivers.push(Side {
+                        store,
+                        cover: Some(c),
+                        amount: need,
+                    });
                 }
             }
         }
         let mut out = Vec::new();
-        for ((_, sku), (mut givers, mut receivers)) in by_sku {
+        for (
+            (_, sku),
+            Sides {
+                mut givers,
+                mut receivers,
+            },
+        ) in by_sku
+        {
             if givers.is_empty() || receivers.is_empty() {
                 continue;
             }
             receivers.sort_by(|a, b| {
-                a.cover.unwrap_or(0.0).total_cmp(&b.cover.unwrap_or(0.0)).then(a.store.cmp(&b.store))
+                a.cover
+                    .unwrap_or(0.0)
+                    .total_cmp(&b.cover.unwrap_or(0.0))
+                    .then(a.store.cmp(&b.store))
             });
             for receiver in &receivers {
                 let mut need = receiver.amount;

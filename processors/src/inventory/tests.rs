@@ -36,7 +36,10 @@ fn ev(id: &str, at: Ts, store: &str, body: EventBody) -> Event {
 }
 
 fn qty(sku: &str, qty: u32) -> QtyLine {
-    QtyLine { sku: sku.into(), qty }
+    QtyLine {
+        sku: sku.into(),
+        qty,
+    }
 }
 
 fn sale(lines: &[(&str, u32)]) -> EventBody {
@@ -44,21 +47,38 @@ fn sale(lines: &[(&str, u32)]) -> EventBody {
         order_id: "o".into(),
         lines: lines
             .iter()
-            .map(|(s, q)| SaleLine { sku: (*s).into(), qty: *q, unit_price_cents: 100, promo: false })
+            .map(|(s, q)| SaleLine {
+                sku: (*s).into(),
+                qty: *q,
+                unit_price_cents: 100,
+                promo: false,
+            })
             .collect(),
         total_cents: 100,
-        payment: Payment { method: PaymentMethod::Cash, account_ref: None },
+        payment: Payment {
+            method: PaymentMethod::Cash,
+            account_ref: None,
+        },
         fulfillment: Fulfillment::InStore,
     })
 }
 
 fn receipt(lines: &[(&str, u32)]) -> EventBody {
-    EventBody::StockReceipt(StockReceipt { reference: None, lines: lines.iter().map(|(s, q)| qty(s, *q)).collect() })
+    EventBody::StockReceipt(StockReceipt {
+        reference: None,
+        lines: lines.iter().map(|(s, q)| qty(s, *q)).collect(),
+    })
 }
 
 fn count(lines: &[(&str, u32)]) -> EventBody {
     EventBody::StockCount(StockCount {
-        lines: lines.iter().map(|(s, q)| CountLine { sku: (*s).into(), on_hand: *q }).collect(),
+        lines: lines
+            .iter()
+            .map(|(s, q)| CountLine {
+                sku: (*s).into(),
+                on_hand: *q,
+            })
+            .collect(),
     })
 }
 
@@ -69,7 +89,8 @@ fn apply(p: &mut InventoryProcessor, e: &Event) -> (Outcome, Vec<InventoryOutput
 }
 
 fn on_hand(p: &InventoryProcessor, store: &str, sku: &str) -> i64 {
-    p.stock(p.stores().lookup(store).unwrap(), sku).map_or(0, |v| v.on_hand)
+    p.stock(p.stores().lookup(store).unwrap(), sku)
+        .map_or(0, |v| v.on_hand)
 }
 
 #[test]
@@ -80,10 +101,48 @@ fn sales_receipts_transfers_and_returns_move_stock() {
     let events = [
         ev("r1", T0, "KM-004", receipt(&[("A", 10), ("B", 5)])),
         ev("s1", T0 + 1, "KM-004", sale(&[("A", 3)])),
-        ev("x-out", T0 + 2, "KM-004", EventBody::TransferOut(Transfer { transfer_id: "x".into(), other_store: km9, lines: vec![qty("B", 2)] })),
-        ev("x-in", T0 + 3, "KM-009", EventBody::TransferIn(Transfer { transfer_id: "x".into(), other_store: km4, lines: vec![qty("B", 2)] })),
-        ev("ret1", T0 + 4, "KM-009", EventBody::Return(Return { order_id: "o".into(), lines: vec![qty("A", 1)], refund_cents: 0, restock: true })),
-        ev("ret2", T0 + 5, "KM-009", EventBody::Return(Return { order_id: "o".into(), lines: vec![qty("A", 7)], refund_cents: 0, restock: false })),
+        ev(
+            "x-out",
+            T0 + 2,
+            "KM-004",
+            EventBody::TransferOut(Transfer {
+                transfer_id: "x".into(),
+                other_store: km9,
+                lines: vec![qty("B", 2)],
+            }),
+        ),
+        ev(
+            "x-in",
+            T0 + 3,
+            "KM-009",
+            EventBody::TransferIn(Transfer {
+                transfer_id: "x".into(),
+                other_store: km4,
+                lines: vec![qty("B", 2)],
+            }),
+        ),
+        ev(
+            "ret1",
+            T0 + 4,
+            "KM-009",
+            EventBody::Return(Return {
+                order_id: "o".into(),
+                lines: vec![qty("A", 1)],
+                refund_cents: 0,
+                restock: true,
+            }),
+        ),
+        ev(
+            "ret2",
+            T0 + 5,
+            "KM-009",
+            EventBody::Return(Return {
+                order_id: "o".into(),
+                lines: vec![qty("A", 7)],
+                refund_cents: 0,
+                restock: false,
+            }),
+        ),
     ];
     for e in &events {
         apply(&mut p, e);
@@ -115,10 +174,18 @@ fn stocktake_is_as_of_its_time_whatever_the_arrival_order() {
     apply(&mut p, &after);
     assert_eq!(on_hand(&p, "KM-001", "A"), -3);
     apply(&mut p, &count_ev);
-    assert_eq!(on_hand(&p, "KM-001", "A"), 17, "count 20 minus the later sale");
+    assert_eq!(
+        on_hand(&p, "KM-001", "A"),
+        17,
+        "count 20 minus the later sale"
+    );
     apply(&mut p, &before);
     apply(&mut p, &at);
-    assert_eq!(on_hand(&p, "KM-001", "A"), 17, "changes at or before the count are in it");
+    assert_eq!(
+        on_hand(&p, "KM-001", "A"),
+        17,
+        "changes at or before the count are in it"
+    );
 }
 
 #[test]
@@ -150,10 +217,22 @@ fn oversold_and_out_of_stock_alerts() {
     let mut p = processor();
     apply(&mut p, &ev("r", T0, "KM-001", receipt(&[("A", 2)])));
     let (_, out) = apply(&mut p, &ev("s1", T0 + 1, "KM-001", sale(&[("A", 2)])));
-    let kinds: Vec<_> = out.iter().filter_map(|o| match o { InventoryOutput::Alert(a) => Some(a.kind), _ => None }).collect();
+    let kinds: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            InventoryOutput::Alert(a) => Some(a.kind),
+            _ => None,
+        })
+        .collect();
     assert_eq!(kinds, vec![StockAlertKind::OutOfStock]);
     let (_, out) = apply(&mut p, &ev("s2", T0 + 2, "KM-001", sale(&[("A", 1)])));
-    let alert = out.iter().find_map(|o| match o { InventoryOutput::Alert(a) => Some(a.clone()), _ => None }).unwrap();
+    let alert = out
+        .iter()
+        .find_map(|o| match o {
+            InventoryOutput::Alert(a) => Some(a.clone()),
+            _ => None,
+        })
+        .unwrap();
     assert_eq!(alert.kind, StockAlertKind::Oversold);
     assert_eq!(alert.on_hand, -1);
     assert_eq!(alert.alert_id, "oversold:KM-001:A:s2");
@@ -168,9 +247,25 @@ fn velocity_cover_and_replenish() {
     apply(&mut p, &ev("r", T0, "KM-001", receipt(&[("A", 10)])));
     // 28 units over 14 days -> 2/day.
     for d in 0..14 {
-        apply(&mut p, &ev(&format!("s{d}"), T0 + d * DAY + HOUR, "KM-001", sale(&[("A", 2)])));
+        apply(
+            &mut p,
+            &ev(
+                &format!("s{d}"),
+                T0 + d * DAY + HOUR,
+                "KM-001",
+                sale(&[("A", 2)]),
+            ),
+        );
     }
-    apply(&mut p, &ev("r2", T0 + 13 * DAY + 2 * HOUR, "KM-001", receipt(&[("A", 22)])));
+    apply(
+        &mut p,
+        &ev(
+            "r2",
+            T0 + 13 * DAY + 2 * HOUR,
+            "KM-001",
+            receipt(&[("A", 22)]),
+        ),
+    );
     let v = p.stock(p.stores().lookup("KM-001").unwrap(), "A").unwrap();
     assert_eq!(v.on_hand, 4);
     assert_eq!(v.velocity_per_day, 2.0);
@@ -179,7 +274,10 @@ fn velocity_cover_and_replenish() {
     assert_eq!(rep.len(), 1);
     assert_eq!(rep[0].suggested_qty, 10, "to 7 days of cover: 14 - 4");
     // Two weeks later with no sales, velocity is zero.
-    apply(&mut p, &ev("late-clock", T0 + 40 * DAY, "KM-002", receipt(&[("Z", 1)])));
+    apply(
+        &mut p,
+        &ev("late-clock", T0 + 40 * DAY, "KM-002", receipt(&[("Z", 1)])),
+    );
     let v = p.stock(p.stores().lookup("KM-001").unwrap(), "A").unwrap();
     assert_eq!(v.velocity_per_day, 0.0);
     assert_eq!(v.days_of_cover, None);
@@ -195,14 +293,20 @@ fn transfer_suggestion_within_region() {
     apply(&mut p, &ev("s", T0 + HOUR, "KM-001", sale(&[("A", 14)])));
     let t = p.transfers(Some("central"));
     assert_eq!(t.len(), 1, "{t:?}");
-    assert_eq!((t[0].from_store.as_str(), t[0].to_store.as_str(), t[0].qty), ("KM-002", "KM-001", 6));
+    assert_eq!(
+        (t[0].from_store.as_str(), t[0].to_store.as_str(), t[0].qty),
+        ("KM-002", "KM-001", 6)
+    );
     assert!(p.transfers(Some("west")).is_empty());
 }
 
 #[test]
 fn availability_nearest_first_and_routing() {
     let mut p = processor();
-    apply(&mut p, &ev("r1", T0, "KM-002", receipt(&[("A", 5), ("B", 5)])));
+    apply(
+        &mut p,
+        &ev("r1", T0, "KM-002", receipt(&[("A", 5), ("B", 5)])),
+    );
     apply(&mut p, &ev("r2", T0, "DL-001", receipt(&[("A", 5)])));
     apply(&mut p, &ev("r3", T0, "KM-003", receipt(&[("A", 1)])));
     let near = p.availability("A", p.stores().lookup("KM-001").unwrap(), 10);
@@ -211,20 +315,53 @@ fn availability_nearest_first_and_routing() {
     assert_eq!(ids.len(), 3);
     // Order A x2 + B x1 to central Kunming: KM-002 has both -> one store.
     let plan = p
-        .route(&[RouteLine { sku: "A".into(), qty: 2 }, RouteLine { sku: "B".into(), qty: 1 }], GeoPoint { lat: 25.04, lon: 102.70 })
+        .route(
+            &[
+                RouteLine {
+                    sku: "A".into(),
+                    qty: 2,
+                },
+                RouteLine {
+                    sku: "B".into(),
+                    qty: 1,
+                },
+            ],
+            GeoPoint {
+                lat: 25.04,
+                lon: 102.70,
+            },
+        )
         .unwrap();
     assert_eq!(plan.stores_used, 1);
     assert_eq!(plan.legs[0].store_id, "KM-002");
-    assert!(p.route(&[RouteLine { sku: "A".into(), qty: 50 }], GeoPoint { lat: 25.0, lon: 102.7 }).is_err());
+    assert!(p
+        .route(
+            &[RouteLine {
+                sku: "A".into(),
+                qty: 50
+            }],
+            GeoPoint {
+                lat: 25.0,
+                lon: 102.7
+            }
+        )
+        .is_err());
 }
 
 #[test]
 fn too_late_stocktake_is_rejected_not_guessed() {
     let mut p = processor();
-    apply(&mut p, &ev("r", T0 + 10 * DAY, "KM-001", receipt(&[("A", 1)])));
+    apply(
+        &mut p,
+        &ev("r", T0 + 10 * DAY, "KM-001", receipt(&[("A", 1)])),
+    );
     let late = ev("c", T0, "KM-001", count(&[("A", 5)]));
     let err = p.apply(&late, &mut Vec::new()).unwrap_err();
-    assert!(err.to_string().starts_with("occurred_at: stocktake is more than 168h behind"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("occurred_at: stocktake is more than 168h behind"),
+        "{err}"
+    );
     let late_sale = ev("s", T0, "KM-001", sale(&[("A", 1)]));
     assert!(p.apply(&late_sale, &mut Vec::new()).is_err());
     assert_eq!(on_hand(&p, "KM-001", "A"), 1);
@@ -267,8 +404,11 @@ fn build(i: usize, g: &Gen, minute10: i64) -> Vec<Event> {
         Gen::Receipt(s, k, q) => vec![ev(&id, at, STORES[*s], receipt(&[(SKUS[*k], *q)]))],
         Gen::Count(s, lines) => {
             let mut seen = std::collections::HashSet::new();
-            let lines: Vec<(&str, u32)> =
-                lines.iter().filter(|(k, _)| seen.insert(*k)).map(|(k, v)| (SKUS[*k], *v)).collect();
+            let lines: Vec<(&str, u32)> = lines
+                .iter()
+                .filter(|(k, _)| seen.insert(*k))
+                .map(|(k, v)| (SKUS[*k], *v))
+                .collect();
             vec![ev(&id, at, STORES[*s], count(&lines))]
         }
         Gen::Transfer(s, d, k, q) => {
@@ -276,15 +416,38 @@ fn build(i: usize, g: &Gen, minute10: i64) -> Vec<Event> {
             let to = STORES[(*s + *d) % STORES.len()];
             let (fi, ti) = (stores().lookup(from).unwrap(), stores().lookup(to).unwrap());
             vec![
-                ev(&format!("{id}-out"), at, from, EventBody::TransferOut(Transfer { transfer_id: id.clone().into(), other_store: ti, lines: vec![qty(SKUS[*k], *q)] })),
-                ev(&format!("{id}-in"), at + HOUR, to, EventBody::TransferIn(Transfer { transfer_id: id.clone().into(), other_store: fi, lines: vec![qty(SKUS[*k], *q)] })),
+                ev(
+                    &format!("{id}-out"),
+                    at,
+                    from,
+                    EventBody::TransferOut(Transfer {
+                        transfer_id: id.clone().into(),
+                        other_store: ti,
+                        lines: vec![qty(SKUS[*k], *q)],
+                    }),
+                ),
+                ev(
+                    &format!("{id}-in"),
+                    at + HOUR,
+                    to,
+                    EventBody::TransferIn(Transfer {
+                        transfer_id: id.clone().into(),
+                        other_store: fi,
+                        lines: vec![qty(SKUS[*k], *q)],
+                    }),
+                ),
             ]
         }
         Gen::Return(s, k, q, restock) => vec![ev(
             &id,
             at,
             STORES[*s],
-            EventBody::Return(Return { order_id: "o".into(), lines: vec![qty(SKUS[*k], *q)], refund_cents: 0, restock: *restock }),
+            EventBody::Return(Return {
+                order_id: "o".into(),
+                lines: vec![qty(SKUS[*k], *q)],
+                refund_cents: 0,
+                restock: *restock,
+            }),
         )],
     }
 }
