@@ -22,6 +22,15 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Property tests: enough cases to find order bugs, bounded time.
 export PROPTEST_CASES="${PROPTEST_CASES:-256}"
 
-cargo test --workspace --locked --all-targets
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+status=0
+cargo test --workspace --locked --all-targets 2>&1 | tee "$LOG" || status=$?
 # Doc tests (all-targets leaves them out).
-cargo test --workspace --locked --doc
+if [ "$status" -eq 0 ]; then
+  cargo test --workspace --locked --doc 2>&1 | tee -a "$LOG" || status=$?
+fi
+# One closing line over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?/) p += $i; if ($(i+1) ~ /^failed;?/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$LOG"
+exit "$status"
