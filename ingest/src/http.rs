@@ -191,16 +191,26 @@ fn unavailable(retry_after: u64, message: impl Into<String>) -> Response {
     response
 }
 
-async fn post_events(State(st): State<IngestState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn post_events(
+    State(st): State<IngestState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let response = handle(&st, &headers, body).await;
     st.metrics
         .requests
-        .get_or_create(&StatusLabels { status: response.status().as_u16() })
+        .get_or_create(&StatusLabels {
+            status: response.status().as_u16(),
+        })
         .inc();
     response
 }
 
-async fn handle(st: &IngestState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn handle(
+    st: &IngestState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let arrived = Instant::now();
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -236,7 +246,9 @@ async fn handle(st: &IngestState, headers: &HeaderMap, body: Result<Bytes, Bytes
     let ndjson = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/x-ndjson") || ct.starts_with("application/ndjson"));
+        .is_some_and(|ct| {
+            ct.starts_with("application/x-ndjson") || ct.starts_with("application/ndjson")
+        });
     let items = match split_body(&body, ndjson, st.config.max_events_per_request) {
         Ok(items) => items,
         Err((status, message)) => return error(status, message),
@@ -292,7 +304,9 @@ async fn handle(st: &IngestState, headers: &HeaderMap, body: Result<Bytes, Bytes
                 }
             }
             Err(rejection) => {
-                *counts.entry((storepulse_core::EventType::sniff(raw), "rejected")).or_default() += 1;
+                *counts
+                    .entry((storepulse_core::EventType::sniff(raw), "rejected"))
+                    .or_default() += 1;
                 letters.push(DeadLetter::new(
                     RejectedAt::Ingest,
                     rejection.reason(),
@@ -344,29 +358,50 @@ async fn handle(st: &IngestState, headers: &HeaderMap, body: Result<Bytes, Bytes
         }
         Err(e) => {
             warn!(error = %e, "event log append failed");
-            return unavailable(st.config.retry_after_secs, format!("event log unavailable: {e}"));
+            return unavailable(
+                st.config.retry_after_secs,
+                format!("event log unavailable: {e}"),
+            );
         }
     }
     if let Err(e) = letters_result {
         // The valid events are durable; the rejections are not yet: ask for
         // the request again (its events will then be duplicates).
         warn!(error = %e, "dead-letter append failed");
-        return unavailable(st.config.retry_after_secs, format!("dead-letter log unavailable: {e}"));
+        return unavailable(
+            st.config.retry_after_secs,
+            format!("dead-letter log unavailable: {e}"),
+        );
     }
     for ((event_type, outcome), n) in counts {
-        st.metrics.events.get_or_create(&IngestLabels { event_type, outcome }).inc_by(n);
+        st.metrics
+            .events
+            .get_or_create(&IngestLabels {
+                event_type,
+                outcome,
+            })
+            .inc_by(n);
     }
     debug!(key = %grant.name, accepted = answer.accepted, duplicates = answer.duplicates, rejected = answer.rejected.len(), "ingested");
     (StatusCode::OK, Json(answer)).into_response()
 }
 
 /// Splits a body into raw events: a JSON array's elements, or NDJSON lines.
-fn split_body(body: &[u8], ndjson: bool, max_events: usize) -> Result<Vec<Cow<'_, [u8]>>, (StatusCode, String)> {
+fn split_body(
+    body: &[u8],
+    ndjson: bool,
+    max_events: usize,
+) -> Result<Vec<Cow<'_, [u8]>>, (StatusCode, String)> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if !ndjson && first == Some(b'[') {
         let mut items = Vec::new();
         for item in sonic_rs::to_array_iter(body) {
-            let item = item.map_err(|e| (StatusCode::BAD_REQUEST, format!("body: not a JSON array of events: {e}")))?;
+            let item = item.map_err(|e| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("body: not a JSON array of events: {e}"),
+                )
+            })?;
             if items.len() == max_events {
                 return Err(too_many(max_events));
             }
@@ -375,7 +410,10 @@ fn split_body(body: &[u8], ndjson: bool, max_events: usize) -> Result<Vec<Cow<'_
         return Ok(items);
     }
     if first.is_none() {
-        return Err((StatusCode::BAD_REQUEST, "body: empty; send a JSON array of events or NDJSON".into()));
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "body: empty; send a JSON array of events or NDJSON".into(),
+        ));
     }
     if !ndjson && first != Some(b'{') {
         return Err((
@@ -397,7 +435,10 @@ fn split_body(body: &[u8], ndjson: bool, max_events: usize) -> Result<Vec<Cow<'_
 }
 
 fn too_many(max: usize) -> (StatusCode, String) {
-    (StatusCode::PAYLOAD_TOO_LARGE, format!("body: more than {max} events in one request"))
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("body: more than {max} events in one request"),
+    )
 }
 
 #[cfg(test)]
@@ -416,10 +457,17 @@ mod tests {
 
     fn state(dir: &std::path::Path, lag: u64) -> IngestState {
         let stores = Arc::new(
-            StoreMaster::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv")).unwrap(),
+            StoreMaster::load(
+                &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv"),
+            )
+            .unwrap(),
         );
         let keys = KeyTable::build(
-            &[KeyConfig { name: "t".into(), sha256: hash_key("k"), stores: vec!["*".into()] }],
+            &[KeyConfig {
+                name: "t".into(),
+                sha256: hash_key("k"),
+                stores: vec!["*".into()],
+            }],
             &stores,
         )
         .unwrap();
@@ -429,7 +477,10 @@ mod tests {
             keys: Arc::new(keys),
             log: EventLog::open(&dir.join("events"), LogConfig::default()).unwrap(),
             dead_letters: EventLog::open(&dir.join("dlq"), LogConfig::default()).unwrap(),
-            dedup: Arc::new(SharedDedup::new(DedupWindow::new(7 * storepulse_core::time::DAY), 0)),
+            dedup: Arc::new(SharedDedup::new(
+                DedupWindow::new(7 * storepulse_core::time::DAY),
+                0,
+            )),
             metrics: IngestMetrics::default(),
             visibility: Arc::default(),
             lag: Arc::new(move || lag),
@@ -445,7 +496,11 @@ mod tests {
         let response = router(st).oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
-        (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap_or_default())
+        (
+            parts.status,
+            parts.headers,
+            serde_json::from_slice(&bytes).unwrap_or_default(),
+        )
     }
 
     #[tokio::test]
@@ -455,7 +510,10 @@ mod tests {
         let log = st.log.clone();
         let (status, _, answer) = post(st.clone(), &format!("[{EVENT},{EVENT}]")).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!((answer["accepted"].as_u64(), answer["duplicates"].as_u64()), (Some(1), Some(1)));
+        assert_eq!(
+            (answer["accepted"].as_u64(), answer["duplicates"].as_u64()),
+            (Some(1), Some(1))
+        );
         assert_eq!(log.end_offset(), 1);
         assert_eq!(log.read_range(0, 10).unwrap()[0].1, EVENT.as_bytes());
     }

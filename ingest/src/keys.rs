@@ -74,10 +74,14 @@ impl KeyTable {
         for (i, key) in keys.iter().enumerate() {
             let hash = key.sha256.to_ascii_lowercase();
             if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("ingest.keys[{i}].sha256: must be 64 hex characters (SHA-256)"));
+                return Err(format!(
+                    "ingest.keys[{i}].sha256: must be 64 hex characters (SHA-256)"
+                ));
             }
             if key.stores.is_empty() {
-                return Err(format!("ingest.keys[{i}].stores: must name at least one store, or \"*\""));
+                return Err(format!(
+                    "ingest.keys[{i}].stores: must name at least one store, or \"*\""
+                ));
             }
             let scope = if key.stores.iter().any(|s| s == "*") {
                 StoreScope::All
@@ -92,10 +96,18 @@ impl KeyTable {
                 StoreScope::Only(set)
             };
             if by_hash
-                .insert(hash, KeyGrant { name: key.name.clone(), scope })
+                .insert(
+                    hash,
+                    KeyGrant {
+                        name: key.name.clone(),
+                        scope,
+                    },
+                )
                 .is_some()
             {
-                return Err(format!("ingest.keys[{i}].sha256: the same key is configured twice"));
+                return Err(format!(
+                    "ingest.keys[{i}].sha256: the same key is configured twice"
+                ));
             }
         }
         Ok(Self { by_hash })
@@ -123,14 +135,19 @@ mod tests {
     use std::path::Path;
 
     fn stores() -> StoreMaster {
-        StoreMaster::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv")).unwrap()
+        StoreMaster::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv"))
+            .unwrap()
     }
 
     #[test]
     fn keys_are_matched_by_hash_and_scoped() {
         let s = stores();
         let table = KeyTable::build(
-            &[KeyConfig { name: "pos".into(), sha256: hash_key("secret-1"), stores: vec!["KM-001".into()] }],
+            &[KeyConfig {
+                name: "pos".into(),
+                sha256: hash_key("secret-1"),
+                stores: vec!["KM-001".into()],
+            }],
             &s,
         )
         .unwrap();
@@ -143,7 +160,11 @@ mod tests {
     #[test]
     fn unknown_store_in_a_key_names_the_field() {
         let err = KeyTable::build(
-            &[KeyConfig { name: "pos".into(), sha256: hash_key("k"), stores: vec!["XX-1".into()] }],
+            &[KeyConfig {
+                name: "pos".into(),
+                sha256: hash_key("k"),
+                stores: vec!["XX-1".into()],
+            }],
             &stores(),
         )
         .unwrap_err();

@@ -1,4 +1,4 @@
 //! StorePulse ingest.
-pub mod log;
 pub mod http;
 pub mod keys;
+pub mod log;

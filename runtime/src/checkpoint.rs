@@ -58,7 +58,9 @@ impl CheckpointStore {
             path: dir.to_owned(),
             source,
         })?;
-        Ok(Self { dir: dir.to_owned() })
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
     }
 
     fn path(&self) -> PathBuf {
@@ -71,10 +73,11 @@ impl CheckpointStore {
     /// # Errors
     /// Serialisation failure (not expected for these types).
     pub fn encode(&self, checkpoint: &CheckpointRef<'_>) -> Result<Vec<u8>> {
-        let body = postcard::to_stdvec(checkpoint).map_err(|e| RuntimeError::CheckpointInvalid {
-            path: self.path(),
-            reason: format!("encode: {e}"),
-        })?;
+        let body =
+            postcard::to_stdvec(checkpoint).map_err(|e| RuntimeError::CheckpointInvalid {
+                path: self.path(),
+                reason: format!("encode: {e}"),
+            })?;
         let mut bytes = Vec::with_capacity(body.len() + 16);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -90,7 +93,10 @@ impl CheckpointStore {
     pub fn write(&self, bytes: &[u8]) -> Result<()> {
         let path = self.path();
         let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
-        let io = |source| RuntimeError::CheckpointIo { path: tmp.clone(), source };
+        let io = |source| RuntimeError::CheckpointIo {
+            path: tmp.clone(),
+            source,
+        };
         let mut file = File::create(&tmp).map_err(io)?;
         file.write_all(bytes).map_err(io)?;
         file.sync_all().map_err(io)?;
@@ -119,13 +125,18 @@ impl CheckpointStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(RuntimeError::CheckpointIo { path, source }),
         };
-        let invalid = |reason: String| RuntimeError::CheckpointInvalid { path: path.clone(), reason };
+        let invalid = |reason: String| RuntimeError::CheckpointInvalid {
+            path: path.clone(),
+            reason,
+        };
         if bytes.len() < 16 || &bytes[..8] != MAGIC {
             return Err(invalid("not a StorePulse checkpoint".into()));
         }
         let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
         if version != FORMAT_VERSION {
-            return Err(invalid(format!("format version {version}, this build reads {FORMAT_VERSION}")));
+            return Err(invalid(format!(
+                "format version {version}, this build reads {FORMAT_VERSION}"
+            )));
         }
         let crc = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
         let body = &bytes[16..];

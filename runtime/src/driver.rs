@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use storepulse_core::dead_letter::{DeadLetter, RejectedAt};
 use storepulse_core::source::{EventSource, SourcePosition, SourceRecord};
 use storepulse_core::{EventParser, EventType};
-use storepulse_processors::inventory::{InventoryConfig, InventoryOutput, InventoryProcessor, InventoryState};
+use storepulse_processors::inventory::{
+    InventoryConfig, InventoryOutput, InventoryProcessor, InventoryState,
+};
 use storepulse_processors::{Outcome, Processor};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -80,7 +82,10 @@ impl DriverConfig {
 /// Where rejected events go. Must be durable when `send` returns `Ok`.
 pub trait DeadLetterSink: Send + Sync {
     /// Writes the letters durably.
-    fn send(&self, letters: Vec<DeadLetter>) -> impl Future<Output = std::result::Result<(), String>> + Send;
+    fn send(
+        &self,
+        letters: Vec<DeadLetter>,
+    ) -> impl Future<Output = std::result::Result<(), String>> + Send;
 }
 
 /// What a restart restores.
@@ -110,11 +115,12 @@ pub fn restore(
             positions: Vec::new(),
         }),
         Some(cp) => {
-            let inventory = InventoryProcessor::from_state(cp.inventory, inventory_config.clone(), stores)
-                .map_err(|reason| RuntimeError::CheckpointInvalid {
-                    path: "checkpoint.bin".into(),
-                    reason,
-                })?;
+            let inventory =
+                InventoryProcessor::from_state(cp.inventory, inventory_config.clone(), stores)
+                    .map_err(|reason| RuntimeError::CheckpointInvalid {
+                        path: "checkpoint.bin".into(),
+                        reason,
+                    })?;
             info!(positions = ?cp.positions, pairs = inventory.len(), "restored checkpoint");
             Ok(Restored {
                 inventory,
@@ -149,7 +155,12 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink>(
     positions: Vec<SourcePosition>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let PipelineContext { shared, parser, checkpoints, config } = ctx;
+    let PipelineContext {
+        shared,
+        parser,
+        checkpoints,
+        config,
+    } = ctx;
     let mut next: BTreeMap<u32, u64> = positions.iter().map(|p| (p.partition, p.offset)).collect();
     let interval = Duration::from_secs_f64(config.checkpoint_interval_secs);
     let mut last_checkpoint = Instant::now();
@@ -189,13 +200,18 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink>(
             shared.applied_end.store(end, Ordering::Release);
             shared.metrics.applied_offset.set(end as i64);
             latencies.clear();
-            shared.visibility.visible(end, Instant::now(), &mut latencies);
+            shared
+                .visibility
+                .visible(end, Instant::now(), &mut latencies);
             for l in &latencies {
                 shared.metrics.visible_seconds.observe(l.as_secs_f64());
             }
             dirty = true;
         }
-        if in_flight.as_ref().is_some_and(tokio::task::JoinHandle::is_finished) {
+        if in_flight
+            .as_ref()
+            .is_some_and(tokio::task::JoinHandle::is_finished)
+        {
             if let Some(handle) = in_flight.take() {
                 match finish_checkpoint(&mut source, &shared, handle).await {
                     Ok(copy) => spare = Some(copy),
@@ -221,7 +237,12 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink>(
         spare = Some(finish_checkpoint(&mut source, &shared, handle).await?);
     }
     let snapshot = Snapshot::take(&shared, &next, spare.take());
-    finish_checkpoint(&mut source, &shared, start_checkpoint(checkpoints.clone(), snapshot)).await?;
+    finish_checkpoint(
+        &mut source,
+        &shared,
+        start_checkpoint(checkpoints.clone(), snapshot),
+    )
+    .await?;
     info!(positions = ?next, "processing stopped after a final checkpoint");
     Ok(())
 }
@@ -270,19 +291,39 @@ fn apply_batch(
     let mut book = shared.alerts_mut();
     for output in outputs.drain(..) {
         if let InventoryOutput::Alert(alert) = output {
-            shared.metrics.alerts.get_or_create(&AlertLabels { kind: alert.kind.as_str() }).inc();
-            book.push(AlertRecord { family: "stock".into(), alert });
+            shared
+                .metrics
+                .alerts
+                .get_or_create(&AlertLabels {
+                    kind: alert.kind.as_str(),
+                })
+                .inc();
+            book.push(AlertRecord {
+                family: "stock".into(),
+                alert,
+            });
         }
     }
     drop(book);
     for ((event_type, outcome), n) in counts {
-        shared.metrics.processed.get_or_create(&ProcessedLabels { event_type, outcome }).inc_by(n);
+        shared
+            .metrics
+            .processed
+            .get_or_create(&ProcessedLabels {
+                event_type,
+                outcome,
+            })
+            .inc_by(n);
     }
     shared.metrics.dead_letters.inc_by(letters.len() as u64);
     letters
 }
 
-async fn send_letters<D: DeadLetterSink>(sink: &D, letters: Vec<DeadLetter>, shutdown: &CancellationToken) -> Result<()> {
+async fn send_letters<D: DeadLetterSink>(
+    sink: &D,
+    letters: Vec<DeadLetter>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
     let mut backoff = Duration::from_millis(100);
     loop {
         match sink.send(letters.clone()).await {
@@ -323,7 +364,10 @@ impl Snapshot {
             }
         };
         Self {
-            positions: next.iter().map(|(&partition, &offset)| SourcePosition { partition, offset }).collect(),
+            positions: next
+                .iter()
+                .map(|(&partition, &offset)| SourcePosition { partition, offset })
+                .collect(),
             inventory,
             alerts: shared.alerts().clone(),
             taken_at: storepulse_core::time::now(),
@@ -367,9 +411,15 @@ async fn finish_checkpoint<S: EventSource>(
     shared: &Shared,
     task: CheckpointTask,
 ) -> Result<InventoryState> {
-    let Written { positions, taken_at, bytes, spare } = task
-        .await
-        .map_err(|e| RuntimeError::CheckpointInvalid { path: "checkpoint.bin".into(), reason: format!("checkpoint task: {e}") })??;
+    let Written {
+        positions,
+        taken_at,
+        bytes,
+        spare,
+    } = task.await.map_err(|e| RuntimeError::CheckpointInvalid {
+        path: "checkpoint.bin".into(),
+        reason: format!("checkpoint task: {e}"),
+    })??;
     source.commit(&positions).await?;
     shared.last_checkpoint.store(taken_at, Ordering::Release);
     shared.metrics.checkpoints.inc();

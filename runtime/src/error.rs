@@ -37,7 +37,9 @@ impl RuntimeError {
     pub fn retry_hint(&self) -> RetryHint {
         match self {
             RuntimeError::CheckpointIo { .. } | RuntimeError::DeadLetter(_) => RetryHint::Backoff,
-            RuntimeError::CheckpointInvalid { .. } | RuntimeError::ReplayIo { .. } => RetryHint::Never,
+            RuntimeError::CheckpointInvalid { .. } | RuntimeError::ReplayIo { .. } => {
+                RetryHint::Never
+            }
             RuntimeError::Source(e) => e.retry_hint(),
         }
     }

@@ -65,13 +65,21 @@ impl PipelineMetrics {
             "Events read from the log by the processors, by type and outcome",
             self.processed.clone(),
         );
-        registry.register("storepulse_alerts", "Alerts raised, by kind", self.alerts.clone());
+        registry.register(
+            "storepulse_alerts",
+            "Alerts raised, by kind",
+            self.alerts.clone(),
+        );
         registry.register(
             "storepulse_processor_dead_letters",
             "Events the processors sent to the dead-letter log",
             self.dead_letters.clone(),
         );
-        registry.register("storepulse_checkpoints", "Checkpoints written", self.checkpoints.clone());
+        registry.register(
+            "storepulse_checkpoints",
+            "Checkpoints written",
+            self.checkpoints.clone(),
+        );
         registry.register(
             "storepulse_applied_offset",
             "Exclusive end offset of the log applied to state",

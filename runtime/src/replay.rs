@@ -91,7 +91,11 @@ impl ChunkReader {
         }
         let newlines = memchr::memchr_iter(b'\n', &buf).count() as u64;
         let lines = newlines + u64::from(!buf.ends_with(b"\n"));
-        let chunk = Chunk { seq: self.seq, first_line: self.next_line, data: buf };
+        let chunk = Chunk {
+            seq: self.seq,
+            first_line: self.next_line,
+            data: buf,
+        };
         self.seq += 1;
         self.next_line += lines;
         Ok(Some(chunk))
@@ -112,7 +116,10 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 fn parse_chunk(parser: &EventParser, data: &[u8]) -> Parsed {
-    split_lines(data).into_iter().map(|l| parser.parse(l)).collect()
+    split_lines(data)
+        .into_iter()
+        .map(|l| parser.parse(l))
+        .collect()
 }
 
 /// Replays `input` into `out_dir` with `threads` threads in all.
@@ -128,7 +135,10 @@ pub fn replay(
     threads: usize,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<(ReplaySummary, InventoryProcessor)> {
-    let in_io = |source| RuntimeError::ReplayIo { path: input.to_owned(), source };
+    let in_io = |source| RuntimeError::ReplayIo {
+        path: input.to_owned(),
+        source,
+    };
     let file = File::open(input).map_err(in_io)?;
     let total_bytes = file.metadata().map_err(in_io)?.len();
     std::fs::create_dir_all(out_dir).map_err(|source| RuntimeError::ReplayIo {
@@ -137,7 +147,10 @@ pub fn replay(
     })?;
     let out_io = |name: &str| {
         let path = out_dir.join(name);
-        move |source| RuntimeError::ReplayIo { path: path.clone(), source }
+        move |source| RuntimeError::ReplayIo {
+            path: path.clone(),
+            source,
+        }
     };
     let create = |name: &str| -> Result<BufWriter<File>> {
         File::create(out_dir.join(name))
@@ -186,7 +199,13 @@ pub fn replay(
         Ok(())
     };
 
-    let mut reader = ChunkReader { file, carry: Vec::new(), seq: 0, next_line: 0, done: false };
+    let mut reader = ChunkReader {
+        file,
+        carry: Vec::new(),
+        seq: 0,
+        next_line: 0,
+        done: false,
+    };
     if threads <= 1 {
         let mut buf = Vec::with_capacity(CHUNK_BYTES * 2);
         while let Some(chunk) = reader.next(buf).map_err(in_io)? {
@@ -205,7 +224,9 @@ pub fn replay(
                 .name("replay-read".into())
                 .spawn_scoped(scope, move || -> std::io::Result<()> {
                     loop {
-                        let buf = free_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES * 2));
+                        let buf = free_rx
+                            .try_recv()
+                            .unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES * 2));
                         match reader.next(buf)? {
                             Some(chunk) => {
                                 if chunk_tx.send(chunk).is_err() {
@@ -218,7 +239,8 @@ pub fn replay(
                 })
                 .map_err(in_io)?;
             for _ in 0..workers {
-                let (chunk_rx, done_tx, free_tx) = (chunk_rx.clone(), done_tx.clone(), free_tx.clone());
+                let (chunk_rx, done_tx, free_tx) =
+                    (chunk_rx.clone(), done_tx.clone(), free_tx.clone());
                 std::thread::Builder::new()
                     .name("replay-parse".into())
                     .spawn_scoped(scope, move || loop {
@@ -227,7 +249,10 @@ pub fn replay(
                         let parsed = parse_chunk(parser, &chunk.data);
                         let bytes = chunk.data.len();
                         let _ = free_tx.send(chunk.data);
-                        if done_tx.send((chunk.seq, chunk.first_line, bytes, parsed)).is_err() {
+                        if done_tx
+                            .send((chunk.seq, chunk.first_line, bytes, parsed))
+                            .is_err()
+                        {
                             break;
                         }
                     })
@@ -256,7 +281,13 @@ pub fn replay(
     let io = out_io("stock.csv");
     writeln!(stock, "store_id,sku,on_hand").map_err(&io)?;
     for (store_id, sku, on_hand) in inventory.all_stock() {
-        writeln!(stock, "{},{},{on_hand}", csv_field(&store_id), csv_field(&sku)).map_err(&io)?;
+        writeln!(
+            stock,
+            "{},{},{on_hand}",
+            csv_field(&store_id),
+            csv_field(&sku)
+        )
+        .map_err(&io)?;
     }
     stock.flush().map_err(io)?;
     let summary_json = serde_json::to_vec_pretty(&summary).map_err(|e| RuntimeError::ReplayIo {
@@ -302,7 +333,9 @@ mod tests {
 
     fn parser() -> EventParser {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv");
-        EventParser::new(std::sync::Arc::new(storepulse_core::StoreMaster::load(&path).unwrap()))
+        EventParser::new(std::sync::Arc::new(
+            storepulse_core::StoreMaster::load(&path).unwrap(),
+        ))
     }
 
     #[test]
@@ -315,10 +348,29 @@ mod tests {
         std::fs::write(&input, text).unwrap();
         for threads in [1, 2, 3] {
             let out = dir.path().join(format!("out{threads}"));
-            let (summary, _) = replay(&input, &out, &parser(), &InventoryConfig::default(), threads, |_, _| {}).unwrap();
-            assert_eq!(summary, ReplaySummary { lines: 5, accepted: 2, duplicates: 1, rejected: 2 });
+            let (summary, _) = replay(
+                &input,
+                &out,
+                &parser(),
+                &InventoryConfig::default(),
+                threads,
+                |_, _| {},
+            )
+            .unwrap();
+            assert_eq!(
+                summary,
+                ReplaySummary {
+                    lines: 5,
+                    accepted: 2,
+                    duplicates: 1,
+                    rejected: 2
+                }
+            );
             let dlq = std::fs::read_to_string(out.join("dlq.ndjson")).unwrap();
-            let lines: Vec<serde_json::Value> = dlq.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            let lines: Vec<serde_json::Value> = dlq
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
             assert_eq!(lines[0]["line"], 2);
             assert!(lines[0]["reason"].as_str().unwrap().contains("empty"));
             assert_eq!(lines[1]["line"], 3);

@@ -28,7 +28,11 @@ pub struct Shared {
 
 impl Shared {
     /// Shared state around a processor and an alert book.
-    pub fn new(inventory: InventoryProcessor, alerts: AlertBook, visibility: Arc<VisibilityTracker>) -> Self {
+    pub fn new(
+        inventory: InventoryProcessor,
+        alerts: AlertBook,
+        visibility: Arc<VisibilityTracker>,
+    ) -> Self {
         Self {
             inventory: RwLock::new(inventory),
             alerts: RwLock::new(alerts),
@@ -43,22 +47,30 @@ impl Shared {
     pub fn inventory(&self) -> RwLockReadGuard<'_, InventoryProcessor> {
         // A panic while holding the lock leaves consistent-enough state for
         // reads; we never abort queries because of it.
-        self.inventory.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inventory
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Writes the inventory (driver only).
     pub fn inventory_mut(&self) -> RwLockWriteGuard<'_, InventoryProcessor> {
-        self.inventory.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inventory
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Reads the alert book.
     pub fn alerts(&self) -> RwLockReadGuard<'_, AlertBook> {
-        self.alerts.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.alerts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Writes the alert book (driver only).
     pub fn alerts_mut(&self) -> RwLockWriteGuard<'_, AlertBook> {
-        self.alerts.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.alerts
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Exclusive end offset of what has been applied.

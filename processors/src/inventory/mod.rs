@@ -375,20 +375,18 @@ impl InventoryProcessor {
             // Kept sorted by time: arrivals are nearly in order, so the
             // insertion point is at or next to the back.
             let recent = &mut self.state.recent[usize::from(store.0)];
-            let pos = if recent.back().is_none_or(|last| last.at <= at) {
-                recent.len()
-            } else {
-                recent.partition_point(|c| c.at <= at)
-            };
             // |delta| <= 10^6 by the contract, so it fits an i32.
-            recent.insert(
-                pos,
-                RecentChange {
-                    at,
-                    sku: sku_id,
-                    delta: delta as i32,
-                },
-            );
+            let change = RecentChange {
+                at,
+                sku: sku_id,
+                delta: delta as i32,
+            };
+            if recent.back().is_none_or(|last| last.at <= at) {
+                recent.push_back(change);
+            } else {
+                let pos = recent.partition_point(|c| c.at <= at);
+                recent.insert(pos, change);
+            }
         }
         out.push(InventoryOutput::Changed(StockChange {
             store,
