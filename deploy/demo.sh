@@ -35,7 +35,9 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "http://$ADDR/healthz" >/dev/null || { echo "demo: storepulse did not start" >&2; exit 1; }
 
-"$BIN" simulate --url "http://$ADDR" --rate "$RATE" --quiet >/dev/null &
+# A new seed each run: the same seed would resend the same event ids, which
+# the pipeline (rightly) ignores as duplicates after a restart.
+"$BIN" simulate --url "http://$ADDR" --rate "$RATE" --seed "$(date +%s)" --quiet >/dev/null &
 SIM_PID=$!
 
 echo
@@ -46,11 +48,27 @@ echo "  nearby availability:    curl 'http://$ADDR/v1/skus/SKU-100000/availabili
 echo "  alerts, metrics, API:   /v1/alerts?kind=stock  /metrics  /openapi.json"
 echo "Ctrl-C to stop."
 echo
+WATCH=$(mktemp)
+cat >"$WATCH" <<'PY'
+import json, sys, urllib.request
+base = sys.argv[1]
+def get(path):
+    with urllib.request.urlopen(base + path, timeout=2) as r:
+        return json.load(r)
+try:
+    page = get("/v1/stock/KM-001?limit=1000")
+    health = get("/healthz")
+    alerts = get("/v1/alerts?kind=stock&limit=1000")["alerts"]
+except Exception as e:  # the server is starting or stopping
+    print("waiting for storepulse:", e)
+    sys.exit(0)
+top = sorted(page["items"], key=lambda i: -i["velocity_per_day"])[:4]
+cells = ["%s on_hand=%d (%.1f/day)" % (i["sku"], i["on_hand"], i["velocity_per_day"]) for i in top]
+print("%s  KM-001 fastest sellers: %s | events=%d lag=%d recent stock alerts=%d" % (
+    page["as_of"], ", ".join(cells), health["log_end"], health["lag"], len(alerts)))
+PY
 while kill -0 "$RUN_PID" 2>/dev/null; do
-  line=$(curl -fsS "http://$ADDR/v1/stock/KM-001?limit=4" 2>/dev/null \
-    | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("as_of"), " ".join(f"{i[\"sku\"]}={i[\"on_hand\"]}" for i in d["items"]))' 2>/dev/null || true)
-  health=$(curl -fsS "http://$ADDR/healthz" 2>/dev/null \
-    | python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"events={d[\"log_end\"]} lag={d[\"lag\"]}")' 2>/dev/null || true)
-  echo "KM-001 as of $line | $health"
+  python3 "$WATCH" "http://$ADDR"
   sleep 2
 done
+rm -f "$WATCH"
