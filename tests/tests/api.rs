@@ -44,6 +44,11 @@ fn config_with_store_key(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    let response = client.get(&url).send().await.unwrap();
+    response.json().await.unwrap()
+}
+
 async fn post(
     client: &reqwest::Client,
     base: &str,
@@ -137,36 +142,17 @@ async fn ingest_query_and_restart() {
 
     wait_caught_up(&client, &base).await;
     // sale: KM-001 SKU-100234 -2, then +10 received; count at LJ-001 says 17.
-    let stock: Value = client
-        .get(format!("{base}/v1/stock/KM-001/SKU-100234"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stock: Value = get_json(&client, format!("{base}/v1/stock/KM-001/SKU-100234")).await;
     assert_eq!(stock["on_hand"], 8, "{stock}");
     assert!(stock["velocity_per_day"].as_f64().unwrap() > 0.0);
-    let lj: Value = client
-        .get(format!("{base}/v1/stock/LJ-001/SKU-100234"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let lj: Value = get_json(&client, format!("{base}/v1/stock/LJ-001/SKU-100234")).await;
     assert_eq!(lj["on_hand"], 17);
     // transfer: KM-004 -5, KM-009 +5 of SKU-200871.
-    let near: Value = client
-        .get(format!(
-            "{base}/v1/skus/SKU-200871/availability?near=KM-001"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let near: Value = get_json(
+        &client,
+        format!("{base}/v1/skus/SKU-200871/availability?near=KM-001"),
+    )
+    .await;
     let ids: Vec<&str> = near["stores"]
         .as_array()
         .unwrap()
@@ -175,14 +161,7 @@ async fn ingest_query_and_restart() {
         .collect();
     assert!(ids.contains(&"KM-009") && ids.contains(&"KM-003"), "{near}");
     // The oversold alert of the first sale, and the dead letters.
-    let alerts: Value = client
-        .get(format!("{base}/v1/alerts?kind=stock"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let alerts: Value = get_json(&client, format!("{base}/v1/alerts?kind=stock")).await;
     assert!(
         alerts["alerts"]
             .as_array()
@@ -191,14 +170,7 @@ async fn ingest_query_and_restart() {
             .any(|a| a["alert_id"] == "oversold:KM-001:SKU-100234:pos-KM-001-t3-000918"),
         "{alerts}"
     );
-    let dlq: Value = client
-        .get(format!("{base}/v1/dlq"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dlq: Value = get_json(&client, format!("{base}/v1/dlq")).await;
     let letters = dlq["dead_letters"].as_array().unwrap();
     assert_eq!(letters.len(), 2, "{dlq}");
     assert!(letters
@@ -225,14 +197,7 @@ async fn ingest_query_and_restart() {
     assert!(metrics
         .contains("storepulse_ingest_events_total{event_type=\"sale\",outcome=\"duplicate\"} 2"));
     assert!(metrics.contains("storepulse_processing_lag_records"));
-    let openapi: Value = client
-        .get(format!("{base}/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let openapi: Value = get_json(&client, format!("{base}/openapi.json")).await;
     assert!(openapi["paths"]["/v1/events"]["post"].is_object());
 
     // Graceful stop and restart: the same stock comes back from the checkpoint.
