@@ -20,8 +20,9 @@ pub struct ReplayArgs {
     /// Output directory (created if missing).
     #[arg(long)]
     pub out: PathBuf,
-    /// Parsing threads (applying is always one thread, in file order).
-    /// Default: the number of cores.
+    /// Threads in all. With 1, one thread reads, parses and applies. With
+    /// N > 1, N-1 threads parse while one applies in file order (and a light
+    /// reader thread feeds them). Default: the number of cores.
     #[arg(long)]
     pub threads: Option<usize>,
 }
