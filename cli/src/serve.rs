@@ -79,7 +79,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let dead_letter_log = EventLog::open(&data.join("dlq"), config.log.clone())
         .context("opening the dead-letter log")?;
     let checkpoints = CheckpointStore::open(&data.join("checkpoint"))?;
-    let restored = restore(&checkpoints, &config.inventory, &config.runtime, &parser)?;
+    let restored = restore(
+        &checkpoints,
+        &config.inventory,
+        &config.runtime,
+        &parser,
+        log.start_offset(),
+    )?;
 
     // Ingest's de-duplication window: the processor's window (it remembers
     // every event it applied, of any type) plus the ids of the log records

@@ -1,9 +1,11 @@
 //! Checkpoint files: processor state together with the source positions it
 //! reflects.
 //!
-//! A checkpoint is written to a temporary file, fsynced, renamed over the
-//! previous one and the directory fsynced, so a crash at any point leaves
-//! either the old or the new checkpoint, never a torn one. The file starts
+//! A checkpoint is written to a temporary file and fsynced; the current one
+//! is renamed to `checkpoint.prev.bin`, the new one into its place, and the
+//! directory fsynced, so a crash at any point leaves a whole checkpoint
+//! (the new one, or the previous one). Two generations are kept so that a
+//! damaged current file (disk corruption) falls back to the previous one. The file starts
 //! with a magic, a format version and a CRC-32 of the body (postcard), so a
 //! damaged file is refused with a clear error instead of being half-read.
 
@@ -21,6 +23,7 @@ use crate::error::{Result, RuntimeError};
 const MAGIC: &[u8; 8] = b"SPCKPT01";
 const FORMAT_VERSION: u32 = 2;
 const FILE_NAME: &str = "checkpoint.bin";
+const PREVIOUS_NAME: &str = "checkpoint.prev.bin";
 
 /// Everything a restart needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,6 +104,17 @@ impl CheckpointStore {
         file.write_all(bytes).map_err(io)?;
         file.sync_all().map_err(io)?;
         drop(file);
+        let previous = self.dir.join(PREVIOUS_NAME);
+        match std::fs::rename(&path, &previous) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(RuntimeError::CheckpointIo {
+                    path: previous,
+                    source,
+                })
+            }
+        }
         std::fs::rename(&tmp, &path).map_err(|source| RuntimeError::CheckpointIo {
             path: path.clone(),
             source,
@@ -113,20 +127,46 @@ impl CheckpointStore {
             })
     }
 
-    /// Loads the checkpoint, if there is one.
+    /// Loads the newest whole checkpoint: the current one, or the previous
+    /// generation when the current one is missing or damaged (logged).
     ///
     /// # Errors
-    /// A checkpoint file that cannot be read, is from another format
-    /// version, or fails its checksum.
+    /// When checkpoint files exist but none can be used (damaged, or from
+    /// another format version); the error names the current file.
     pub fn load(&self) -> Result<Option<Checkpoint>> {
-        let path = self.path();
-        let bytes = match std::fs::read(&path) {
+        let current = Self::load_file(&self.path());
+        let current_error = match current {
+            Ok(Some(checkpoint)) => return Ok(Some(checkpoint)),
+            Ok(None) => None,
+            Err(e) => Some(e),
+        };
+        match Self::load_file(&self.dir.join(PREVIOUS_NAME)) {
+            Ok(Some(previous)) => {
+                if let Some(e) = &current_error {
+                    tracing::warn!(error = %e, "current checkpoint unusable; resuming from the previous one");
+                }
+                Ok(Some(previous))
+            }
+            Ok(None) | Err(_) => match current_error {
+                Some(e) => Err(e),
+                None => Ok(None),
+            },
+        }
+    }
+
+    fn load_file(path: &Path) -> Result<Option<Checkpoint>> {
+        let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(RuntimeError::CheckpointIo { path, source }),
+            Err(source) => {
+                return Err(RuntimeError::CheckpointIo {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
         };
         let invalid = |reason: String| RuntimeError::CheckpointInvalid {
-            path: path.clone(),
+            path: path.to_owned(),
             reason,
         };
         if bytes.len() < 16 || &bytes[..8] != MAGIC {
@@ -146,5 +186,61 @@ impl CheckpointStore {
         postcard::from_bytes(body)
             .map(Some)
             .map_err(|e| invalid(format!("decode: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use storepulse_core::StoreMaster;
+    use storepulse_processors::inventory::{InventoryConfig, InventoryProcessor};
+
+    fn write_at(store: &CheckpointStore, offset: u64) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv");
+        let stores = Arc::new(StoreMaster::load(&path).unwrap());
+        let inventory = InventoryProcessor::new(InventoryConfig::default(), stores);
+        let bytes = store
+            .encode(&CheckpointRef {
+                positions: &[SourcePosition {
+                    partition: 0,
+                    offset,
+                }],
+                inventory: inventory.state(),
+                alerts: &AlertBook::new(1),
+                taken_at: 0,
+            })
+            .unwrap();
+        store.write(&bytes).unwrap();
+    }
+
+    fn offset(store: &CheckpointStore) -> Option<u64> {
+        store.load().unwrap().map(|c| c.positions[0].offset)
+    }
+
+    #[test]
+    fn damaged_current_checkpoint_falls_back_to_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        assert_eq!(offset(&store), None);
+        write_at(&store, 10);
+        write_at(&store, 20);
+        assert_eq!(offset(&store), Some(20));
+        // Flip a byte in the body of the current file.
+        let current = dir.path().join(FILE_NAME);
+        let mut bytes = std::fs::read(&current).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&current, &bytes).unwrap();
+        assert_eq!(offset(&store), Some(10));
+        // Both damaged: an error that says so.
+        std::fs::write(dir.path().join(PREVIOUS_NAME), b"garbage").unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("checksum mismatch"), "{err}");
+        // A crash between the two renames leaves only the previous file.
+        std::fs::remove_file(&current).unwrap();
+        write_at(&store, 30);
+        std::fs::rename(&current, dir.path().join(PREVIOUS_NAME)).unwrap();
+        assert_eq!(offset(&store), Some(30));
     }
 }

@@ -99,16 +99,51 @@ pub struct Restored {
 
 /// Loads the checkpoint (if any) into processors.
 ///
+/// `log_start` is the first offset the event log still holds (0 when
+/// retention never deleted anything). When no checkpoint generation is
+/// usable but the log holds everything from offset 0, the state is rebuilt
+/// from the log instead (slower start, same result), with a warning.
+///
 /// # Errors
-/// A damaged checkpoint or one that does not fit the store master.
+/// No usable checkpoint while the log no longer starts at 0; a checkpoint
+/// older than what the log still holds; one that does not fit the store
+/// master.
 pub fn restore(
     checkpoints: &CheckpointStore,
     inventory_config: &InventoryConfig,
     driver: &DriverConfig,
     parser: &EventParser,
+    log_start: u64,
 ) -> Result<Restored> {
     let stores = parser.stores().clone();
-    match checkpoints.load()? {
+    let loaded = match checkpoints.load() {
+        Ok(loaded) => loaded,
+        Err(e @ RuntimeError::CheckpointInvalid { .. }) if log_start == 0 => {
+            warn!(error = %e, "no usable checkpoint; rebuilding the state from the whole event log");
+            None
+        }
+        Err(RuntimeError::CheckpointInvalid { path, reason }) => {
+            return Err(RuntimeError::CheckpointInvalid {
+                path,
+                reason: format!(
+                    "{reason}; the event log no longer starts at offset 0 (retention), so the state cannot be rebuilt from it: restore the data directory from a backup, or replay an archive of the events"
+                ),
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(cp) = &loaded {
+        if let Some(p) = cp.positions.iter().find(|p| p.offset < log_start) {
+            return Err(RuntimeError::CheckpointInvalid {
+                path: "checkpoint.bin".into(),
+                reason: format!(
+                    "it resumes at offset {} but the event log starts at {log_start}: events in between were deleted",
+                    p.offset
+                ),
+            });
+        }
+    }
+    match loaded {
         None => Ok(Restored {
             inventory: InventoryProcessor::new(inventory_config.clone(), stores),
             alerts: AlertBook::new(driver.alert_book_capacity),

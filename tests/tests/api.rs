@@ -209,6 +209,16 @@ async fn ingest_query_and_restart() {
     let server = Server::start_with_config(EXE, &config, &data, 0, &[SKEW]);
     wait_caught_up(&client, &server.base).await;
     assert_eq!(all_stock(&client, &server.base).await, before);
+    // Both checkpoint generations damaged (disk corruption): the state is
+    // rebuilt from the event log, which still starts at offset 0.
+    let before = all_stock(&client, &server.base).await;
+    assert!(server.stop());
+    for name in ["checkpoint.bin", "checkpoint.prev.bin"] {
+        std::fs::write(data.join("checkpoint").join(name), b"damaged").unwrap();
+    }
+    let server = Server::start_with_config(EXE, &config, &data, 0, &[SKEW]);
+    wait_caught_up(&client, &server.base).await;
+    assert_eq!(all_stock(&client, &server.base).await, before);
     // And ingest still knows the old ids.
     let (_, answer) = post(
         &client,
