@@ -239,11 +239,13 @@ impl World {
             * self.store_share[usize::from(store)]
             * UNITS_PER_EVENT
             * STOCK_HORIZON_EVENTS;
-        (units.ceil() as i32).clamp(3, 5_000)
+        // A floor of 8: a store keeps a few facings of even a slow SKU, so
+        // selling the last unit (an `out_of_stock` alert) stays the exception.
+        (units.ceil() as i32).clamp(8, 5_000)
     }
 
     fn reorder_point(&self, store: u16, sku: u32) -> i32 {
-        (self.target(store, sku) / 3).max(1)
+        (self.target(store, sku) / 2).max(4)
     }
 
     /// Changes on-hand by `delta` and queues a replenishment when it runs low.
