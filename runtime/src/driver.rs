@@ -335,7 +335,7 @@ fn apply_batch(
                 .inc();
             book.push(AlertRecord {
                 family: "stock".into(),
-                alert,
+                alert: *alert,
             });
         }
     }

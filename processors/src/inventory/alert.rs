@@ -52,9 +52,10 @@ pub struct StockChange {
     pub occurred_at: Ts,
 }
 
-/// Everything the inventory processor emits.
+/// Everything the inventory processor emits. Alerts are rare and large, so
+/// they are boxed: the common `Changed` output stays 32 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InventoryOutput {
-    Alert(StockAlert),
+    Alert(Box<StockAlert>),
     Changed(StockChange),
 }

@@ -232,12 +232,14 @@ pub struct InventoryProcessor {
     stores: Arc<StoreMaster>,
 }
 
+/// The map key of a (store, SKU): SKU high, store low, so that the bits a
+/// multiplicative hash mixes best (the low ones) tell stores apart.
 fn key(store: StoreIdx, sku: SkuId) -> u64 {
-    (u64::from(store.0) << 32) | u64::from(sku)
+    (u64::from(sku) << 16) | u64::from(store.0)
 }
 
 fn key_parts(key: u64) -> (StoreIdx, SkuId) {
-    (StoreIdx((key >> 32) as u16), key as u32)
+    (StoreIdx(key as u16), (key >> 16) as u32)
 }
 
 impl InventoryProcessor {
@@ -414,7 +416,7 @@ impl InventoryProcessor {
             return;
         };
         let store_id = self.stores.id(store);
-        out.push(InventoryOutput::Alert(StockAlert {
+        out.push(InventoryOutput::Alert(Box::new(StockAlert {
             alert_id: format!("{}:{store_id}:{sku}:{}", kind.as_str(), event.event_id),
             kind,
             store_id: store_id.to_owned(),
@@ -422,7 +424,7 @@ impl InventoryProcessor {
             on_hand: after,
             event_id: event.event_id.to_string(),
             occurred_at: event.occurred_at,
-        }));
+        })));
     }
 
     fn count(

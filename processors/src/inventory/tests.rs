@@ -229,7 +229,7 @@ fn oversold_and_out_of_stock_alerts() {
     let alert = out
         .iter()
         .find_map(|o| match o {
-            InventoryOutput::Alert(a) => Some(a.clone()),
+            InventoryOutput::Alert(a) => Some((**a).clone()),
             _ => None,
         })
         .unwrap();
