@@ -52,17 +52,28 @@ async fn kill_9_while_sending_loses_and_doubles_nothing() {
         .spawn()
         .expect("spawn simulate");
 
-    // Five kills at different points of the stream.
-    let mut kills = 0;
-    for wait_ms in [700u64, 600, 900, 500, 800] {
+    // Five kills at different points of the stream; each waits until more
+    // events were acknowledged since the previous kill (a slow machine must
+    // not turn this into kills before the stream started).
+    let mut last = 0;
+    for (kills, wait_ms) in [700u64, 600, 900, 500, 800].into_iter().enumerate() {
         std::thread::sleep(Duration::from_millis(wait_ms));
-        let before = acked_lines(&acked);
-        server.kill9();
-        kills += 1;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked_lines(&acked) <= last {
+            assert!(
+                Instant::now() < deadline,
+                "kill {}: no progress since the last restart",
+                kills + 1
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        last = acked_lines(&acked);
         assert!(
-            before > 0,
-            "kill {kills}: nothing acknowledged yet; the stream did not start"
+            last < total,
+            "kill {}: the stream already ended; kills must land mid-stream",
+            kills + 1
         );
+        server.kill9();
         server = Server::start(EXE, &data, port, &env);
     }
     let deadline = Instant::now() + Duration::from_secs(240);
