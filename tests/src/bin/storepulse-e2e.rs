@@ -1,5 +1,13 @@
 //! The storepulse program under a test name (see Cargo.toml).
 
-fn main() -> anyhow::Result<()> {
-    storepulse::main_with_args()
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match storepulse::main_with_args() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("storepulse: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
