@@ -70,6 +70,20 @@ enum KeysCommand {
     },
 }
 
+/// The whole `main` of both binaries (`storepulse`, and `storepulse-e2e` of
+/// the end-to-end tests): runs the command and prints an error as one line
+/// with its causes, without a backtrace, since these are the user's errors
+/// (config, paths, ports), not ours.
+pub fn main_exit_code() -> std::process::ExitCode {
+    match main_with_args() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("storepulse: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Parses the command line and runs the subcommand.
 ///
 /// # Errors

@@ -41,13 +41,7 @@ fn offline(args: &SimulateArgs, n: usize) -> Vec<(Vec<u8>, Emitted)> {
     let stores = Arc::new(StoreMaster::load(&args.stores).unwrap());
     let cfg = args.generator_config(args.start.unwrap());
     let mut g = Generator::new(cfg, stores).unwrap();
-    (0..n)
-        .map(|_| {
-            let mut out = Vec::new();
-            let e = g.next_into(&mut out);
-            (out, e)
-        })
-        .collect()
+    crate::generator::tests::lines(&mut g, n)
 }
 
 fn read_lines(path: &Path) -> Vec<Vec<u8>> {

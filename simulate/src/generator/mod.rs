@@ -53,8 +53,7 @@ use crate::timefmt;
 use crate::wire::{Body, Record, SaleLine, Wire};
 use world::World;
 
-const SECOND: Ts = 1_000_000_000;
-const MINUTE: Ts = 60 * SECOND;
+use storepulse_core::time::{MINUTE, SECOND};
 /// What follows an event (a return its sale) is at least this much later.
 const MILLI: Ts = 1_000_000;
 
@@ -770,4 +769,4 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

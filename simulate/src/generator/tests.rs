@@ -18,7 +18,8 @@ fn generator(cfg: GeneratorConfig) -> Generator {
     Generator::new(cfg, stores()).unwrap()
 }
 
-fn lines(g: &mut Generator, n: usize) -> Vec<(Vec<u8>, Emitted)> {
+/// The next `n` events as bytes, with what each one is.
+pub(crate) fn lines(g: &mut Generator, n: usize) -> Vec<(Vec<u8>, Emitted)> {
     (0..n)
         .map(|_| {
             let mut out = Vec::new();

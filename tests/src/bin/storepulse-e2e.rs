@@ -1,13 +1,5 @@
 //! The storepulse program under a test name (see Cargo.toml).
 
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    match storepulse::main_with_args() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("storepulse: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> std::process::ExitCode {
+    storepulse::main_exit_code()
 }
