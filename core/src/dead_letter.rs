@@ -29,7 +29,11 @@ pub struct DeadLetter {
     pub reason: String,
     /// The event's id, when it had a readable one.
     pub event_id: Option<String>,
-    /// Offset in the event log (processor stage).
+    /// Partition of the events topic it was read from (Kafka mode).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub partition: Option<u32>,
+    /// Offset in the event log (processor stage); with `partition`, the
+    /// deterministic id of a processor-stage dead letter.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub offset: Option<u64>,
     /// The event exactly as received (lossy UTF-8 if it was not UTF-8).
@@ -44,6 +48,7 @@ impl DeadLetter {
             stage,
             reason,
             event_id,
+            partition: None,
             offset: None,
             raw: String::from_utf8_lossy(raw).into_owned(),
         }

@@ -10,14 +10,18 @@
 //! Each event is validated against the contract, its store against the
 //! key's stores, its time against the wall clock (`max_future_skew_secs`),
 //! and its id against the ids already ingested. The new, valid events are
-//! appended to the event log *unchanged* and the answer is sent only after
-//! the log has fsynced them. Rejected events go, unchanged and with the
-//! reason, to the dead-letter log, and the answer lists them:
+//! appended *unchanged* to the event log (or produced to Kafka, keyed by
+//! `store_id`; see [`crate::append`]) and the answer is sent only after the
+//! log has fsynced them (or the broker acknowledged them with `acks=all`).
+//! Rejected events go, unchanged and with the reason, to the dead-letter
+//! log (topic), and the answer lists them:
 //! `{accepted, duplicates, rejected: [{index, event_id, reason}]}`.
 //!
-//! Back-pressure: when the log writer's queue is full, or the processors are
-//! more than `max_lag_records` behind, the answer is 503 with `Retry-After`
-//! and nothing of the request is taken: the emitter sends it again.
+//! Back-pressure: when the log writer's (producer's) queue is full, the
+//! broker does not answer within the produce timeout, or the processors are
+//! more than `max_lag_records` behind, the answer is 503 with `Retry-After`;
+//! the emitter sends the request again (events of it that did get through
+//! are then duplicates, which ingest or the processors drop by `event_id`).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
@@ -44,7 +48,7 @@ use storepulse_core::EventParser;
 use tracing::{debug, warn};
 
 use crate::keys::{KeyConfig, KeyTable};
-use crate::log::{EventLog, LogError};
+use crate::append::{AppendError, EventAppender, KeyedEvent};
 
 /// `[ingest]` section of `storepulse.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,8 +149,8 @@ pub struct IngestState {
     pub config: Arc<IngestConfig>,
     pub parser: EventParser,
     pub keys: Arc<KeyTable>,
-    pub log: EventLog,
-    pub dead_letters: EventLog,
+    /// Where accepted events and dead letters go.
+    pub appender: Arc<dyn EventAppender>,
     pub dedup: Arc<SharedDedup>,
     pub metrics: IngestMetrics,
     pub visibility: Arc<VisibilityTracker>,
@@ -299,7 +303,10 @@ async fn handle(
                 } else {
                     answer.accepted += 1;
                     *counts.entry((kind, "accepted")).or_default() += 1;
-                    payloads.push(raw.to_vec());
+                    payloads.push(KeyedEvent {
+                        key: st.parser.stores().id(event.store).to_owned(),
+                        payload: raw.to_vec(),
+                    });
                     fresh.push((event.event_id.to_string(), event.occurred_at));
                 }
             }
@@ -323,44 +330,56 @@ async fn handle(
         }
     }
 
-    let letter_payloads: Vec<Vec<u8>> = letters
+    let letter_payloads: Vec<KeyedEvent> = letters
         .iter()
-        .filter_map(|l| serde_json::to_vec(l).ok())
+        .filter_map(|l| {
+            serde_json::to_vec(l).ok().map(|payload| KeyedEvent {
+                key: l.event_id.clone().unwrap_or_default(),
+                payload,
+            })
+        })
         .collect();
     let append_events = async {
         if payloads.is_empty() {
             Ok(None)
         } else {
-            st.log.append(payloads).await.map(Some)
+            st.appender.append_events(payloads).await
         }
     };
     let append_letters = async {
         if letter_payloads.is_empty() {
             Ok(())
         } else {
-            st.dead_letters.append(letter_payloads).await.map(|_| ())
+            st.appender.append_dead_letters(letter_payloads).await
         }
     };
     let (events_result, letters_result) = tokio::join!(append_events, append_letters);
     match events_result {
-        Ok(Some(range)) => {
-            st.dedup.with(|window, covered| {
-                for (id, at) in &fresh {
-                    window.remember(id, *at);
-                }
-                *covered = (*covered).max(range.end);
-            });
-            st.visibility.mark(range.end, arrived);
+        Ok(end) => {
+            if !fresh.is_empty() {
+                st.dedup.with(|window, covered| {
+                    for (id, at) in &fresh {
+                        window.remember(id, *at);
+                    }
+                    if let Some(end) = end {
+                        *covered = (*covered).max(end);
+                    }
+                });
+            }
+            if let Some(end) = end {
+                st.visibility.mark(end, arrived);
+            }
         }
-        Ok(None) => {}
-        Err(LogError::Backpressure) => {
-            return unavailable(st.config.retry_after_secs, "event log is busy; retry later");
+        Err(AppendError::Backpressure) => {
+            let name = st.appender.name();
+            return unavailable(st.config.retry_after_secs, format!("{name} is busy; retry later"));
         }
         Err(e) => {
-            warn!(error = %e, "event log append failed");
+            let name = st.appender.name();
+            warn!(error = %e, destination = name, "append failed");
             return unavailable(
                 st.config.retry_after_secs,
-                format!("event log unavailable: {e}"),
+                format!("{name} unavailable: {e}"),
             );
         }
     }
@@ -370,7 +389,7 @@ async fn handle(
         warn!(error = %e, "dead-letter append failed");
         return unavailable(
             st.config.retry_after_secs,
-            format!("dead-letter log unavailable: {e}"),
+            format!("dead-letter destination ({}) unavailable: {e}", st.appender.name()),
         );
     }
     for ((event_type, outcome), n) in counts {
@@ -445,7 +464,8 @@ fn too_many(max: usize) -> (StatusCode, String) {
 mod tests {
     use super::*;
     use crate::keys::hash_key;
-    use crate::log::LogConfig;
+    use crate::append::LogAppender;
+    use crate::log::{EventLog, LogConfig};
     use axum::body::Body;
     use axum::http::Request;
     use http_body_util::BodyExt;
@@ -455,7 +475,7 @@ mod tests {
 
     const EVENT: &str = r#"{"v":1,"event_id":"r1","event_type":"stock_receipt","occurred_at":"2026-01-01T08:00:00+08:00","store_id":"KM-001","channel":"backoffice","lines":[{"sku":"A","qty":1}]}"#;
 
-    fn state(dir: &std::path::Path, lag: u64) -> IngestState {
+    fn state(dir: &std::path::Path, lag: u64) -> (IngestState, EventLog) {
         let stores = Arc::new(
             StoreMaster::load(
                 &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv"),
@@ -471,12 +491,15 @@ mod tests {
             &stores,
         )
         .unwrap();
-        IngestState {
+        let events = EventLog::open(&dir.join("events"), LogConfig::default()).unwrap();
+        let st = IngestState {
             config: Arc::new(IngestConfig::default()),
             parser: EventParser::new(stores),
             keys: Arc::new(keys),
-            log: EventLog::open(&dir.join("events"), LogConfig::default()).unwrap(),
-            dead_letters: EventLog::open(&dir.join("dlq"), LogConfig::default()).unwrap(),
+            appender: Arc::new(LogAppender {
+                events: events.clone(),
+                dead_letters: EventLog::open(&dir.join("dlq"), LogConfig::default()).unwrap(),
+            }),
             dedup: Arc::new(SharedDedup::new(
                 DedupWindow::new(7 * storepulse_core::time::DAY),
                 0,
@@ -484,7 +507,8 @@ mod tests {
             metrics: IngestMetrics::default(),
             visibility: Arc::default(),
             lag: Arc::new(move || lag),
-        }
+        };
+        (st, events)
     }
 
     async fn post(st: IngestState, body: &str) -> (StatusCode, HeaderMap, serde_json::Value) {
@@ -506,8 +530,7 @@ mod tests {
     #[tokio::test]
     async fn accepted_events_are_in_the_log_before_the_answer() {
         let dir = tempfile::tempdir().unwrap();
-        let st = state(dir.path(), 0);
-        let log = st.log.clone();
+        let (st, log) = state(dir.path(), 0);
         let (status, _, answer) = post(st.clone(), &format!("[{EVENT},{EVENT}]")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
@@ -521,8 +544,7 @@ mod tests {
     #[tokio::test]
     async fn overloaded_pipeline_answers_503_with_retry_after_and_takes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let st = state(dir.path(), 10_000_000);
-        let log = st.log.clone();
+        let (st, log) = state(dir.path(), 10_000_000);
         let (status, headers, answer) = post(st, &format!("[{EVENT}]")).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
         assert_eq!(headers.get("retry-after").unwrap(), "1");

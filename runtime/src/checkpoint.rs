@@ -95,7 +95,12 @@ impl CheckpointStore {
     /// Any I/O failure; the previous checkpoint stays in place.
     pub fn write(&self, bytes: &[u8]) -> Result<()> {
         let path = self.path();
-        let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
+        // The process id keeps two writers of one directory (a stalled
+        // instance that lost its partition, and its successor) off each
+        // other's temporary file; the rename is atomic either way.
+        let tmp = self
+            .dir
+            .join(format!("{FILE_NAME}.{}.tmp", std::process::id()));
         let io = |source| RuntimeError::CheckpointIo {
             path: tmp.clone(),
             source,

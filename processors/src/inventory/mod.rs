@@ -23,12 +23,14 @@
 //! whole days, the unit a store plans in), divided by `velocity_days`.
 //! Returns do not reduce it. Days of cover = on_hand / velocity.
 //!
-//! Layout: [`config`], [`alert`] (outputs), [`query`] (read-only views for
+//! Layout: [`config`], [`alert`] (outputs), [`materialized`] (the stock-topic
+//! read model of Kafka mode), [`query`] (read-only views for
 //! the API), [`routing`] (online order fulfilment), [`suggest`]
 //! (replenishment and transfers).
 
 pub mod alert;
 pub mod config;
+pub mod materialized;
 pub mod query;
 pub mod routing;
 pub mod suggest;
@@ -46,6 +48,7 @@ use crate::dedup::{DedupVerdict, DedupWindow};
 use crate::processor::{Outcome, Processor};
 pub use alert::{InventoryOutput, StockAlert, StockAlertKind, StockChange};
 pub use config::InventoryConfig;
+pub use materialized::StockSnapshot;
 
 /// Dense id of an interned SKU string.
 pub type SkuId = u32;

@@ -498,3 +498,36 @@ proptest! {
         prop_assert_eq!(resumed.all_stock(), reference.all_stock());
     }
 }
+
+#[test]
+fn a_materialised_copy_answers_like_the_original() {
+    let mut live = processor();
+    let mut copy = processor();
+    let mut out = Vec::new();
+    let events = [
+        ev("m1", T0, "KM-001", receipt(&[("SKU-A", 50), ("SKU-B", 3)])),
+        ev("m2", T0 + HOUR, "KM-001", sale(&[("SKU-A", 7)])),
+        ev("m3", T0 + DAY, "KM-002", receipt(&[("SKU-A", 4)])),
+        ev("m4", T0 + DAY + HOUR, "KM-001", sale(&[("SKU-A", 30), ("SKU-B", 3)])),
+        ev("m5", T0 + 2 * DAY, "KM-001", count(&[("SKU-A", 10)])),
+    ];
+    for e in &events {
+        live.apply(e, &mut out).unwrap();
+    }
+    let mut changed = 0;
+    for o in &out {
+        if let InventoryOutput::Changed(c) = o {
+            let (store_id, sku, snap) = live.snapshot_of(c).unwrap();
+            let store = stores().lookup(store_id).unwrap();
+            copy.put_snapshot(store, sku, &snap, live.clock().unwrap());
+            changed += 1;
+        }
+    }
+    assert!(changed >= 5, "{changed}");
+    assert_eq!(copy.all_stock(), live.all_stock());
+    let km1 = stores().lookup("KM-001").unwrap();
+    assert_eq!(copy.stock(km1, "SKU-A"), live.stock(km1, "SKU-A"));
+    assert!(copy.stock(km1, "SKU-A").unwrap().velocity_per_day > 0.0);
+    assert_eq!(copy.replenish(km1), live.replenish(km1));
+    assert_eq!(copy.clock(), live.clock());
+}

@@ -1,0 +1,63 @@
+//! librdkafka settings shared by every StorePulse client.
+//!
+//! Producers are idempotent with `acks=all` (no duplicates or reordering
+//! from the producer's own retries) and pick partitions with Kafka's murmur2
+//! (see [`crate::partitioner`]). Consumers never auto-commit: offsets are
+//! committed after the state that reflects them is durable.
+
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+
+fn base(config: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers)
+        .set("client.id", client_id)
+        // Reconnect quickly after a broker restart, without hammering it.
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "2000");
+    c
+}
+
+fn overrides(mut c: ClientConfig, config: &KafkaConfig) -> ClientConfig {
+    for (key, value) in &config.client {
+        c.set(key, value);
+    }
+    c
+}
+
+/// An idempotent producer's settings. `message_timeout_ms` 0 retries
+/// forever (the processors' outputs); ingest uses its produce timeout.
+pub fn producer(config: &KafkaConfig, client_id: &str, message_timeout_ms: u64) -> ClientConfig {
+    let mut c = base(config, client_id);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", &config.compression)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "200000")
+        .set("message.timeout.ms", message_timeout_ms.to_string());
+    overrides(c, config)
+}
+
+/// A consumer's settings (manual commits, read from the earliest offset
+/// when no position is known).
+pub fn consumer(config: &KafkaConfig, client_id: &str, group_id: &str) -> ClientConfig {
+    let mut c = base(config, client_id);
+    c.set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (config.session_timeout_ms / 4).max(250).to_string(),
+        )
+        // Eager rebalancing: a partition is revoked everywhere before it is
+        // assigned anywhere, so its state is never owned twice at once.
+        .set("partition.assignment.strategy", "range,roundrobin")
+        .set("fetch.wait.max.ms", "50")
+        .set("isolation.level", "read_committed");
+    overrides(c, config)
+}

@@ -1,0 +1,125 @@
+//! `[kafka]` section of `storepulse.toml`.
+//!
+//! Setting `brokers` switches StorePulse from the embedded event log to
+//! Kafka; everything else has a default that suits a small cluster.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Default partitions of the topics StorePulse creates: the most processor
+/// instances a group can use. Fixed once created (see [`KafkaConfig::partitions`]).
+pub const DEFAULT_PARTITIONS: i32 = 12;
+/// Default time the HTTP ingest waits for the broker's acknowledgement
+/// before answering 503.
+pub const DEFAULT_PRODUCE_TIMEOUT_MS: u64 = 10_000;
+/// Default consumer-group session timeout: how long a dead processor holds
+/// its partitions before the group hands them to a survivor.
+pub const DEFAULT_SESSION_TIMEOUT_MS: u64 = 10_000;
+
+/// `[kafka]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `host:port` list of bootstrap brokers. Empty (the default): embedded
+    /// mode, no Kafka.
+    pub brokers: String,
+    /// Topic names are `<prefix>.events`, `<prefix>.dlq`, `<prefix>.stock`,
+    /// `<prefix>.alerts`, `<prefix>.events.by-member`. Default `storepulse`.
+    pub topic_prefix: String,
+    /// Create missing topics at start (partitions, replication, compaction
+    /// of the stock topic). Default true; turn off where topics are managed
+    /// by the platform team.
+    pub create_topics: bool,
+    /// Partitions of the topics StorePulse creates. Default 12. A store's
+    /// state lives in the partition its `store_id` hashes to, so the count
+    /// of the events topic must not change once events flowed (moving to
+    /// more partitions is a `replay --from-topic` into a new topic).
+    pub partitions: i32,
+    /// Replication factor of created topics. Default 1 (set 3 in production).
+    pub replication_factor: i32,
+    /// Consumer group of the processors. Default `storepulse-processors`.
+    pub group_id: String,
+    /// Producer compression: `none`, `gzip`, `snappy`, `lz4`, `zstd`.
+    /// Default `lz4`.
+    pub compression: String,
+    /// How long ingest waits for `acks=all` before answering 503 with
+    /// `Retry-After`. Default 10000.
+    pub produce_timeout_ms: u64,
+    /// Consumer-group session timeout. Default 10000.
+    pub session_timeout_ms: u64,
+    /// Where processors keep each partition's state snapshots. Default
+    /// `<storage.data_dir>/kafka-state`. With instances on several machines
+    /// this must be storage they all reach (an NFS or object-store mount):
+    /// whoever takes over a partition restores its snapshot from here.
+    pub state_dir: Option<PathBuf>,
+    /// Extra librdkafka properties for every client (security, tuning), e.g.
+    /// `"security.protocol" = "SASL_SSL"`. They override StorePulse's own.
+    pub client: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: String::new(),
+            topic_prefix: "storepulse".into(),
+            create_topics: true,
+            partitions: DEFAULT_PARTITIONS,
+            replication_factor: 1,
+            group_id: "storepulse-processors".into(),
+            compression: "lz4".into(),
+            produce_timeout_ms: DEFAULT_PRODUCE_TIMEOUT_MS,
+            session_timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
+            state_dir: None,
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// Whether Kafka mode is on.
+    pub fn enabled(&self) -> bool {
+        !self.brokers.trim().is_empty()
+    }
+
+    /// Checks the values; the error names the field.
+    ///
+    /// # Errors
+    /// A message `kafka.<field>: <rule>`.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        if self.topic_prefix.is_empty()
+            || !self
+                .topic_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err("kafka.topic_prefix: must be non-empty [a-zA-Z0-9._-]".into());
+        }
+        if !(1..=10_000).contains(&self.partitions) {
+            return Err("kafka.partitions: must be 1..=10000".into());
+        }
+        if self.replication_factor < 1 {
+            return Err("kafka.replication_factor: must be >= 1".into());
+        }
+        if self.group_id.is_empty() {
+            return Err("kafka.group_id: must not be empty".into());
+        }
+        if !matches!(
+            self.compression.as_str(),
+            "none" | "gzip" | "snappy" | "lz4" | "zstd"
+        ) {
+            return Err("kafka.compression: must be none, gzip, snappy, lz4 or zstd".into());
+        }
+        if self.produce_timeout_ms < 100 {
+            return Err("kafka.produce_timeout_ms: must be >= 100".into());
+        }
+        if !(1_000..=300_000).contains(&self.session_timeout_ms) {
+            return Err("kafka.session_timeout_ms: must be 1000..=300000".into());
+        }
+        Ok(())
+    }
+}

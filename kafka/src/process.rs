@@ -1,0 +1,822 @@
+//! `storepulse process`: the processors in a Kafka consumer group.
+//!
+//! **Partitioned state.** The events topic is keyed by `store_id`, so all of
+//! a store's events sit in one partition, and each partition has its own
+//! [`InventoryProcessor`] (its own event-time clock and de-duplication
+//! window, like a Kafka Streams task). An instance holds the state of the
+//! partitions the group assigned to it, and nothing else.
+//!
+//! **Effectively-once state.** Each partition's state is checkpointed with
+//! the offset after the last record it reflects, to
+//! `<state_dir>/<events topic>/p<N>/checkpoint.bin` (atomic rename, two
+//! generations, CRC; the same files as the embedded mode). When the group
+//! assigns a partition, its checkpoint is loaded and consumption starts at
+//! the checkpoint's offset, not at the group's committed offset: every
+//! record after the checkpoint is applied exactly once into the restored
+//! state, whatever crashed where. The group's offsets are committed after
+//! each checkpoint, for lag tooling only.
+//!
+//! **Outputs** (stock records, alerts, dead letters, forwarded events) go to
+//! their topics through an idempotent producer that never times out; before
+//! a checkpoint is written the producer is flushed, so everything a
+//! checkpoint covers has been delivered. Records after the checkpoint are
+//! re-sent after a crash, with the same identities (see [`crate::records`]):
+//! outputs are at-least-once with deterministic ids, which a reader turns
+//! into exactly-once by keeping the newest `source` per key (the stock read
+//! model does), or by `alert_id`. Kafka transactions would make the outputs
+//! themselves exactly-once only if the state snapshot were inside the same
+//! transaction; Tansu has none, and on Apache Kafka this design gives the
+//! same guarantee without them (ARCHITECTURE.md).
+//!
+//! **Rebalances** use the eager protocol: a revoked partition gets its
+//! pending outputs sent and flushed and a final checkpoint before the
+//! revocation completes, so its next owner resumes exactly there. A
+//! partition *lost* (this instance was thrown out of the group) is dropped
+//! without a checkpoint; its next owner resumes from the last one.
+//!
+//! **Wrong partition.** An event whose `store_id` hashes elsewhere (a POS
+//! producing with another partitioner) is forwarded, unchanged and keyed by
+//! `store_id`, to the right partition, where it is applied; forwarded twice
+//! after a crash, it is a duplicate there, dropped by `event_id`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError as RdKafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
+};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::ClientContext;
+use rustc_hash::FxHashMap;
+use storepulse_core::dead_letter::{DeadLetter, RejectedAt};
+use storepulse_core::source::SourcePosition;
+use storepulse_core::{EventParser, EventType};
+use storepulse_processors::inventory::{
+    InventoryConfig, InventoryOutput, InventoryProcessor, StockChange,
+};
+use storepulse_processors::{Outcome, Processor};
+use storepulse_runtime::alerts::{AlertBook, AlertRecord};
+use storepulse_runtime::checkpoint::{CheckpointRef, CheckpointStore};
+use storepulse_runtime::metrics::{AlertLabels, PipelineMetrics, ProcessedLabels};
+use tracing::{debug, error, info, warn};
+
+use crate::config::KafkaConfig;
+use crate::error::{KafkaError, Result};
+use crate::partitioner::partition_for;
+use crate::producer::dead_letter_headers;
+use crate::records::{SourceRef, StockRecord};
+use crate::topics::Topics;
+
+/// Header on a forwarded event: where it was first read (`partition/offset`).
+pub const HEADER_FORWARDED_FROM: &str = "storepulse.forwarded-from";
+
+/// Everything `process` needs besides the broker.
+#[derive(Debug, Clone)]
+pub struct ProcessSettings {
+    pub kafka: KafkaConfig,
+    pub topics: Topics,
+    /// Partitions of the events topic (fixed; see [`KafkaConfig::partitions`]).
+    pub partitions: u32,
+    /// `<state_dir>`; checkpoints go to `<state_dir>/<events topic>/p<N>/`.
+    pub state_dir: PathBuf,
+    pub inventory: InventoryConfig,
+    /// Most records processed between output flushes. Default 2000.
+    pub batch_size: usize,
+    /// Time between checkpoints.
+    pub checkpoint_interval: Duration,
+}
+
+/// Labels of per-partition gauges.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub partition: i32,
+}
+
+/// Metrics of the Kafka processing loop (on top of [`PipelineMetrics`]).
+#[derive(Debug, Clone, Default)]
+pub struct ProcessMetrics {
+    pub pipeline: PipelineMetrics,
+    /// High watermark minus the next offset to process, per owned partition.
+    pub consumer_lag: Family<PartitionLabels, Gauge>,
+    /// Partitions this instance owns now.
+    pub owned_partitions: Gauge,
+    /// Events forwarded to the partition of their store.
+    pub forwarded: Counter,
+    /// Partitions assigned / revoked / lost since start.
+    pub rebalances: Counter,
+}
+
+impl ProcessMetrics {
+    /// Registers under `storepulse_`.
+    pub fn register(&self, registry: &mut Registry) {
+        self.pipeline.register(registry);
+        registry.register(
+            "storepulse_kafka_consumer_lag",
+            "Records of the events topic not yet processed, per partition owned by this instance",
+            self.consumer_lag.clone(),
+        );
+        registry.register(
+            "storepulse_kafka_owned_partitions",
+            "Partitions of the events topic this instance processes",
+            self.owned_partitions.clone(),
+        );
+        registry.register(
+            "storepulse_kafka_forwarded_events",
+            "Events found in another partition than their store's, forwarded to it",
+            self.forwarded.clone(),
+        );
+        registry.register(
+            "storepulse_kafka_rebalances",
+            "Partition assignments and revocations seen",
+            self.rebalances.clone(),
+        );
+    }
+}
+
+/// One owned partition: its processor and where it stands.
+struct PartitionState {
+    processor: InventoryProcessor,
+    /// Next offset to apply.
+    next: i64,
+    /// Offset of the last checkpoint (`next` when it was written).
+    checkpointed: i64,
+    store: CheckpointStore,
+    /// Stock changed since the last emit: entry -> (change, source, ingest ms).
+    pending: FxHashMap<(u16, u32), (StockChange, SourceRef, i64)>,
+}
+
+/// Output producer's context: remembers a delivery that failed for good.
+#[derive(Default)]
+struct OutputContext {
+    failed: Mutex<Option<String>>,
+}
+
+impl ClientContext for OutputContext {}
+
+impl ProducerContext for OutputContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        if let Err((e, message)) = result {
+            // With message.timeout.ms = 0 librdkafka retries transient
+            // errors forever; what arrives here is permanent.
+            let text = format!("output to {}: {e}", message.topic());
+            error!(error = %text, "output delivery failed for good");
+            if let Ok(mut slot) = self.failed.lock() {
+                slot.get_or_insert(text);
+            }
+        }
+    }
+}
+
+type OutputProducer = ThreadedProducer<OutputContext>;
+
+/// The consumer's context: owns the partition states, so that the
+/// rebalance callback (which runs inside `poll` on the processing thread)
+/// can checkpoint and load them.
+struct GroupContext {
+    settings: ProcessSettings,
+    parser: EventParser,
+    owned: Mutex<BTreeMap<i32, PartitionState>>,
+    outputs: OutputProducer,
+    metrics: ProcessMetrics,
+    /// A failure inside a callback, returned by the loop.
+    failure: Mutex<Option<KafkaError>>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        self.metrics.rebalances.inc();
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(e) = self.on_assign(consumer, tpl) {
+                    error!(error = %e, "cannot take the assigned partitions");
+                    self.fail(e);
+                    // Take nothing: the loop stops and leaves the group.
+                    let _ = consumer.unassign();
+                    return;
+                }
+                if let Err(e) = consumer.assign(tpl) {
+                    self.fail(KafkaError::client("assign")(e));
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                self.on_revoke(consumer, tpl, lost);
+                if let Err(e) = consumer.unassign() {
+                    warn!(error = %e, "unassign after revoke");
+                }
+            }
+            other => {
+                warn!(error = ?other, "rebalance error; dropping the assignment");
+                self.on_revoke(consumer, tpl, true);
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+impl GroupContext {
+    fn fail(&self, e: KafkaError) {
+        if let Ok(mut slot) = self.failure.lock() {
+            slot.get_or_insert(e);
+        }
+    }
+
+    fn owned(&self) -> MutexGuard<'_, BTreeMap<i32, PartitionState>> {
+        self.owned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn partition_dir(&self, partition: i32) -> PathBuf {
+        partition_dir(&self.settings.state_dir, &self.settings.topics.events, partition)
+    }
+
+    /// Loads each assigned partition's checkpoint and sets where its
+    /// consumption starts.
+    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) -> Result<()> {
+        let topic = self.settings.topics.events.clone();
+        let partitions: Vec<i32> = tpl
+            .elements_for_topic(&topic)
+            .iter()
+            .map(rdkafka::topic_partition_list::TopicPartitionListElem::partition)
+            .collect();
+        let mut owned = self.owned();
+        for partition in partitions {
+            let state = self.load_partition(consumer, partition)?;
+            let offset = if state.next == 0 {
+                Offset::Beginning
+            } else {
+                Offset::Offset(state.next)
+            };
+            tpl.set_partition_offset(&topic, partition, offset)
+                .map_err(KafkaError::client("set start offset"))?;
+            info!(partition, start = state.next, pairs = state.processor.len(), "partition assigned");
+            owned.insert(partition, state);
+        }
+        self.metrics.owned_partitions.set(owned.len() as i64);
+        Ok(())
+    }
+
+    fn load_partition(&self, consumer: &BaseConsumer<Self>, partition: i32) -> Result<PartitionState> {
+        let topic = &self.settings.topics.events;
+        let store = CheckpointStore::open(&self.partition_dir(partition))?;
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .map_err(KafkaError::client("fetch watermarks"))?;
+        let stores = self.parser.stores().clone();
+        let state_error = |reason: String| KafkaError::State {
+            topic: topic.clone(),
+            partition,
+            reason,
+        };
+        let loaded = match store.load() {
+            Ok(loaded) => loaded,
+            Err(e) if low == 0 => {
+                warn!(partition, error = %e, "no usable checkpoint; rebuilding the partition's state from offset 0");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (processor, next) = match loaded {
+            None if low > 0 => {
+                return Err(state_error(format!(
+                    "no checkpoint, and the topic no longer holds offsets before {low} (retention): restore {} from a backup",
+                    self.partition_dir(partition).display()
+                )))
+            }
+            None => (
+                InventoryProcessor::new(self.settings.inventory.clone(), stores),
+                0,
+            ),
+            Some(cp) => {
+                let position = cp
+                    .positions
+                    .iter()
+                    .find(|p| i64::from(p.partition) == i64::from(partition))
+                    .copied()
+                    .ok_or_else(|| {
+                        state_error("the checkpoint in its directory is of another partition".into())
+                    })?;
+                let next = i64::try_from(position.offset).unwrap_or(i64::MAX);
+                if next > high {
+                    return Err(state_error(format!(
+                        "the checkpoint resumes at offset {next} but the topic ends at {high}: was the topic re-created? Move {} away to start over",
+                        self.partition_dir(partition).display()
+                    )));
+                }
+                if next < low {
+                    return Err(state_error(format!(
+                        "the checkpoint resumes at offset {next} but the topic starts at {low}: events in between were deleted by retention"
+                    )));
+                }
+                let processor =
+                    InventoryProcessor::from_state(cp.inventory, self.settings.inventory.clone(), stores)
+                        .map_err(state_error)?;
+                (processor, next)
+            }
+        };
+        Ok(PartitionState {
+            processor,
+            next,
+            checkpointed: next,
+            store,
+            pending: FxHashMap::default(),
+        })
+    }
+
+    /// Sends pending outputs, flushes, checkpoints (unless `lost`) and drops
+    /// the revoked partitions.
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList, lost: bool) {
+        let topic = self.settings.topics.events.clone();
+        let revoked: Vec<i32> = tpl
+            .elements_for_topic(&topic)
+            .iter()
+            .map(rdkafka::topic_partition_list::TopicPartitionListElem::partition)
+            .collect();
+        let mut owned = self.owned();
+        let mut taken: BTreeMap<i32, PartitionState> = revoked
+            .iter()
+            .filter_map(|p| owned.remove(p).map(|s| (*p, s)))
+            .collect();
+        self.metrics.owned_partitions.set(owned.len() as i64);
+        for p in &revoked {
+            self.metrics
+                .consumer_lag
+                .remove(&PartitionLabels { partition: *p });
+        }
+        drop(owned);
+        if lost {
+            warn!(partitions = ?revoked, "partitions lost (left the group); their next owner resumes from their last checkpoint");
+            return;
+        }
+        match self.checkpoint(&mut taken, Duration::from_secs(30)) {
+            Ok(()) => {
+                commit(consumer, &topic, &taken, CommitMode::Sync);
+                info!(partitions = ?revoked, "partitions revoked after a final checkpoint");
+            }
+            Err(e) => {
+                warn!(error = %e, partitions = ?revoked, "partitions revoked without a final checkpoint; their next owner resumes from the previous one");
+            }
+        }
+    }
+
+    /// Emits pending stock records of every partition in `parts`, waits for
+    /// every output to be delivered, then writes the checkpoints of the
+    /// partitions that moved.
+    fn checkpoint(&self, parts: &mut BTreeMap<i32, PartitionState>, flush_timeout: Duration) -> Result<()> {
+        for (partition, state) in parts.iter_mut() {
+            self.emit_stock(*partition, state)?;
+        }
+        self.outputs
+            .flush(flush_timeout)
+            .map_err(KafkaError::client("flush outputs"))?;
+        if let Some(reason) = self.outputs.context().failed.lock().ok().and_then(|s| s.clone()) {
+            return Err(KafkaError::Topic {
+                topic: "outputs".into(),
+                reason,
+            });
+        }
+        let alerts = AlertBook::new(1);
+        let taken_at = storepulse_core::time::now();
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .iter()
+                .filter(|(_, s)| s.next != s.checkpointed)
+                .map(|(partition, state)| {
+                    let alerts = &alerts;
+                    scope.spawn(move || -> Result<()> {
+                        let positions = [SourcePosition {
+                            partition: *partition as u32,
+                            offset: state.next as u64,
+                        }];
+                        let bytes = state.store.encode(&CheckpointRef {
+                            positions: &positions,
+                            inventory: state.processor.state(),
+                            alerts,
+                            taken_at,
+                        })?;
+                        state.store.write(&bytes)?;
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(KafkaError::Config("checkpoint thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for r in results {
+            r?;
+        }
+        for state in parts.values_mut() {
+            if state.next != state.checkpointed {
+                state.checkpointed = state.next;
+                self.metrics.pipeline.checkpoints.inc();
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the stock records of the entries changed since the last emit.
+    fn emit_stock(&self, partition: i32, state: &mut PartitionState) -> Result<()> {
+        if state.pending.is_empty() {
+            return Ok(());
+        }
+        let clock = state.processor.clock().unwrap_or(0);
+        let mut pending = std::mem::take(&mut state.pending);
+        for (_, (change, source, ingested_at_ms)) in pending.drain() {
+            let Some((store_id, sku, snapshot)) = state.processor.snapshot_of(&change) else {
+                continue;
+            };
+            let record = StockRecord {
+                store_id: store_id.to_owned(),
+                sku: sku.to_owned(),
+                on_hand: snapshot.on_hand,
+                updated_at: snapshot.updated_at,
+                sold_day: snapshot.sold_day,
+                sold: snapshot.sold,
+                clock,
+                source,
+                ingested_at_ms,
+            };
+            let value = serde_json::to_vec(&record)
+                .map_err(|e| KafkaError::Config(format!("encode stock record: {e}")))?;
+            let key = StockRecord::key(store_id, sku);
+            self.send(&self.settings.topics.stock, Some(partition), &key, &value, None)?;
+        }
+        state.pending = pending;
+        Ok(())
+    }
+
+    /// Produces one output, waiting while the producer's queue is full.
+    fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &str,
+        value: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<()> {
+        let mut record = BaseRecord::to(topic).key(key).payload(value);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.outputs.send(record) {
+                Ok(()) => return Ok(()),
+                Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    if waited >= Duration::from_secs(10) && waited.as_millis() % 10_000 < 50 {
+                        warn!(topic, waited_s = waited.as_secs(), "output queue full (broker away?); waiting");
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                    waited += Duration::from_millis(50);
+                }
+                Err((e, _)) => return Err(KafkaError::client("produce output")(e)),
+            }
+        }
+    }
+
+    /// Parses and applies one record of `partition`, producing its outputs.
+    fn process(
+        &self,
+        partition: i32,
+        state: &mut PartitionState,
+        offset: i64,
+        payload: Option<&[u8]>,
+        ingested_at_ms: i64,
+        outputs: &mut Vec<InventoryOutput>,
+    ) -> Result<()> {
+        let source = SourceRef {
+            partition: partition as u32,
+            offset: offset as u64,
+        };
+        let Some(payload) = payload else {
+            return self.dead_letter(source, "", "message: has no value", None, b"");
+        };
+        let event = match self.parser.parse(payload) {
+            Ok(event) => event,
+            Err(rejection) => {
+                self.count(EventType::sniff(payload), "rejected", 1);
+                let reason = rejection.reason();
+                return self.dead_letter(source, "", &reason, rejection.event_id, payload);
+            }
+        };
+        let store_id = self.parser.stores().id(event.store);
+        let home = partition_for(store_id.as_bytes(), self.settings.partitions) as i32;
+        if home != partition {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: HEADER_FORWARDED_FROM,
+                value: Some(&format!("{partition}/{offset}")),
+            });
+            self.send(&self.settings.topics.events, Some(home), store_id, payload, Some(headers))?;
+            self.metrics.forwarded.inc();
+            return Ok(());
+        }
+        let kind = event.event_type();
+        outputs.clear();
+        match state.processor.apply(&event, outputs) {
+            Ok(outcome) => {
+                let label = match outcome {
+                    Outcome::Duplicate => "duplicate",
+                    Outcome::Applied | Outcome::Ignored => "applied",
+                };
+                self.count(kind.as_str(), label, 1);
+            }
+            Err(rejection) => {
+                self.count(kind.as_str(), "rejected", 1);
+                let reason = rejection.reason();
+                return self.dead_letter(source, store_id, &reason, rejection.event_id, payload);
+            }
+        }
+        for output in outputs.drain(..) {
+            match output {
+                InventoryOutput::Changed(change) => {
+                    state
+                        .pending
+                        .insert((change.store.0, change.sku), (change, source, ingested_at_ms));
+                }
+                InventoryOutput::Alert(alert) => {
+                    self.metrics
+                        .pipeline
+                        .alerts
+                        .get_or_create(&AlertLabels {
+                            kind: alert.kind.as_str(),
+                        })
+                        .inc();
+                    let record = AlertRecord {
+                        family: "stock".into(),
+                        alert: *alert,
+                    };
+                    let value = serde_json::to_vec(&record)
+                        .map_err(|e| KafkaError::Config(format!("encode alert: {e}")))?;
+                    self.send(
+                        &self.settings.topics.alerts,
+                        None,
+                        &record.alert.alert_id,
+                        &value,
+                        None,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn count(&self, event_type: &'static str, outcome: &'static str, n: u64) {
+        self.metrics
+            .pipeline
+            .processed
+            .get_or_create(&ProcessedLabels {
+                event_type,
+                outcome,
+            })
+            .inc_by(n);
+    }
+
+    fn dead_letter(
+        &self,
+        source: SourceRef,
+        key: &str,
+        reason: &str,
+        event_id: Option<String>,
+        payload: &[u8],
+    ) -> Result<()> {
+        let mut letter = DeadLetter::new(RejectedAt::Processor, reason.to_owned(), event_id, payload);
+        letter.partition = Some(source.partition);
+        letter.offset = Some(source.offset);
+        let value = serde_json::to_vec(&letter)
+            .map_err(|e| KafkaError::Config(format!("encode dead letter: {e}")))?;
+        let origin = format!(
+            "{}/{}/{}",
+            self.settings.topics.events, source.partition, source.offset
+        );
+        let headers = dead_letter_headers(&letter, Some(&origin));
+        debug!(partition = source.partition, offset = source.offset, reason, "dead letter");
+        self.metrics.pipeline.dead_letters.inc();
+        self.send(&self.settings.topics.dlq, None, key, &value, Some(headers))
+    }
+}
+
+/// Commits the next offsets of `parts` to the group (for lag tooling; the
+/// checkpoints are what consumption resumes from).
+fn commit(
+    consumer: &BaseConsumer<GroupContext>,
+    topic: &str,
+    parts: &BTreeMap<i32, PartitionState>,
+    mode: CommitMode,
+) {
+    let mut tpl = TopicPartitionList::new();
+    for (partition, state) in parts {
+        if state.checkpointed > 0 {
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(state.checkpointed));
+        }
+    }
+    if tpl.count() == 0 {
+        return;
+    }
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        debug!(error = %e, "offset commit failed (harmless: checkpoints hold the positions)");
+    }
+}
+
+/// Directory of a partition's checkpoints.
+pub fn partition_dir(state_dir: &Path, events_topic: &str, partition: i32) -> PathBuf {
+    state_dir.join(events_topic).join(format!("p{partition}"))
+}
+
+/// Runs the processors until `stop` is set, then checkpoints every owned
+/// partition and leaves the group. Blocking: run it on its own thread.
+///
+/// # Errors
+/// librdkafka refuses the configuration; a partition's state cannot be
+/// used (see [`KafkaError::State`]); an output fails for good; a
+/// checkpoint cannot be written.
+pub fn run(
+    settings: ProcessSettings,
+    parser: EventParser,
+    metrics: ProcessMetrics,
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
+    let outputs: OutputProducer = crate::client::producer(&settings.kafka, "storepulse-process", 0)
+        .create_with_context(OutputContext::default())
+        .map_err(KafkaError::client("output producer"))?;
+    let topic = settings.topics.events.clone();
+    let batch_size = settings.batch_size.max(1);
+    let interval = settings.checkpoint_interval;
+    let context = GroupContext {
+        settings,
+        parser,
+        owned: Mutex::new(BTreeMap::new()),
+        outputs,
+        metrics: metrics.clone(),
+        failure: Mutex::new(None),
+    };
+    let consumer: BaseConsumer<GroupContext> = crate::client::consumer(
+        &context.settings.kafka,
+        "storepulse-process",
+        &context.settings.kafka.group_id,
+    )
+    .create_with_context(context)
+    .map_err(KafkaError::client("consumer"))?;
+    consumer
+        .subscribe(&[&topic])
+        .map_err(KafkaError::client("subscribe"))?;
+    info!(topic = %topic, group = %consumer.context().settings.kafka.group_id, "processing: joined the consumer group");
+
+    let mut outputs_buf: Vec<InventoryOutput> = Vec::new();
+    let mut last_checkpoint = Instant::now();
+    let mut last_lag = Instant::now();
+    let result = loop {
+        if stop.load(Ordering::Acquire) {
+            break Ok(());
+        }
+        if let Some(e) = consumer.context().failure.lock().ok().and_then(|mut f| f.take()) {
+            break Err(e);
+        }
+        // A batch: wait up to 100 ms for the first record, then take what
+        // is already fetched, up to the batch size.
+        let mut taken = 0;
+        let mut wait = Duration::from_millis(100);
+        let mut failed = None;
+        while taken < batch_size {
+            let Some(polled) = consumer.poll(wait) else {
+                break;
+            };
+            wait = Duration::ZERO;
+            let message = match polled {
+                Ok(m) => m,
+                Err(e) => {
+                    // Transport errors: librdkafka reconnects by itself.
+                    debug!(error = %e, "consumer error");
+                    continue;
+                }
+            };
+            taken += 1;
+            let ctx = consumer.context();
+            let mut owned = ctx.owned();
+            let partition = message.partition();
+            let Some(state) = owned.get_mut(&partition) else {
+                continue; // fetched before a revocation
+            };
+            let offset = message.offset();
+            if offset < state.next {
+                continue; // already reflected in the state
+            }
+            let ingested_at_ms = message.timestamp().to_millis().unwrap_or(0);
+            if let Err(e) = ctx.process(
+                partition,
+                state,
+                offset,
+                message.payload(),
+                ingested_at_ms,
+                &mut outputs_buf,
+            ) {
+                failed = Some(e);
+                break;
+            }
+            state.next = offset + 1;
+        }
+        if let Some(e) = failed {
+            break Err(e);
+        }
+        let ctx = consumer.context();
+        {
+            let mut owned = ctx.owned();
+            for (partition, state) in owned.iter_mut() {
+                if let Err(e) = ctx.emit_stock(*partition, state) {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            break Err(e);
+        }
+        if last_checkpoint.elapsed() >= interval {
+            let mut owned = ctx.owned();
+            match ctx.checkpoint(&mut owned, Duration::from_secs(2)) {
+                Ok(()) => {
+                    commit(&consumer, &topic, &owned, CommitMode::Async);
+                }
+                Err(e) if e.retry_hint() == storepulse_core::RetryHint::Backoff => {
+                    warn!(error = %e, "checkpoint postponed (outputs not yet delivered); retrying at the next interval");
+                }
+                Err(e) => break Err(e),
+            }
+            last_checkpoint = Instant::now();
+        }
+        if last_lag.elapsed() >= Duration::from_secs(2) {
+            update_lag(&consumer, &topic);
+            last_lag = Instant::now();
+        }
+    };
+    // Final checkpoint, then leave the group (the revoke callback that
+    // unsubscribing triggers finds nothing left to write).
+    let ctx = consumer.context();
+    if result.is_ok() {
+        let mut owned = ctx.owned();
+        match ctx.checkpoint(&mut owned, Duration::from_secs(30)) {
+            Ok(()) => {
+                commit(&consumer, &topic, &owned, CommitMode::Sync);
+                info!(partitions = owned.len(), "processing stopped after a final checkpoint");
+            }
+            Err(e) => {
+                warn!(error = %e, "no final checkpoint (outputs undelivered); the next owner resumes from the previous one");
+            }
+        }
+        owned.clear();
+    } else {
+        // Whatever is not checkpointed is redone by the next owner.
+        ctx.owned().clear();
+    }
+    consumer.unsubscribe();
+    drop(consumer);
+    result
+}
+
+fn update_lag(consumer: &BaseConsumer<GroupContext>, topic: &str) {
+    let ctx = consumer.context();
+    let owned: Vec<(i32, i64)> = ctx.owned().iter().map(|(p, s)| (*p, s.next)).collect();
+    for (partition, next) in owned {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_millis(500)) {
+            Ok((_, high)) => {
+                ctx.metrics
+                    .consumer_lag
+                    .get_or_create(&PartitionLabels { partition })
+                    .set((high - next).max(0));
+            }
+            // Broker away: keep the last values, try again later.
+            Err(_) => return,
+        }
+    }
+}

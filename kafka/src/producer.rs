@@ -1,0 +1,152 @@
+//! Ingest's producer: accepted events to `<prefix>.events` keyed by
+//! `store_id`, rejections to `<prefix>.dlq`, and the HTTP answer only after
+//! the broker acknowledged them (`acks=all`, idempotent, compressed).
+//!
+//! A full producer queue answers 503 at once (back-pressure); a broker that
+//! does not acknowledge within `produce_timeout_ms` answers 503 too. Events
+//! of a failed request that did reach the broker become duplicates when the
+//! emitter retries, and the processors drop them by `event_id`.
+
+use std::time::Duration;
+
+use rdkafka::error::KafkaError as RdKafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use storepulse_core::dead_letter::DeadLetter;
+use storepulse_ingest::append::{AppendError, AppendFuture, EventAppender, KeyedEvent};
+
+use crate::config::KafkaConfig;
+use crate::error::{KafkaError, Result};
+use crate::partitioner::partition_for;
+use crate::records::{HEADER_REASON, HEADER_STAGE};
+use crate::topics::Topics;
+
+/// Produces events and dead letters, waiting for the broker's acknowledgement.
+#[derive(Clone)]
+pub struct KafkaAppender {
+    producer: FutureProducer,
+    topics: Topics,
+    partitions: u32,
+    timeout: Duration,
+}
+
+impl KafkaAppender {
+    /// A producer for `topics`; `partitions` is the events topic's count.
+    ///
+    /// # Errors
+    /// librdkafka refuses the configuration.
+    pub fn new(config: &KafkaConfig, topics: Topics, partitions: u32) -> Result<Self> {
+        let producer: FutureProducer =
+            crate::client::producer(config, "storepulse-ingest", config.produce_timeout_ms)
+                .create()
+                .map_err(KafkaError::client("ingest producer"))?;
+        Ok(Self {
+            producer,
+            topics,
+            partitions,
+            timeout: Duration::from_millis(config.produce_timeout_ms),
+        })
+    }
+
+    /// Sends everything and waits for every acknowledgement.
+    async fn send_all(
+        &self,
+        topic: &str,
+        records: Vec<KeyedEvent>,
+        headers: impl Fn(&KeyedEvent) -> Option<OwnedHeaders>,
+    ) -> std::result::Result<(), AppendError> {
+        let mut pending = Vec::with_capacity(records.len());
+        for record in &records {
+            let partition = partition_for(record.key.as_bytes(), self.partitions) as i32;
+            let mut message = FutureRecord::to(topic)
+                .key(&record.key)
+                .payload(&record.payload)
+                .partition(partition);
+            if let Some(h) = headers(record) {
+                message = message.headers(h);
+            }
+            match self.producer.send_result(message) {
+                Ok(delivery) => pending.push(delivery),
+                Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    return Err(AppendError::Backpressure)
+                }
+                Err((e, _)) => return Err(AppendError::Unavailable(e.to_string())),
+            }
+        }
+        let all = async {
+            for delivery in pending {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => return Err(AppendError::Unavailable(e.to_string())),
+                    Err(_) => return Err(AppendError::Unavailable("producer closed".into())),
+                }
+            }
+            Ok(())
+        };
+        // librdkafka times messages out itself (message.timeout.ms); this
+        // bound only guards against a delivery report that never comes.
+        match tokio::time::timeout(self.timeout + Duration::from_secs(1), all).await {
+            Ok(result) => result,
+            Err(_) => Err(AppendError::Unavailable(format!(
+                "broker did not acknowledge within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Waits until everything queued is delivered (at shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(timeout) {
+            tracing::warn!(error = %e, "ingest producer: not everything was delivered at shutdown");
+        }
+    }
+}
+
+impl EventAppender for KafkaAppender {
+    fn append_events(&self, events: Vec<KeyedEvent>) -> AppendFuture<'_, Option<u64>> {
+        Box::pin(async move {
+            self.send_all(&self.topics.events, events, |_| None).await?;
+            Ok(None)
+        })
+    }
+
+    fn append_dead_letters(&self, letters: Vec<KeyedEvent>) -> AppendFuture<'_, ()> {
+        Box::pin(async move {
+            self.send_all(&self.topics.dlq, letters, |record| {
+                let letter: DeadLetter = serde_json::from_slice(&record.payload).ok()?;
+                Some(dead_letter_headers(&letter, None))
+            })
+            .await
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+}
+
+/// The headers of a dead-letter message: reason, stage, and the input it
+/// came from (processor stage).
+pub fn dead_letter_headers(letter: &DeadLetter, source: Option<&str>) -> OwnedHeaders {
+    let stage = match letter.stage {
+        storepulse_core::dead_letter::RejectedAt::Ingest => "ingest",
+        storepulse_core::dead_letter::RejectedAt::Processor => "processor",
+    };
+    let mut headers = OwnedHeaders::new()
+        .insert(Header {
+            key: HEADER_REASON,
+            value: Some(letter.reason.as_str()),
+        })
+        .insert(Header {
+            key: HEADER_STAGE,
+            value: Some(stage),
+        });
+    if let Some(source) = source {
+        headers = headers.insert(Header {
+            key: crate::records::HEADER_SOURCE,
+            value: Some(source),
+        });
+    }
+    headers
+}

@@ -1,0 +1,149 @@
+//! The topics of a StorePulse deployment and their creation.
+//!
+//! | topic | key | value | cleanup |
+//! |---|---|---|---|
+//! | `<p>.events` | `store_id` | contract event (EVENTS.md), unchanged | delete (retention) |
+//! | `<p>.events.by-member` | canonical member id | contract event | delete |
+//! | `<p>.dlq` | original key | [`DeadLetter`](storepulse_core::dead_letter::DeadLetter), reason also in a header | delete |
+//! | `<p>.stock` | `store_id/sku` | [`StockRecord`](crate::records::StockRecord) | compact |
+//! | `<p>.alerts` | `alert_id` | [`AlertRecord`](storepulse_runtime::alerts::AlertRecord) | compact |
+//!
+//! `events.by-member` is the repartition topic for member-keyed work
+//! (members, points, fraud; ARCHITECTURE.md "Repartitioning by member"). It
+//! is created here so that its partition count matches the events topic.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+use tracing::info;
+
+use crate::config::KafkaConfig;
+use crate::error::{KafkaError, Result};
+
+/// Names of the topics, from the configured prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub events: String,
+    pub events_by_member: String,
+    pub dlq: String,
+    pub stock: String,
+    pub alerts: String,
+}
+
+impl Topics {
+    /// The names under `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            events: format!("{prefix}.events"),
+            events_by_member: format!("{prefix}.events.by-member"),
+            dlq: format!("{prefix}.dlq"),
+            stock: format!("{prefix}.stock"),
+            alerts: format!("{prefix}.alerts"),
+        }
+    }
+
+    fn all(&self) -> [(&str, bool); 5] {
+        [
+            (&self.events, false),
+            (&self.events_by_member, false),
+            (&self.dlq, false),
+            (&self.stock, true),
+            (&self.alerts, true),
+        ]
+    }
+}
+
+/// Creates the missing topics (when `create_topics`), then checks that the
+/// events topic exists and returns its partition count.
+///
+/// # Errors
+/// The broker is unreachable, refuses the creation, or the events topic is
+/// missing while creation is off.
+pub async fn ensure(config: &KafkaConfig, topics: &Topics) -> Result<u32> {
+    if config.create_topics {
+        let admin: AdminClient<DefaultClientContext> = crate::client::producer(config, "storepulse-admin", 30_000)
+            .create()
+            .map_err(KafkaError::client("admin client"))?;
+        let compact = [("cleanup.policy", "compact")];
+        let new: Vec<NewTopic<'_>> = topics
+            .all()
+            .iter()
+            .map(|(name, compacted)| {
+                let mut t = NewTopic::new(
+                    name,
+                    config.partitions,
+                    TopicReplication::Fixed(config.replication_factor),
+                );
+                if *compacted {
+                    for (k, v) in compact {
+                        t = t.set(k, v);
+                    }
+                }
+                t
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin
+            .create_topics(new.iter(), &options)
+            .await
+            .map_err(KafkaError::client("create topics"))?;
+        for result in results {
+            match result {
+                Ok(name) => info!(topic = %name, partitions = config.partitions, "created topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(KafkaError::Topic {
+                        topic: name,
+                        reason: format!("cannot create: {code}"),
+                    })
+                }
+            }
+        }
+    }
+    let config = config.clone();
+    let events = topics.events.clone();
+    tokio::task::spawn_blocking(move || partition_count(&config, &events))
+        .await
+        .map_err(|e| KafkaError::Config(format!("metadata task: {e}")))?
+}
+
+/// The partition count of `topic` (blocking: a metadata request).
+///
+/// # Errors
+/// The broker is unreachable or the topic does not exist.
+pub fn partition_count(config: &KafkaConfig, topic: &str) -> Result<u32> {
+    let consumer: BaseConsumer = crate::client::consumer(config, "storepulse-metadata", "storepulse-metadata")
+        .create()
+        .map_err(KafkaError::client("metadata client"))?;
+    let mut last = None;
+    // A topic just created may take a moment to show its partitions.
+    for _ in 0..50 {
+        match consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) {
+            Ok(metadata) => {
+                let n = metadata
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == topic && t.error().is_none())
+                    .map_or(0, |t| t.partitions().len());
+                if n > 0 {
+                    return Ok(n as u32);
+                }
+            }
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    match last {
+        Some(source) => Err(KafkaError::Client {
+            operation: "fetch metadata",
+            source,
+        }),
+        None => Err(KafkaError::Topic {
+            topic: topic.to_owned(),
+            reason: "does not exist (create it, or set kafka.create_topics = true)".into(),
+        }),
+    }
+}
