@@ -15,6 +15,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 use storepulse_ingest::http::IngestConfig;
 use storepulse_ingest::log::LogConfig;
+use storepulse_kafka::KafkaConfig;
 use storepulse_processors::inventory::InventoryConfig;
 use storepulse_runtime::DriverConfig;
 
@@ -34,6 +35,8 @@ pub struct Config {
     pub runtime: DriverConfig,
     /// Stock rules (RULES.md "Stock").
     pub inventory: InventoryConfig,
+    /// Kafka mode (off unless `brokers` is set).
+    pub kafka: KafkaConfig,
     /// Logging.
     pub telemetry: TelemetryConfig,
 }
@@ -133,6 +136,7 @@ impl Config {
         self.ingest.validate().map_err(anyhow::Error::msg)?;
         self.runtime.validate().map_err(anyhow::Error::msg)?;
         self.inventory.validate().map_err(anyhow::Error::msg)?;
+        self.kafka.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 }

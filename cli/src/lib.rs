@@ -5,7 +5,10 @@
 //!
 //! Subcommands:
 //! - `run`: HTTP ingest, processors and the query API in one process, on
-//!   the embedded event log (no external service);
+//!   the embedded event log (no external service), or on Kafka when
+//!   `[kafka] brokers` is set;
+//! - `ingest`, `process`, `serve`: the three roles of `run` one at a time,
+//!   on Kafka, so that a deployment scales each separately;
 //! - `replay`: process an NDJSON event file offline with the same processors;
 //! - `simulate`: realistic store traffic, to the API or a file (also the
 //!   load generator of the benchmarks);
@@ -13,6 +16,7 @@
 //! - `keys hash`: the SHA-256 to put in `[[ingest.keys]]` for a new key.
 
 pub mod config;
+pub mod kafka_mode;
 pub mod replay_cmd;
 pub mod serve;
 
@@ -40,8 +44,16 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run ingest, processors and the query API in one process (embedded
-    /// event log on local disk, no external service).
+    /// event log on local disk, no external service; on Kafka when
+    /// `[kafka] brokers` is set).
     Run,
+    /// Kafka mode: HTTP ingest only, producing to the events topic.
+    Ingest,
+    /// Kafka mode: the processors only, in the consumer group.
+    Process,
+    /// Kafka mode: the query API only, from the stock, alerts and
+    /// dead-letter topics.
+    Serve,
     /// Process an NDJSON event file offline; writes stock.csv, alerts.ndjson,
     /// dlq.ndjson and summary.json to the output directory.
     Replay(replay_cmd::ReplayArgs),
@@ -95,7 +107,21 @@ pub fn main_with_args() -> anyhow::Result<()> {
         Command::Run => {
             let config = Config::load(&cli.config, explicit)?;
             init_tracing(&config)?;
-            runtime()?.block_on(serve::run(config))
+            if config.kafka.enabled() {
+                runtime()?.block_on(kafka_mode::run(config, kafka_mode::Roles::ALL))
+            } else {
+                runtime()?.block_on(serve::run(config))
+            }
+        }
+        Command::Ingest | Command::Process | Command::Serve => {
+            let roles = kafka_mode::Roles {
+                ingest: matches!(cli.command, Command::Ingest),
+                process: matches!(cli.command, Command::Process),
+                serve: matches!(cli.command, Command::Serve),
+            };
+            let config = Config::load(&cli.config, explicit)?;
+            init_tracing(&config)?;
+            runtime()?.block_on(kafka_mode::run(config, roles))
         }
         Command::Replay(args) => {
             let config = Config::load(&cli.config, explicit)?;

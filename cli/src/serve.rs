@@ -1,5 +1,6 @@
-//! `storepulse run`: ingest, processors and queries in one process on the
-//! embedded event log.
+//! `storepulse run` without `[kafka]`: ingest, processors and queries in
+//! one process on the embedded event log (with `[kafka]`, see
+//! [`crate::kafka_mode`]).
 //!
 //! Start-up: open the event log and the dead-letter log (each takes an
 //! exclusive lock on its directory), restore the checkpoint, rebuild
@@ -25,6 +26,7 @@ use storepulse_core::latency::VisibilityTracker;
 use storepulse_core::source::{EventSource, SourcePosition};
 use storepulse_core::{EventParser, StoreMaster};
 use storepulse_dashboards::{DeadLetterReader, QueryState};
+use storepulse_ingest::append::LogAppender;
 use storepulse_ingest::http::{IngestMetrics, IngestState};
 use storepulse_ingest::keys::KeyTable;
 use storepulse_ingest::log::EventLog;
@@ -145,8 +147,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config: Arc::new(config.ingest.clone()),
         parser,
         keys,
-        log: log.clone(),
-        dead_letters: dead_letter_log.clone(),
+        appender: Arc::new(LogAppender {
+            events: log.clone(),
+            dead_letters: dead_letter_log.clone(),
+        }),
         dedup,
         metrics: ingest_metrics,
         visibility,
@@ -206,7 +210,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -119,9 +119,19 @@ pub struct ProcessMetrics {
 }
 
 impl ProcessMetrics {
-    /// Registers under `storepulse_`.
+    /// Metrics that count processed events into `pipeline`.
+    pub fn with_pipeline(pipeline: PipelineMetrics) -> Self {
+        Self {
+            pipeline,
+            ..Self::default()
+        }
+    }
+}
+
+impl ProcessMetrics {
+    /// Registers the Kafka metrics under `storepulse_` (the caller
+    /// registers `pipeline` once, as it may share it with a read model).
     pub fn register(&self, registry: &mut Registry) {
-        self.pipeline.register(registry);
         registry.register(
             "storepulse_kafka_consumer_lag",
             "Records of the events topic not yet processed, per partition owned by this instance",

@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod kafka;
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -78,15 +80,31 @@ impl Server {
         port: u16,
         extra_env: &[(&str, &str)],
     ) -> Server {
+        Self::start_role(exe, config, data_dir, port, "run", extra_env)
+    }
+
+    /// Starts one role (`run`, `ingest`, `process`, `serve`) and waits
+    /// until it listens.
+    ///
+    /// # Panics
+    /// As [`Server::start`].
+    pub fn start_role(
+        exe: &str,
+        config: &Path,
+        data_dir: &Path,
+        port: u16,
+        role: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Server {
         let mut cmd = storepulse_with_config(exe, config, data_dir);
-        cmd.arg("run")
+        cmd.arg(role)
             .env("STOREPULSE__HTTP__LISTEN", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn storepulse run");
+        let mut child = cmd.spawn().expect("spawn storepulse");
         let stderr = child.stderr.take().expect("stderr piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -111,7 +129,7 @@ impl Server {
                 Err(_) => {
                     let _ = child.kill();
                     panic!(
-                        "storepulse run did not start listening; stderr:\n{}",
+                        "storepulse {role} did not start listening; stderr:\n{}",
                         early.join("\n")
                     );
                 }

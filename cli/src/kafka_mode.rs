@@ -1,0 +1,338 @@
+//! Kafka mode: `storepulse ingest`, `process`, `serve`, and `run` (all
+//! three in one process) against the brokers of `[kafka]`.
+//!
+//! - **ingest**: `POST /v1/events` produces accepted events to
+//!   `<prefix>.events` keyed by `store_id` and answers after `acks=all`.
+//!   Stateless: run as many as the POS traffic needs, behind a load balancer.
+//! - **process**: joins the consumer group and runs the processors on the
+//!   partitions it is given (see `storepulse_kafka::process`). Scale by
+//!   starting more, up to the partition count.
+//! - **serve**: the query API from a read model of the stock, alerts and
+//!   dead-letter topics (see `storepulse_kafka::materialize`); every
+//!   instance answers for every store.
+//!
+//! Every role serves `/healthz` and `/metrics` on `[http] listen`.
+//! Shutdown (Ctrl-C, SIGTERM): the HTTP server finishes its requests, the
+//! ingest producer flushes, the processors write a final checkpoint of each
+//! partition and leave the group (their partitions move at once instead of
+//! after the session timeout). A role whose thread fails stops the process
+//! with the error, for the supervisor to restart.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus_client::registry::Registry;
+use storepulse_core::dedup::{DedupWindow, SharedDedup};
+use storepulse_core::latency::VisibilityTracker;
+use storepulse_core::{EventParser, StoreMaster};
+use storepulse_dashboards::{DeadLetterReader, QueryState};
+use storepulse_ingest::http::{IngestMetrics, IngestState};
+use storepulse_ingest::keys::KeyTable;
+use storepulse_kafka::materialize::ReadModel;
+use storepulse_kafka::process::{ProcessMetrics, ProcessSettings};
+use storepulse_kafka::producer::KafkaAppender;
+use storepulse_kafka::Topics;
+use storepulse_processors::inventory::InventoryProcessor;
+use storepulse_runtime::alerts::AlertBook;
+use storepulse_runtime::Shared;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+
+/// Which roles this process plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub ingest: bool,
+    pub process: bool,
+    pub serve: bool,
+}
+
+impl Roles {
+    /// All three (`storepulse run` with `[kafka]`).
+    pub const ALL: Roles = Roles {
+        ingest: true,
+        process: true,
+        serve: true,
+    };
+
+    fn names(self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.ingest {
+            names.push("ingest");
+        }
+        if self.process {
+            names.push("process");
+        }
+        if self.serve {
+            names.push("serve");
+        }
+        names
+    }
+}
+
+#[derive(Clone)]
+struct OpsState {
+    roles: Roles,
+    shared: Arc<Shared>,
+    process: Option<ProcessMetrics>,
+    read_model: ReadModel,
+    registry: Arc<Registry>,
+}
+
+/// Runs the roles until Ctrl-C / SIGTERM, or until a role fails.
+///
+/// # Errors
+/// Kafka mode not configured, broker unreachable at start, topics missing,
+/// a partition state that cannot be used, an address in use.
+pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
+    let kafka = config.kafka.clone();
+    if !kafka.enabled() {
+        bail!(
+            "the {} role needs Kafka: set [kafka] brokers = \"host:9092\" (or STOREPULSE__KAFKA__BROKERS)",
+            roles.names().join("+")
+        );
+    }
+    let topics = Topics::new(&kafka.topic_prefix);
+    let partitions = storepulse_kafka::topics::ensure(&kafka, &topics)
+        .await
+        .with_context(|| format!("kafka at {}", kafka.brokers))?;
+    info!(brokers = %kafka.brokers, topic = %topics.events, partitions, roles = ?roles.names(), "kafka mode");
+    let stores = Arc::new(StoreMaster::load(&config.storage.stores_csv)?);
+    let parser = EventParser::new(stores.clone());
+
+    let visibility = Arc::new(VisibilityTracker::default());
+    let shared = Arc::new(Shared::new(
+        InventoryProcessor::new(config.inventory.clone(), stores.clone()),
+        AlertBook::new(config.runtime.alert_book_capacity),
+        visibility.clone(),
+    ));
+    let mut registry = Registry::default();
+    shared.metrics.register(&mut registry);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<anyhow::Error>();
+    let mut threads = Vec::new();
+
+    let process_metrics = roles.process.then(|| {
+        let metrics = ProcessMetrics::with_pipeline(shared.metrics.clone());
+        metrics.register(&mut registry);
+        metrics
+    });
+    if let Some(metrics) = &process_metrics {
+        let settings = ProcessSettings {
+            kafka: kafka.clone(),
+            topics: topics.clone(),
+            partitions,
+            state_dir: kafka
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| config.storage.data_dir.join("kafka-state")),
+            inventory: config.inventory.clone(),
+            batch_size: config.runtime.batch_size,
+            checkpoint_interval: Duration::from_secs_f64(config.runtime.checkpoint_interval_secs),
+        };
+        let (parser, metrics, stop, failed) =
+            (parser.clone(), metrics.clone(), stop.clone(), failed_tx.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("storepulse-process".into())
+                .spawn(move || {
+                    if let Err(e) = storepulse_kafka::process::run(settings, parser, metrics, stop) {
+                        let _ = failed.send(anyhow::Error::new(e).context("processing"));
+                    }
+                })
+                .context("starting the processing thread")?,
+        );
+    }
+
+    let read_model = ReadModel::default();
+    if roles.serve {
+        let (kafka, topics, shared, model, stop, failed) = (
+            kafka.clone(),
+            topics.clone(),
+            shared.clone(),
+            read_model.clone(),
+            stop.clone(),
+            failed_tx.clone(),
+        );
+        threads.push(
+            std::thread::Builder::new()
+                .name("storepulse-read-model".into())
+                .spawn(move || {
+                    if let Err(e) = storepulse_kafka::materialize::run(
+                        &kafka,
+                        &topics,
+                        &shared,
+                        &model.dead_letters,
+                        &model.progress,
+                        &stop,
+                    ) {
+                        let _ = failed.send(anyhow::Error::new(e).context("read model"));
+                    }
+                })
+                .context("starting the read-model thread")?,
+        );
+    }
+
+    let mut app = Router::new();
+    let mut appender = None;
+    if roles.ingest {
+        let keys =
+            Arc::new(KeyTable::build(&config.ingest.keys, &stores).map_err(anyhow::Error::msg)?);
+        if keys.is_empty() {
+            warn!("no [[ingest.keys]] configured: HTTP ingest will refuse every request");
+        }
+        let producer = KafkaAppender::new(&kafka, topics.clone(), partitions)?;
+        appender = Some(producer.clone());
+        let ingest_metrics = IngestMetrics::default();
+        ingest_metrics.register(&mut registry);
+        // Ingest's own window drops retries cheaply; the processors drop
+        // whatever gets past it (another ingest instance, a restart).
+        let dedup = Arc::new(SharedDedup::new(
+            DedupWindow::new(config.inventory.allowed_lateness()),
+            0,
+        ));
+        app = app.merge(storepulse_ingest::http::router(IngestState {
+            config: Arc::new(config.ingest.clone()),
+            parser: parser.clone(),
+            keys,
+            appender: Arc::new(producer),
+            dedup,
+            metrics: ingest_metrics,
+            visibility,
+            // Kafka absorbs bursts; the broker's acknowledgement (or its
+            // timeout) is the back-pressure. Consumer lag is a metric.
+            lag: Arc::new(|| 0),
+        }));
+    }
+    if roles.serve {
+        let letters = read_model.dead_letters.clone();
+        let dead_letters: DeadLetterReader = Arc::new(move |limit| Ok(letters.newest(limit)));
+        app = app.merge(storepulse_dashboards::router(QueryState {
+            shared: shared.clone(),
+            dead_letters,
+        }));
+    }
+    let ops = OpsState {
+        roles,
+        shared: shared.clone(),
+        process: process_metrics,
+        read_model,
+        registry: Arc::new(registry),
+    };
+    app = app.merge(
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics))
+            .route("/openapi.json", get(openapi))
+            .with_state(ops),
+    );
+
+    let addr: SocketAddr = config.http.listen.parse().context("http.listen")?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr()?;
+    info!(%local, roles = ?roles.names(), "storepulse is up (kafka mode)");
+    eprintln!("storepulse listening on http://{local}");
+
+    let (fail_stop_tx, fail_stop_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
+    tokio::spawn(async move {
+        if let Some(e) = failed_rx.recv().await {
+            let _ = fail_stop_tx.send(e);
+        }
+    });
+    let mut failure = None;
+    let served = {
+        let stop_reason = async {
+            tokio::select! {
+                () = crate::serve::wait_for_signal() => {
+                    info!("shutting down: finishing requests, then final checkpoints");
+                    None
+                }
+                Ok(e) = fail_stop_rx => Some(e),
+            }
+        };
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let reason = stop_reason.await;
+            let _ = done_tx.send(reason);
+        });
+        let served = server.await;
+        if let Ok(Some(e)) = done_rx.await {
+            failure = Some(e);
+        }
+        served
+    };
+    stop.store(true, Ordering::Release);
+    if let Some(producer) = appender {
+        tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10)))
+            .await
+            .ok();
+    }
+    for handle in threads {
+        let joined = tokio::task::spawn_blocking(move || handle.join()).await;
+        if !matches!(joined, Ok(Ok(()))) {
+            error!("a role's thread panicked");
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    served.context("http server")?;
+    info!("stopped cleanly");
+    Ok(())
+}
+
+async fn healthz(State(ops): State<OpsState>) -> Response {
+    let mut body = serde_json::json!({
+        "status": "ok",
+        "mode": "kafka",
+        "roles": ops.roles.names(),
+    });
+    if let Some(process) = &ops.process {
+        body["owned_partitions"] = process.owned_partitions.get().into();
+    }
+    if ops.roles.serve {
+        let p = &ops.read_model.progress;
+        body["read_model"] = serde_json::json!({
+            "stock_records": p.stock_records.load(Ordering::Relaxed),
+            "stale_records": p.stale_records.load(Ordering::Relaxed),
+            "unreadable": p.unreadable.load(Ordering::Relaxed),
+        });
+        body["event_time_clock"] = ops.shared.inventory().clock_text().into();
+    }
+    Json(body).into_response()
+}
+
+async fn metrics(State(ops): State<OpsState>) -> Response {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &ops.registry) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        storepulse_dashboards::OPENAPI_JSON,
+    )
+        .into_response()
+}

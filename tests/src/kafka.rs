@@ -1,0 +1,111 @@
+//! Helpers for the tests against a real Kafka-protocol broker.
+//!
+//! The broker is started by `deploy/test.sh` (`deploy/kafka.sh start`, Tansu
+//! on 127.0.0.1:9092); `STOREPULSE_TEST_KAFKA` points the tests elsewhere.
+//! A test that cannot reach it fails with the command to run, never skips.
+//! Each test uses its own topic prefix and consumer group, so tests share
+//! one broker and run in parallel.
+
+use std::collections::BTreeMap;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The broker's `host:port`, checked to accept connections.
+///
+/// # Panics
+/// When nothing listens there, with the command that starts it.
+pub fn broker() -> String {
+    let addr = std::env::var("STOREPULSE_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let reachable = addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    assert!(
+        reachable,
+        "no Kafka-protocol broker at {addr}: start one with `./deploy/kafka.sh start` \
+         (deploy/test.sh does), or set STOREPULSE_TEST_KAFKA=host:port"
+    );
+    addr
+}
+
+/// A topic prefix of its own for one test (`sp<pid>-<name>`).
+pub fn unique_prefix(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("sp{}-{nanos}-{name}", std::process::id())
+}
+
+/// Environment for a `storepulse` role in Kafka mode: brokers, prefix,
+/// group, 4 partitions, frequent checkpoints, state in `state_dir`.
+pub fn kafka_env(broker: &str, prefix: &str, state_dir: &Path) -> Vec<(String, String)> {
+    vec![
+        ("STOREPULSE__KAFKA__BROKERS".into(), broker.to_owned()),
+        ("STOREPULSE__KAFKA__TOPIC_PREFIX".into(), prefix.to_owned()),
+        ("STOREPULSE__KAFKA__GROUP_ID".into(), format!("{prefix}-processors")),
+        ("STOREPULSE__KAFKA__PARTITIONS".into(), "4".into()),
+        ("STOREPULSE__KAFKA__SESSION_TIMEOUT_MS".into(), "6000".into()),
+        (
+            "STOREPULSE__KAFKA__STATE_DIR".into(),
+            state_dir.display().to_string(),
+        ),
+        ("STOREPULSE__RUNTIME__CHECKPOINT_INTERVAL_SECS".into(), "0.5".into()),
+        // The contract examples and simulated streams may be dated ahead.
+        ("STOREPULSE__INGEST__MAX_FUTURE_SKEW_SECS".into(), "100000000".into()),
+    ]
+}
+
+/// Borrowed form of [`kafka_env`] for [`crate::Server::start_role`].
+pub fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// Polls the served stock until it equals `expected` (the read model is
+/// eventually consistent), then checks it stays equal for a second (nothing
+/// counted twice late).
+///
+/// # Panics
+/// When it does not converge within `timeout`, with a summary of the
+/// differences.
+pub async fn wait_stock_equals(
+    client: &reqwest::Client,
+    base: &str,
+    expected: &BTreeMap<(String, String), i64>,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let served = crate::all_stock(client, base).await;
+        if &served == expected {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let again = crate::all_stock(client, base).await;
+            assert_eq!(&again, expected, "stock changed after it matched the replay");
+            return;
+        }
+        if Instant::now() >= deadline {
+            let missing = expected.keys().filter(|k| !served.contains_key(*k)).count();
+            let extra = served.keys().filter(|k| !expected.contains_key(*k)).count();
+            let differ: Vec<_> = expected
+                .iter()
+                .filter_map(|(k, v)| served.get(k).filter(|s| *s != v).map(|s| (k.clone(), *v, *s)))
+                .take(5)
+                .collect();
+            panic!(
+                "served stock != replay after {timeout:?}: {} expected pairs, {} served, {missing} missing, {extra} extra, first differences (key, replay, served): {differ:?}",
+                expected.len(),
+                served.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `GET {base}/healthz` as JSON (Null when unreachable).
+pub async fn healthz(client: &reqwest::Client, base: &str) -> serde_json::Value {
+    match client.get(format!("{base}/healthz")).send().await {
+        Ok(r) => r.json().await.unwrap_or(serde_json::Value::Null),
+        Err(_) => serde_json::Value::Null,
+    }
+}
