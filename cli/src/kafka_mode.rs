@@ -140,13 +140,17 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             batch_size: config.runtime.batch_size,
             checkpoint_interval: Duration::from_secs_f64(config.runtime.checkpoint_interval_secs),
         };
-        let (parser, metrics, stop, failed) =
-            (parser.clone(), metrics.clone(), stop.clone(), failed_tx.clone());
+        let (parser, metrics, stop, failed) = (
+            parser.clone(),
+            metrics.clone(),
+            stop.clone(),
+            failed_tx.clone(),
+        );
         threads.push(
             std::thread::Builder::new()
                 .name("storepulse-process".into())
                 .spawn(move || {
-                    if let Err(e) = storepulse_kafka::process::run(settings, parser, metrics, stop) {
+                    if let Err(e) = process_with_restarts(&settings, &parser, &metrics, &stop) {
                         let _ = failed.send(anyhow::Error::new(e).context("processing"));
                     }
                 })
@@ -291,6 +295,50 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     served.context("http server")?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// Runs the processors; when they stop on an error that may pass (an
+/// output the broker refused, e.g. across a broker restart), starts them
+/// again from their checkpoints after a backoff (1 s doubling to 30 s), as
+/// a supervisor would, without losing the HTTP side. Errors that will not
+/// pass (a partition state that cannot be used) end the process.
+fn process_with_restarts(
+    settings: &ProcessSettings,
+    parser: &EventParser,
+    metrics: &ProcessMetrics,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), storepulse_kafka::KafkaError> {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let started = std::time::Instant::now();
+        match storepulse_kafka::process::run(
+            settings.clone(),
+            parser.clone(),
+            metrics.clone(),
+            stop.clone(),
+        ) {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if e.retry_hint() == storepulse_core::RetryHint::Backoff
+                    && !stop.load(Ordering::Acquire) =>
+            {
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_secs(1);
+                }
+                if matches!(e, storepulse_kafka::KafkaError::Rejoin) {
+                    info!("rejoining the consumer group");
+                    continue;
+                }
+                warn!(error = %e, retry_in_s = backoff.as_secs(), "processing stopped; restarting from the checkpoints");
+                let deadline = std::time::Instant::now() + backoff;
+                while std::time::Instant::now() < deadline && !stop.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn healthz(State(ops): State<OpsState>) -> Response {

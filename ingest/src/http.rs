@@ -47,8 +47,8 @@ use storepulse_core::time::{now, SECOND};
 use storepulse_core::EventParser;
 use tracing::{debug, warn};
 
-use crate::keys::{KeyConfig, KeyTable};
 use crate::append::{AppendError, EventAppender, KeyedEvent};
+use crate::keys::{KeyConfig, KeyTable};
 
 /// `[ingest]` section of `storepulse.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -372,7 +372,10 @@ async fn handle(
         }
         Err(AppendError::Backpressure) => {
             let name = st.appender.name();
-            return unavailable(st.config.retry_after_secs, format!("{name} is busy; retry later"));
+            return unavailable(
+                st.config.retry_after_secs,
+                format!("{name} is busy; retry later"),
+            );
         }
         Err(e) => {
             let name = st.appender.name();
@@ -389,7 +392,10 @@ async fn handle(
         warn!(error = %e, "dead-letter append failed");
         return unavailable(
             st.config.retry_after_secs,
-            format!("dead-letter destination ({}) unavailable: {e}", st.appender.name()),
+            format!(
+                "dead-letter destination ({}) unavailable: {e}",
+                st.appender.name()
+            ),
         );
     }
     for ((event_type, outcome), n) in counts {
@@ -463,8 +469,8 @@ fn too_many(max: usize) -> (StatusCode, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::hash_key;
     use crate::append::LogAppender;
+    use crate::keys::hash_key;
     use crate::log::{EventLog, LogConfig};
     use axum::body::Body;
     use axum::http::Request;

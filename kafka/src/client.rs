@@ -41,14 +41,15 @@ pub fn producer(config: &KafkaConfig, client_id: &str, message_timeout_ms: u64) 
     overrides(c, config)
 }
 
-/// A consumer's settings (manual commits, read from the earliest offset
-/// when no position is known).
+/// A consumer's settings (manual commits; every position is set
+/// explicitly, and a position outside the partition is an error, never a
+/// silent jump: `auto.offset.reset = error`).
 pub fn consumer(config: &KafkaConfig, client_id: &str, group_id: &str) -> ClientConfig {
     let mut c = base(config, client_id);
     c.set("group.id", group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+        .set("auto.offset.reset", "error")
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
         .set(
             "heartbeat.interval.ms",

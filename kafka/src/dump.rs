@@ -1,7 +1,8 @@
 //! Reading a whole topic once, for `storepulse replay --from-topic`.
 //!
-//! Every partition is read from its start to its high watermark as of the
-//! call (records produced later are not included), and the records are
+//! Every partition is read from its start until the broker reports its end
+//! (records produced while the dump runs may or may not be included), and
+//! the records are
 //! written as NDJSON ordered by broker timestamp, then partition and offset:
 //! replay applies them with one processor, and that order keeps each
 //! event's lateness what it was on the live path. The records are held in
@@ -13,6 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::info;
@@ -35,45 +37,44 @@ pub struct DumpSummary {
 pub fn topic_to_ndjson(config: &KafkaConfig, topic: &str, out: &Path) -> Result<DumpSummary> {
     let partitions = crate::topics::partition_count(config, topic)?;
     let group = format!("storepulse-replay-{}", std::process::id());
-    let consumer: BaseConsumer = crate::client::consumer(config, "storepulse-replay", &group)
+    let mut client = crate::client::consumer(config, "storepulse-replay", &group);
+    // The end of a partition is where the broker says so in a fetch
+    // (partition EOF), not the listed high watermark: Tansu 0.6 lists the
+    // start of the last batch + 1 there.
+    client.set("enable.partition.eof", "true");
+    let consumer: BaseConsumer = client
         .create()
         .map_err(KafkaError::client("replay consumer"))?;
     let mut tpl = TopicPartitionList::new();
-    let mut remaining = 0u32;
-    let mut ends = Vec::new();
     for p in 0..partitions as i32 {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .map_err(KafkaError::client("fetch watermarks"))?;
-        ends.push(high);
-        if high > low {
-            remaining += 1;
-            tpl.add_partition_offset(topic, p, Offset::Offset(low))
-                .map_err(KafkaError::client("assign"))?;
-        }
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(KafkaError::client("assign"))?;
     }
     consumer
         .assign(&tpl)
         .map_err(KafkaError::client("assign"))?;
     let mut records: Vec<(i64, i32, i64, Vec<u8>)> = Vec::new();
-    let mut done = vec![false; partitions as usize];
+    let mut at_end = vec![false; partitions as usize];
     let mut last_progress = Instant::now();
-    while remaining > 0 {
+    while at_end.iter().any(|done| !done) {
         let Some(polled) = consumer.poll(Duration::from_secs(1)) else {
             if last_progress.elapsed() > Duration::from_secs(60) {
                 return Err(KafkaError::Timeout(60_000));
             }
             continue;
         };
-        let message = polled.map_err(KafkaError::client("read"))?;
         last_progress = Instant::now();
-        let p = message.partition();
-        let Some(end) = ends.get(p as usize).copied() else {
-            continue;
+        let message = match polled {
+            Ok(m) => m,
+            Err(RdKafkaError::PartitionEOF(p)) => {
+                if let Some(done) = at_end.get_mut(p as usize) {
+                    *done = true;
+                }
+                continue;
+            }
+            Err(e) => return Err(KafkaError::client("read")(e)),
         };
-        if done[p as usize] || message.offset() >= end {
-            continue;
-        }
+        let p = message.partition();
         let payload = message.payload().unwrap_or_default();
         if payload.contains(&b'\n') {
             return Err(KafkaError::Topic {
@@ -86,12 +87,8 @@ pub fn topic_to_ndjson(config: &KafkaConfig, topic: &str, out: &Path) -> Result<
         }
         let ts = message.timestamp().to_millis().unwrap_or(0);
         records.push((ts, p, message.offset(), payload.to_vec()));
-        if message.offset() + 1 >= end {
-            done[p as usize] = true;
-            remaining -= 1;
-        }
     }
-    records.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    records.sort_unstable_by_key(|a| (a.0, a.1, a.2));
     let io = |source: std::io::Error| KafkaError::Config(format!("{}: {source}", out.display()));
     let mut writer = std::io::BufWriter::new(std::fs::File::create(out).map_err(io)?);
     for (_, _, _, payload) in &records {
@@ -99,7 +96,12 @@ pub fn topic_to_ndjson(config: &KafkaConfig, topic: &str, out: &Path) -> Result<
         writer.write_all(b"\n").map_err(io)?;
     }
     writer.flush().map_err(io)?;
-    info!(topic, partitions, records = records.len(), "topic read for replay");
+    info!(
+        topic,
+        partitions,
+        records = records.len(),
+        "topic read for replay"
+    );
     Ok(DumpSummary {
         partitions,
         records: records.len() as u64,

@@ -29,6 +29,13 @@ pub enum KafkaError {
     /// A checkpoint could not be read or written.
     #[error(transparent)]
     Checkpoint(#[from] storepulse_runtime::RuntimeError),
+    /// An output was refused for good by the broker; the processors restart
+    /// from their checkpoints and send it again.
+    #[error("kafka output lost: {0}")]
+    OutputLost(String),
+    /// The processors left the group to join it again (see `process`).
+    #[error("kafka: rejoining the consumer group to get orphaned partitions reassigned")]
+    Rejoin,
     /// The broker did not acknowledge in time (it may be down).
     #[error("kafka: broker did not acknowledge within {0} ms")]
     Timeout(u64),
@@ -41,12 +48,17 @@ impl KafkaError {
             KafkaError::Config(_) | KafkaError::Topic { .. } | KafkaError::State { .. } => {
                 RetryHint::Never
             }
-            KafkaError::Client { .. } | KafkaError::Timeout(_) => RetryHint::Backoff,
+            KafkaError::Client { .. }
+            | KafkaError::Timeout(_)
+            | KafkaError::OutputLost(_)
+            | KafkaError::Rejoin => RetryHint::Backoff,
             KafkaError::Checkpoint(e) => e.retry_hint(),
         }
     }
 
-    pub(crate) fn client(operation: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> Self {
+    pub(crate) fn client(
+        operation: &'static str,
+    ) -> impl FnOnce(rdkafka::error::KafkaError) -> Self {
         move |source| KafkaError::Client { operation, source }
     }
 }

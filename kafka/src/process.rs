@@ -53,9 +53,7 @@ use prometheus_client::registry::Registry;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
-};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::ClientContext;
@@ -259,7 +257,11 @@ impl GroupContext {
     }
 
     fn partition_dir(&self, partition: i32) -> PathBuf {
-        partition_dir(&self.settings.state_dir, &self.settings.topics.events, partition)
+        partition_dir(
+            &self.settings.state_dir,
+            &self.settings.topics.events,
+            partition,
+        )
     }
 
     /// Loads each assigned partition's checkpoint and sets where its
@@ -281,17 +283,26 @@ impl GroupContext {
             };
             tpl.set_partition_offset(&topic, partition, offset)
                 .map_err(KafkaError::client("set start offset"))?;
-            info!(partition, start = state.next, pairs = state.processor.len(), "partition assigned");
+            info!(
+                partition,
+                start = state.next,
+                pairs = state.processor.len(),
+                "partition assigned"
+            );
             owned.insert(partition, state);
         }
         self.metrics.owned_partitions.set(owned.len() as i64);
         Ok(())
     }
 
-    fn load_partition(&self, consumer: &BaseConsumer<Self>, partition: i32) -> Result<PartitionState> {
+    fn load_partition(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        partition: i32,
+    ) -> Result<PartitionState> {
         let topic = &self.settings.topics.events;
         let store = CheckpointStore::open(&self.partition_dir(partition))?;
-        let (low, high) = consumer
+        let (low, _high) = consumer
             .fetch_watermarks(topic, partition, Duration::from_secs(10))
             .map_err(KafkaError::client("fetch watermarks"))?;
         let stores = self.parser.stores().clone();
@@ -329,12 +340,11 @@ impl GroupContext {
                         state_error("the checkpoint in its directory is of another partition".into())
                     })?;
                 let next = i64::try_from(position.offset).unwrap_or(i64::MAX);
-                if next > high {
-                    return Err(state_error(format!(
-                        "the checkpoint resumes at offset {next} but the topic ends at {high}: was the topic re-created? Move {} away to start over",
-                        self.partition_dir(partition).display()
-                    )));
-                }
+                // No check against the high watermark: Tansu 0.6 reports the
+                // start of the last batch + 1 there, below the true end. A
+                // checkpoint past the real end (a re-created topic) fails at
+                // the first fetch instead: `auto.offset.reset = error` turns
+                // it into an error, never a silent restart from offset 0.
                 if next < low {
                     return Err(state_error(format!(
                         "the checkpoint resumes at offset {next} but the topic starts at {low}: events in between were deleted by retention"
@@ -394,18 +404,26 @@ impl GroupContext {
     /// Emits pending stock records of every partition in `parts`, waits for
     /// every output to be delivered, then writes the checkpoints of the
     /// partitions that moved.
-    fn checkpoint(&self, parts: &mut BTreeMap<i32, PartitionState>, flush_timeout: Duration) -> Result<()> {
+    fn checkpoint(
+        &self,
+        parts: &mut BTreeMap<i32, PartitionState>,
+        flush_timeout: Duration,
+    ) -> Result<()> {
         for (partition, state) in parts.iter_mut() {
             self.emit_stock(*partition, state)?;
         }
         self.outputs
             .flush(flush_timeout)
             .map_err(KafkaError::client("flush outputs"))?;
-        if let Some(reason) = self.outputs.context().failed.lock().ok().and_then(|s| s.clone()) {
-            return Err(KafkaError::Topic {
-                topic: "outputs".into(),
-                reason,
-            });
+        if let Some(reason) = self
+            .outputs
+            .context()
+            .failed
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+        {
+            return Err(KafkaError::OutputLost(reason));
         }
         let alerts = AlertBook::new(1);
         let taken_at = storepulse_core::time::now();
@@ -477,7 +495,13 @@ impl GroupContext {
             let value = serde_json::to_vec(&record)
                 .map_err(|e| KafkaError::Config(format!("encode stock record: {e}")))?;
             let key = StockRecord::key(store_id, sku);
-            self.send(&self.settings.topics.stock, Some(partition), &key, &value, None)?;
+            self.send(
+                &self.settings.topics.stock,
+                Some(partition),
+                &key,
+                &value,
+                None,
+            )?;
         }
         state.pending = pending;
         Ok(())
@@ -506,7 +530,11 @@ impl GroupContext {
                 Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     if waited >= Duration::from_secs(10) && waited.as_millis() % 10_000 < 50 {
-                        warn!(topic, waited_s = waited.as_secs(), "output queue full (broker away?); waiting");
+                        warn!(
+                            topic,
+                            waited_s = waited.as_secs(),
+                            "output queue full (broker away?); waiting"
+                        );
                     }
                     std::thread::sleep(Duration::from_millis(50));
                     waited += Duration::from_millis(50);
@@ -548,7 +576,13 @@ impl GroupContext {
                 key: HEADER_FORWARDED_FROM,
                 value: Some(&format!("{partition}/{offset}")),
             });
-            self.send(&self.settings.topics.events, Some(home), store_id, payload, Some(headers))?;
+            self.send(
+                &self.settings.topics.events,
+                Some(home),
+                store_id,
+                payload,
+                Some(headers),
+            )?;
             self.metrics.forwarded.inc();
             return Ok(());
         }
@@ -571,9 +605,10 @@ impl GroupContext {
         for output in outputs.drain(..) {
             match output {
                 InventoryOutput::Changed(change) => {
-                    state
-                        .pending
-                        .insert((change.store.0, change.sku), (change, source, ingested_at_ms));
+                    state.pending.insert(
+                        (change.store.0, change.sku),
+                        (change, source, ingested_at_ms),
+                    );
                 }
                 InventoryOutput::Alert(alert) => {
                     self.metrics
@@ -621,7 +656,8 @@ impl GroupContext {
         event_id: Option<String>,
         payload: &[u8],
     ) -> Result<()> {
-        let mut letter = DeadLetter::new(RejectedAt::Processor, reason.to_owned(), event_id, payload);
+        let mut letter =
+            DeadLetter::new(RejectedAt::Processor, reason.to_owned(), event_id, payload);
         letter.partition = Some(source.partition);
         letter.offset = Some(source.offset);
         let value = serde_json::to_vec(&letter)
@@ -631,7 +667,12 @@ impl GroupContext {
             self.settings.topics.events, source.partition, source.offset
         );
         let headers = dead_letter_headers(&letter, Some(&origin));
-        debug!(partition = source.partition, offset = source.offset, reason, "dead letter");
+        debug!(
+            partition = source.partition,
+            offset = source.offset,
+            reason,
+            "dead letter"
+        );
         self.metrics.pipeline.dead_letters.inc();
         self.send(&self.settings.topics.dlq, None, key, &value, Some(headers))
     }
@@ -662,6 +703,83 @@ fn commit(
 /// Directory of a partition's checkpoints.
 pub fn partition_dir(state_dir: &Path, events_topic: &str, partition: i32) -> PathBuf {
     state_dir.join(events_topic).join(format!("p{partition}"))
+}
+
+/// Finds partitions that nobody processes although the group says someone
+/// owns them: their committed offset stands still while records wait.
+///
+/// Apache Kafka reassigns a dead member's partitions after the session
+/// timeout. Tansu 0.6 notices the missed heartbeats but hands the survivors
+/// their old assignment again, so the dead member's partitions stay
+/// orphaned until some member joins anew. When this instance sees such
+/// partitions for two checks in a row (each `2 x session_timeout` apart),
+/// it leaves and rejoins the group with a new member id, which makes the
+/// broker form the group afresh. On a broker that rebalances properly the
+/// condition never lasts that long, and a false alarm (an owner that is
+/// alive but not committing) costs one rebalance.
+struct OrphanWatch {
+    interval: Duration,
+    last_check: Instant,
+    /// Partition -> (committed offset at the last check, checks it stood still with records waiting).
+    seen: BTreeMap<i32, (i64, u32)>,
+}
+
+impl OrphanWatch {
+    fn new(session_timeout: Duration) -> Self {
+        Self {
+            interval: session_timeout * 2,
+            last_check: Instant::now(),
+            seen: BTreeMap::new(),
+        }
+    }
+
+    /// The partitions found orphaned (empty most of the time).
+    fn check(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+        topic: &str,
+        partitions: u32,
+    ) -> Vec<i32> {
+        if self.last_check.elapsed() < self.interval {
+            return Vec::new();
+        }
+        self.last_check = Instant::now();
+        let owned: Vec<i32> = consumer.context().owned().keys().copied().collect();
+        let mut tpl = TopicPartitionList::new();
+        for p in (0..partitions as i32).filter(|p| !owned.contains(p)) {
+            tpl.add_partition(topic, p);
+        }
+        if tpl.count() == 0 {
+            self.seen.clear();
+            return Vec::new();
+        }
+        let Ok(committed) = consumer.committed_offsets(tpl, Duration::from_secs(5)) else {
+            return Vec::new();
+        };
+        let mut orphaned = Vec::new();
+        for elem in committed.elements_for_topic(topic) {
+            let p = elem.partition();
+            let offset = elem.offset().to_raw().filter(|o| *o >= 0).unwrap_or(0);
+            let Ok((_, high)) = consumer.fetch_watermarks(topic, p, Duration::from_secs(2)) else {
+                return Vec::new();
+            };
+            if high <= offset {
+                self.seen.remove(&p);
+                continue;
+            }
+            let entry = self.seen.entry(p).or_insert((offset, 0));
+            if entry.0 == offset {
+                entry.1 += 1;
+            } else {
+                *entry = (offset, 0);
+            }
+            if entry.1 >= 2 {
+                orphaned.push(p);
+            }
+        }
+        self.seen.retain(|p, _| !owned.contains(p));
+        orphaned
+    }
 }
 
 /// Runs the processors until `stop` is set, then checkpoints every owned
@@ -706,11 +824,22 @@ pub fn run(
     let mut outputs_buf: Vec<InventoryOutput> = Vec::new();
     let mut last_checkpoint = Instant::now();
     let mut last_lag = Instant::now();
+    let mut watch = OrphanWatch::new(Duration::from_millis(
+        consumer.context().settings.kafka.session_timeout_ms,
+    ));
+    let partitions = consumer.context().settings.partitions;
+    let mut rejoin = false;
     let result = loop {
         if stop.load(Ordering::Acquire) {
             break Ok(());
         }
-        if let Some(e) = consumer.context().failure.lock().ok().and_then(|mut f| f.take()) {
+        if let Some(e) = consumer
+            .context()
+            .failure
+            .lock()
+            .ok()
+            .and_then(|mut f| f.take())
+        {
             break Err(e);
         }
         // A batch: wait up to 100 ms for the first record, then take what
@@ -725,6 +854,14 @@ pub fn run(
             wait = Duration::ZERO;
             let message = match polled {
                 Ok(m) => m,
+                Err(RdKafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange)) => {
+                    failed = Some(KafkaError::State {
+                        topic: topic.clone(),
+                        partition: -1,
+                        reason: "a partition's checkpoint resumes outside the offsets the topic holds (topic re-created, or retention deleted unprocessed events): move its state directory away to start over, or restore the topic".into(),
+                    });
+                    break;
+                }
                 Err(e) => {
                     // Transport errors: librdkafka reconnects by itself.
                     debug!(error = %e, "consumer error");
@@ -789,6 +926,12 @@ pub fn run(
             update_lag(&consumer, &topic);
             last_lag = Instant::now();
         }
+        let orphaned = watch.check(&consumer, &topic, partitions);
+        if !orphaned.is_empty() {
+            warn!(partitions = ?orphaned, "partitions owned by a member that stopped, and the broker did not reassign them; rejoining the group");
+            rejoin = true;
+            break Ok(());
+        }
     };
     // Final checkpoint, then leave the group (the revoke callback that
     // unsubscribing triggers finds nothing left to write).
@@ -798,7 +941,10 @@ pub fn run(
         match ctx.checkpoint(&mut owned, Duration::from_secs(30)) {
             Ok(()) => {
                 commit(&consumer, &topic, &owned, CommitMode::Sync);
-                info!(partitions = owned.len(), "processing stopped after a final checkpoint");
+                info!(
+                    partitions = owned.len(),
+                    "processing stopped after a final checkpoint"
+                );
             }
             Err(e) => {
                 warn!(error = %e, "no final checkpoint (outputs undelivered); the next owner resumes from the previous one");
@@ -811,6 +957,9 @@ pub fn run(
     }
     consumer.unsubscribe();
     drop(consumer);
+    if rejoin {
+        return Err(KafkaError::Rejoin);
+    }
     result
 }
 

@@ -64,9 +64,10 @@ impl Topics {
 /// missing while creation is off.
 pub async fn ensure(config: &KafkaConfig, topics: &Topics) -> Result<u32> {
     if config.create_topics {
-        let admin: AdminClient<DefaultClientContext> = crate::client::producer(config, "storepulse-admin", 30_000)
-            .create()
-            .map_err(KafkaError::client("admin client"))?;
+        let admin: AdminClient<DefaultClientContext> =
+            crate::client::producer(config, "storepulse-admin", 30_000)
+                .create()
+                .map_err(KafkaError::client("admin client"))?;
         let compact = [("cleanup.policy", "compact")];
         let new: Vec<NewTopic<'_>> = topics
             .all()
@@ -115,9 +116,10 @@ pub async fn ensure(config: &KafkaConfig, topics: &Topics) -> Result<u32> {
 /// # Errors
 /// The broker is unreachable or the topic does not exist.
 pub fn partition_count(config: &KafkaConfig, topic: &str) -> Result<u32> {
-    let consumer: BaseConsumer = crate::client::consumer(config, "storepulse-metadata", "storepulse-metadata")
-        .create()
-        .map_err(KafkaError::client("metadata client"))?;
+    let consumer: BaseConsumer =
+        crate::client::consumer(config, "storepulse-metadata", "storepulse-metadata")
+            .create()
+            .map_err(KafkaError::client("metadata client"))?;
     let mut last = None;
     // A topic just created may take a moment to show its partitions.
     for _ in 0..50 {

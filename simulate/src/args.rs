@@ -16,12 +16,17 @@ use crate::generator::{FraudPlan, GeneratorConfig};
 /// Event clock rate assumed by `--speedup` when `--rate 0` gives none.
 pub const NOMINAL_RATE: f64 = 200.0;
 
+/// Longest `--topic-prefix`: Kafka topic names stop at 249 characters and
+/// the longest one StorePulse creates is `<prefix>.events.by-member`.
+pub const MAX_TOPIC_PREFIX: usize = 249 - ".events.by-member".len();
+
 /// Planted fraud episodes are spread over this many events when neither
 /// `--events` nor `--duration` with a `--rate` says how long the run is.
 pub const DEFAULT_FRAUD_HORIZON: u64 = 100_000;
 
 /// Generate realistic store traffic (sales, returns, stock, members, planted
-/// fraud) and send it to the ingest endpoint or write it as NDJSON.
+/// fraud) and send it to the ingest endpoint, produce it straight to Kafka,
+/// or write it as NDJSON.
 ///
 /// The same --seed (with the same --start and options) gives the same event
 /// stream. The run stops at --duration, at --events, or at Ctrl-C, after the
@@ -111,8 +116,8 @@ pub struct SimulateArgs {
     #[arg(
         long,
         value_name = "URL",
-        required_unless_present = "out",
-        conflicts_with = "out"
+        required_unless_present_any = ["out", "kafka"],
+        conflicts_with_all = ["out", "kafka"]
     )]
     pub url: Option<String>,
 
@@ -120,12 +125,34 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 
+    /// Produce the events straight to the `<prefix>.events` topic of these
+    /// Kafka brokers (`host:port,...`) instead, as a POS system producing
+    /// directly would: keyed by `store_id`, in the partition of the store
+    /// (Kafka's murmur2 partitioner), idempotent with `acks=all`. Missing
+    /// topics are created. Malformed events are produced too (the processors
+    /// must send them to the dead-letter topic); those whose `store_id`
+    /// cannot be read get an empty key and partition 0.
+    #[arg(long, value_name = "BROKERS", conflicts_with = "out")]
+    pub kafka: Option<String>,
+
+    /// Topic prefix with --kafka: events go to `<prefix>.events`.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "storepulse",
+        conflicts_with_all = ["url", "out"]
+    )]
+    pub topic_prefix: String,
+
     /// Events per POST. At a low --rate batches shrink so that events leave
-    /// at least every 100 ms; bodies are also cut at 1 MiB.
+    /// at least every 100 ms; bodies are also cut at 1 MiB. With --kafka,
+    /// the events generated and produced between two looks at the rate and
+    /// the clock.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub batch: usize,
 
-    /// POSTs in flight at once.
+    /// POSTs in flight at once (HTTP only; with --kafka, up to 50,000 events
+    /// wait for their acknowledgement at once).
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub concurrency: usize,
 
@@ -141,8 +168,11 @@ pub struct SimulateArgs {
 
     /// Write every event the server acknowledged (200, and not listed as
     /// rejected; duplicates included) to this NDJSON file, in the order the
-    /// acknowledgements arrived.
-    #[arg(long, value_name = "FILE", requires = "url", conflicts_with = "out")]
+    /// acknowledgements arrived. With --kafka: every event the broker
+    /// acknowledged, except the deliberately malformed ones (the HTTP ingest
+    /// would have rejected them), so the file is the input of `storepulse
+    /// replay` for the expected state.
+    #[arg(long, value_name = "FILE", conflicts_with = "out")]
     pub acked_out: Option<PathBuf>,
 
     /// Seconds before a POST without an answer counts as failed (and is retried).
@@ -182,6 +212,15 @@ impl SimulateArgs {
         }
     }
 
+    /// Arguments with every default, producing to the Kafka `brokers`
+    /// (topic prefix `storepulse`).
+    pub fn to_kafka(brokers: impl Into<String>) -> Self {
+        Self {
+            kafka: Some(brokers.into()),
+            ..Self::base()
+        }
+    }
+
     fn base() -> Self {
         Self {
             rate: 200.0,
@@ -200,6 +239,8 @@ impl SimulateArgs {
             speedup: 1.0,
             url: None,
             out: None,
+            kafka: None,
+            topic_prefix: "storepulse".into(),
             batch: 100,
             concurrency: 4,
             key: "storepulse-demo-key".into(),
@@ -244,10 +285,17 @@ impl SimulateArgs {
         if !self.timeout.is_finite() || self.timeout <= 0.0 {
             return Err(bad("timeout", "must be a number of seconds > 0"));
         }
-        match (&self.url, &self.out) {
-            (Some(_), Some(_)) => return Err(bad("out", "give either --url or --out, not both")),
-            (None, None) => return Err(bad("url", "give --url (HTTP) or --out (NDJSON file)")),
-            (Some(url), None) => {
+        match (&self.url, &self.out, &self.kafka) {
+            (None, None, None) => {
+                return Err(bad(
+                    "url",
+                    "give --url (HTTP), --kafka (brokers) or --out (NDJSON file)",
+                ))
+            }
+            (Some(_), Some(_), _) | (_, Some(_), Some(_)) | (Some(_), _, Some(_)) => {
+                return Err(bad("out", "give only one of --url, --kafka and --out"))
+            }
+            (Some(url), None, None) => {
                 if !url.starts_with("http://") {
                     return Err(bad(
                         "url",
@@ -256,11 +304,33 @@ impl SimulateArgs {
                 }
                 reqwest::Url::parse(url).map_err(|e| bad("url", format!("{url:?}: {e}")))?;
             }
-            (None, Some(_)) => {
+            (None, Some(_), None) => {
                 if self.acked_out.is_some() {
                     return Err(bad(
                         "acked-out",
-                        "needs --url (a file has no acknowledgements)",
+                        "needs --url or --kafka (a file has no acknowledgements)",
+                    ));
+                }
+            }
+            (None, None, Some(brokers)) => {
+                if brokers.trim().is_empty() {
+                    return Err(bad("kafka", "give the brokers as host:port[,host:port...]"));
+                }
+                let prefix = &self.topic_prefix;
+                if prefix.is_empty()
+                    || !prefix
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                {
+                    return Err(bad(
+                        "topic-prefix",
+                        format!("{prefix:?}: must be non-empty [A-Za-z0-9._-]"),
+                    ));
+                }
+                if prefix.len() > MAX_TOPIC_PREFIX {
+                    return Err(bad(
+                        "topic-prefix",
+                        format!("must be at most {MAX_TOPIC_PREFIX} characters (Kafka topic names stop at 249)"),
                     ));
                 }
             }
@@ -412,6 +482,50 @@ mod tests {
     }
 
     #[test]
+    fn kafka_output() {
+        let a = parse(&["--kafka", "127.0.0.1:9092"]).unwrap();
+        assert_eq!(a.kafka.as_deref(), Some("127.0.0.1:9092"));
+        assert_eq!(a.topic_prefix, "storepulse");
+        a.validate().unwrap();
+        let a = parse(&[
+            "--kafka",
+            "b1:9092,b2:9092",
+            "--topic-prefix",
+            "bench1",
+            "--acked-out",
+            "acked.ndjson",
+        ])
+        .unwrap();
+        assert_eq!(a.topic_prefix, "bench1");
+        a.validate().unwrap();
+        assert!(parse(&["--kafka", "b:9092", "--out", "f"]).is_err());
+        assert!(parse(&["--kafka", "b:9092", "--url", "http://x"]).is_err());
+        for other in [&["--url", "http://x"][..], &["--out", "f"], &[]] {
+            let mut argv = other.to_vec();
+            argv.extend(["--topic-prefix", "p"]);
+            assert!(parse(&argv).is_err(), "--topic-prefix needs --kafka");
+        }
+        // The default prefix does not count as given.
+        parse(&["--url", "http://x"]).unwrap().validate().unwrap();
+        for bad in [
+            &["--kafka", " "][..],
+            &["--kafka", "b:9092", "--topic-prefix", ""],
+            &["--kafka", "b:9092", "--topic-prefix", "a/b"],
+        ] {
+            let a = parse(bad).unwrap();
+            assert!(a.validate().is_err(), "{bad:?}");
+        }
+        let mut a = SimulateArgs::to_kafka("b:9092");
+        a.topic_prefix = "p".repeat(MAX_TOPIC_PREFIX);
+        a.validate().unwrap();
+        a.topic_prefix.push('p');
+        assert!(a.validate().is_err());
+        a.topic_prefix = "p".into();
+        a.out = Some("f".into());
+        assert!(a.validate().is_err(), "two outputs");
+    }
+
+    #[test]
     fn low_rates_shrink_batches() {
         let mut a = SimulateArgs::to_url("http://127.0.0.1:1");
         assert_eq!(a.effective_batch(), 20);
@@ -431,6 +545,8 @@ mod tests {
             "--plant-fraud",
             "--speedup",
             "--malformed-share",
+            "--kafka",
+            "--topic-prefix",
         ] {
             assert!(help.contains(flag), "{flag}");
         }

@@ -1,9 +1,11 @@
 //! The error enum of the simulate crate.
 //!
 //! Everything here stops a run: bad options (the user's to fix, never worth
-//! retrying) and an ingest endpoint that refuses us or stays away after the
-//! retry budget is spent. Transient HTTP trouble (503, connection resets) is
-//! retried inside the sender and never surfaces as an error.
+//! retrying), an ingest endpoint that refuses us or stays away after the
+//! retry budget is spent, and a Kafka cluster that cannot be set up or does
+//! not acknowledge. Transient HTTP trouble (503, connection resets) is
+//! retried inside the sender, and transient broker trouble inside
+//! librdkafka (until the message timeout); neither surfaces as an error.
 
 use std::path::PathBuf;
 
@@ -49,6 +51,18 @@ pub enum SimulateError {
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Client(String),
+    /// The Kafka cluster could not be used: topics not created or not
+    /// found, brokers unreachable, producer settings refused.
+    #[error("kafka brokers {brokers}")]
+    Kafka {
+        brokers: String,
+        #[source]
+        source: storepulse_kafka::KafkaError,
+    },
+    /// The broker did not acknowledge an event: librdkafka retried until
+    /// the message timeout, or the producer failed for good.
+    #[error("kafka topic {topic}: event not acknowledged: {detail}")]
+    Delivery { topic: String, detail: String },
 }
 
 impl SimulateError {

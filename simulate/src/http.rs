@@ -563,8 +563,8 @@ fn note_failure(
     failure.get_or_insert(error);
 }
 
-/// Resolves at `deadline`, or never.
-async fn until(deadline: Option<Instant>) {
+/// Resolves at `deadline`, or never (shared with the Kafka output).
+pub(crate) async fn until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

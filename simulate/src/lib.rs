@@ -1,4 +1,4 @@
-//! StorePulse load generator: realistic store traffic, to HTTP or NDJSON.
+//! StorePulse load generator: realistic store traffic, to HTTP, Kafka or NDJSON.
 //!
 //! `storepulse simulate` produces what the chain's emitters would send
 //! (contract v1, `shared/contract/EVENTS.md`): sales at the counter and
@@ -15,8 +15,9 @@
 //!   members as the generator models them.
 //! - `wire`, `timefmt`: records to contract JSON, fast.
 //! - `pacing`: the token bucket behind `--rate`.
-//! - `http`, `file`: the two outputs; `progress`: counters and the
-//!   progress line.
+//! - `http`, `kafka`, `file`: the three outputs (the ingest endpoint, the
+//!   events topic as a POS producing directly, an NDJSON file); `progress`:
+//!   counters and the progress line.
 //! - [`run`]: the subcommand, returning a [`SimulateReport`].
 //!
 //! Wiring it as a subcommand:
@@ -33,6 +34,7 @@ pub mod error;
 mod file;
 pub mod generator;
 mod http;
+mod kafka;
 mod pacing;
 pub mod progress;
 mod timefmt;
@@ -59,11 +61,14 @@ pub const REPORT_FRAUD_LIMIT: usize = 1_000;
 /// What a run did; printed as one line of JSON at the end.
 #[derive(Debug, Clone, Serialize)]
 pub struct SimulateReport {
-    /// `http` or `file`.
+    /// `http`, `kafka` or `file`.
     pub mode: &'static str,
-    /// Events handed to the output (POSTed at least once, or written).
+    /// Events handed to the output (POSTed at least once, produced, or written).
     pub sent: u64,
-    /// Events the server acknowledged: 2xx and not rejected, duplicates included.
+    /// Events the server acknowledged: 2xx and not rejected, duplicates
+    /// included. Kafka: events the broker acknowledged (`acks=all`),
+    /// malformed ones included (the broker does not validate; they are
+    /// left out of `--acked-out`).
     pub acknowledged: u64,
     /// Events the server reported as duplicates.
     pub duplicates: u64,
@@ -82,6 +87,9 @@ pub struct SimulateReport {
     pub abandoned: u64,
     /// Round trips of successful POSTs (HTTP mode).
     pub ingest_latency: Option<progress::LatencySummary>,
+    /// Per event, from handing it to the producer to the broker's
+    /// acknowledgement (Kafka mode; `requests` counts the events measured).
+    pub produce_latency: Option<progress::LatencySummary>,
     /// Wall-clock seconds.
     pub elapsed: f64,
     /// `sent / elapsed`.
@@ -103,8 +111,9 @@ pub struct SimulateReport {
 ///
 /// # Errors
 /// Invalid options, an unreadable store master, an output that cannot be
-/// written, or an ingest endpoint that refuses the key or stays unreachable
-/// after `--max-retries` attempts.
+/// written, an ingest endpoint that refuses the key or stays unreachable
+/// after `--max-retries` attempts, or Kafka brokers that cannot be reached
+/// or do not acknowledge an event within the message timeout.
 pub async fn run(
     args: SimulateArgs,
     shutdown: impl Future<Output = ()> + Send,
@@ -115,17 +124,35 @@ pub async fn run(
     let generator = Generator::new(args.generator_config(start), stores)?;
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
-    let http_mode = args.url.is_some();
-    let progress = progress::Progress::start(counters.clone(), started, http_mode, args.quiet);
+    let mode = match (&args.url, &args.kafka) {
+        (Some(_), _) => "http",
+        (None, Some(_)) => "kafka",
+        (None, None) => "file",
+    };
+    let progress = progress::Progress::start(counters.clone(), started, mode != "file", args.quiet);
 
-    let result = match (&args.url, &args.out) {
-        (Some(url), _) => {
+    // `validate` made sure exactly one output is given.
+    let result = match (&args.url, &args.kafka, &args.out) {
+        (Some(url), _, _) => {
             http::run(&args, url, generator, counters.clone(), started, shutdown).await
         }
-        (None, Some(path)) => file::run(&args, path, generator, counters.clone(), shutdown).await,
-        (None, None) => Err(SimulateError::option(
+        (None, Some(brokers), _) => {
+            kafka::run(
+                &args,
+                brokers,
+                generator,
+                counters.clone(),
+                started,
+                shutdown,
+            )
+            .await
+        }
+        (None, None, Some(path)) => {
+            file::run(&args, path, generator, counters.clone(), shutdown).await
+        }
+        (None, None, None) => Err(SimulateError::option(
             "url",
-            "give --url (HTTP) or --out (NDJSON file)",
+            "give --url (HTTP), --kafka (brokers) or --out (NDJSON file)",
         )),
     };
     progress.finish().await;
@@ -134,8 +161,14 @@ pub async fn run(
     let elapsed = started.elapsed().as_secs_f64();
     let get = Counters::get;
     let sent = get(&counters.sent);
+    let latency = counters.latency_summary();
+    let (ingest_latency, produce_latency) = if mode == "kafka" {
+        (None, latency)
+    } else {
+        (latency, None)
+    };
     let report = SimulateReport {
-        mode: if http_mode { "http" } else { "file" },
+        mode,
         sent,
         acknowledged: get(&counters.acknowledged),
         duplicates: get(&counters.duplicates),
@@ -145,7 +178,8 @@ pub async fn run(
         retried_503: get(&counters.retried_503),
         retried_errors: get(&counters.retried_errors),
         abandoned: get(&counters.abandoned),
-        ingest_latency: counters.latency_summary(),
+        ingest_latency,
+        produce_latency,
         elapsed,
         events_per_sec: if elapsed > 0.0 {
             sent as f64 / elapsed

@@ -36,7 +36,8 @@ pub struct Counters {
     pub retried_errors: AtomicU64,
     /// Events given up on at shutdown (the server kept refusing them).
     pub abandoned: AtomicU64,
-    /// Round-trip times of successful POSTs, in microseconds.
+    /// Round-trip times of successful POSTs (Kafka: of acknowledged events,
+    /// sampled), in microseconds.
     pub latencies_us: std::sync::Mutex<Vec<u32>>,
 }
 
@@ -80,7 +81,9 @@ impl Counters {
     }
 }
 
-/// Round trips of successful ingest POSTs (send to answer read), in ms.
+/// Latencies in ms: round trips of successful ingest POSTs (send to answer
+/// read), or, with Kafka, of events (produce to acknowledgement; a uniform
+/// sample past a million events). `requests` is how many were measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LatencySummary {
     pub requests: u64,
@@ -97,8 +100,9 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    /// Starts printing unless `quiet`. `http` adds the acknowledgement counts.
-    pub fn start(counters: Arc<Counters>, started: Instant, http: bool, quiet: bool) -> Self {
+    /// Starts printing unless `quiet`. `acks` (HTTP and Kafka) adds the
+    /// acknowledgement counts.
+    pub fn start(counters: Arc<Counters>, started: Instant, acks: bool, quiet: bool) -> Self {
         if quiet {
             return Self {
                 stop: None,
@@ -121,7 +125,7 @@ impl Progress {
                 let rate = (sent - last_sent.min(sent)) as f64
                     / now.duration_since(last_at).as_secs_f64().max(1e-3);
                 (last_sent, last_at) = (sent, now);
-                let line = progress_line(&counters, now.duration_since(started), rate, http);
+                let line = progress_line(&counters, now.duration_since(started), rate, acks);
                 let mut err = std::io::stderr().lock();
                 // Progress is best effort: a closed stderr must not stop the run.
                 let _ = if terminal {
@@ -152,13 +156,13 @@ impl Progress {
     }
 }
 
-fn progress_line(c: &Counters, elapsed: Duration, rate: f64, http: bool) -> String {
+fn progress_line(c: &Counters, elapsed: Duration, rate: f64, acks: bool) -> String {
     let mut line = format!(
         "simulate: {:.1}s sent={}",
         elapsed.as_secs_f64(),
         Counters::get(&c.sent)
     );
-    if http {
+    if acks {
         line.push_str(&format!(
             " acked={} dup={} rejected={}",
             Counters::get(&c.acknowledged),

@@ -44,16 +44,28 @@ pub fn kafka_env(broker: &str, prefix: &str, state_dir: &Path) -> Vec<(String, S
     vec![
         ("STOREPULSE__KAFKA__BROKERS".into(), broker.to_owned()),
         ("STOREPULSE__KAFKA__TOPIC_PREFIX".into(), prefix.to_owned()),
-        ("STOREPULSE__KAFKA__GROUP_ID".into(), format!("{prefix}-processors")),
+        (
+            "STOREPULSE__KAFKA__GROUP_ID".into(),
+            format!("{prefix}-processors"),
+        ),
         ("STOREPULSE__KAFKA__PARTITIONS".into(), "4".into()),
-        ("STOREPULSE__KAFKA__SESSION_TIMEOUT_MS".into(), "6000".into()),
+        (
+            "STOREPULSE__KAFKA__SESSION_TIMEOUT_MS".into(),
+            "6000".into(),
+        ),
         (
             "STOREPULSE__KAFKA__STATE_DIR".into(),
             state_dir.display().to_string(),
         ),
-        ("STOREPULSE__RUNTIME__CHECKPOINT_INTERVAL_SECS".into(), "0.5".into()),
+        (
+            "STOREPULSE__RUNTIME__CHECKPOINT_INTERVAL_SECS".into(),
+            "0.5".into(),
+        ),
         // The contract examples and simulated streams may be dated ahead.
-        ("STOREPULSE__INGEST__MAX_FUTURE_SKEW_SECS".into(), "100000000".into()),
+        (
+            "STOREPULSE__INGEST__MAX_FUTURE_SKEW_SECS".into(),
+            "100000000".into(),
+        ),
     ]
 }
 
@@ -81,7 +93,10 @@ pub async fn wait_stock_equals(
         if &served == expected {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let again = crate::all_stock(client, base).await;
-            assert_eq!(&again, expected, "stock changed after it matched the replay");
+            assert_eq!(
+                &again, expected,
+                "stock changed after it matched the replay"
+            );
             return;
         }
         if Instant::now() >= deadline {
@@ -89,7 +104,12 @@ pub async fn wait_stock_equals(
             let extra = served.keys().filter(|k| !expected.contains_key(*k)).count();
             let differ: Vec<_> = expected
                 .iter()
-                .filter_map(|(k, v)| served.get(k).filter(|s| *s != v).map(|s| (k.clone(), *v, *s)))
+                .filter_map(|(k, v)| {
+                    served
+                        .get(k)
+                        .filter(|s| *s != v)
+                        .map(|s| (k.clone(), *v, *s))
+                })
                 .take(5)
                 .collect();
             panic!(
@@ -107,5 +127,105 @@ pub async fn healthz(client: &reqwest::Client, base: &str) -> serde_json::Value 
     match client.get(format!("{base}/healthz")).send().await {
         Ok(r) => r.json().await.unwrap_or(serde_json::Value::Null),
         Err(_) => serde_json::Value::Null,
+    }
+}
+
+/// A broker of a test's own (Tansu with sqlite storage, which keeps its
+/// data and committed offsets across a restart), for the broker-restart
+/// test. Stopped when dropped.
+pub struct OwnBroker {
+    child: Option<std::process::Child>,
+    dir: std::path::PathBuf,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+fn tansu_bin() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("tansu"))
+            .find(|p| p.is_file())
+    }) {
+        return path;
+    }
+    let home = std::env::var_os("HOME").unwrap_or_default();
+    let cached = Path::new(&home).join(".cargo/bin/tansu");
+    assert!(
+        cached.is_file(),
+        "tansu is not installed: run `./deploy/kafka.sh install` (deploy/test.sh does)"
+    );
+    cached
+}
+
+impl OwnBroker {
+    /// Starts Tansu on a free port with its sqlite database in `dir`.
+    ///
+    /// # Panics
+    /// When tansu is missing or does not listen within 20 s.
+    pub fn start(dir: &Path) -> OwnBroker {
+        let port = crate::free_port();
+        let mut broker = OwnBroker {
+            child: None,
+            dir: dir.to_owned(),
+            addr: format!("127.0.0.1:{port}"),
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Starts (again) on the same port and database.
+    ///
+    /// # Panics
+    /// As [`OwnBroker::start`].
+    pub fn restart(&mut self) {
+        std::fs::create_dir_all(&self.dir).expect("broker dir");
+        let url = format!("tcp://{}", self.addr);
+        let log = std::fs::File::create(self.dir.join("tansu.log")).expect("broker log");
+        // Tansu reads the sqlite path relative to its working directory.
+        let child = std::process::Command::new(tansu_bin())
+            .current_dir(&self.dir)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn tansu");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr = self
+            .addr
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .expect("addr");
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {} within 20 s; see {}",
+                self.addr,
+                self.dir.join("tansu.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL (no clean shutdown).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.kill9();
     }
 }

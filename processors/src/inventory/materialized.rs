@@ -44,7 +44,13 @@ impl InventoryProcessor {
 
     /// Puts a snapshot read from the stock topic, and moves the clock to
     /// `clock` if it is later (the clock of the partition that wrote it).
-    pub fn put_snapshot(&mut self, store: StoreIdx, sku: &str, snapshot: &StockSnapshot, clock: Ts) {
+    pub fn put_snapshot(
+        &mut self,
+        store: StoreIdx,
+        sku: &str,
+        snapshot: &StockSnapshot,
+        clock: Ts,
+    ) {
         let sku = self.state.skus.intern(sku);
         let entry = self
             .state

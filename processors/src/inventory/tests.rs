@@ -508,7 +508,12 @@ fn a_materialised_copy_answers_like_the_original() {
         ev("m1", T0, "KM-001", receipt(&[("SKU-A", 50), ("SKU-B", 3)])),
         ev("m2", T0 + HOUR, "KM-001", sale(&[("SKU-A", 7)])),
         ev("m3", T0 + DAY, "KM-002", receipt(&[("SKU-A", 4)])),
-        ev("m4", T0 + DAY + HOUR, "KM-001", sale(&[("SKU-A", 30), ("SKU-B", 3)])),
+        ev(
+            "m4",
+            T0 + DAY + HOUR,
+            "KM-001",
+            sale(&[("SKU-A", 30), ("SKU-B", 3)]),
+        ),
         ev("m5", T0 + 2 * DAY, "KM-001", count(&[("SKU-A", 10)])),
     ];
     for e in &events {

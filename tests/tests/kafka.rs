@@ -1,0 +1,465 @@
+//! Kafka mode against a real Kafka-protocol broker (Tansu, started by
+//! `deploy/test.sh`): end to end, crashes, scale-out, a broker restart and
+//! poison messages. In every test the stock served over HTTP must end equal
+//! to an offline `replay` of exactly the events the pipeline acknowledged:
+//! nothing lost, nothing counted twice.
+
+#![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use storepulse_tests::kafka::{
+    broker, env_refs, healthz, kafka_env, unique_prefix, wait_stock_equals, OwnBroker,
+};
+use storepulse_tests::{free_port, replay, repo, storepulse, Server};
+
+const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
+
+fn config() -> std::path::PathBuf {
+    repo().join("storepulse.toml")
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// `storepulse simulate` posting to `base`, recording acknowledged events.
+fn simulate(
+    data: &Path,
+    base: &str,
+    events: usize,
+    rate: u32,
+    extra: &[&str],
+    acked: &Path,
+) -> Child {
+    storepulse(EXE, data)
+        .args([
+            "simulate",
+            "--url",
+            base,
+            "--quiet",
+            "--max-retries",
+            "100000",
+        ])
+        .args(["--events", &events.to_string(), "--rate", &rate.to_string()])
+        .args(extra)
+        .arg("--stores")
+        .arg(repo().join("data/stores.csv"))
+        .arg("--acked-out")
+        .arg(acked)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn simulate")
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration, what: &str) {
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not finish within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{what} failed: {status}");
+}
+
+/// Waits until `path` has more than `after` lines.
+fn wait_progress(path: &Path, after: usize, what: &str) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let n = lines(path);
+        if n > after {
+            return n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no acknowledged events for 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simulate_to_kafka_to_api_equals_replay_with_duplicates_and_disorder() {
+    let broker = broker();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("e2e");
+    let env = kafka_env(&broker, &prefix, &dir.path().join("state"));
+    let data = dir.path().join("data");
+    let server = Server::start_role(EXE, &config(), &data, 0, "run", &env_refs(&env));
+    let acked = dir.path().join("acked.ndjson");
+    let mut sim = simulate(
+        &data,
+        &server.base,
+        20_000,
+        0,
+        &[
+            "--duplicate-share",
+            "0.05",
+            "--jitter",
+            "600",
+            "--malformed-share",
+            "0.01",
+            "--seed",
+            "11",
+        ],
+        &acked,
+    );
+    wait_exit(&mut sim, Duration::from_secs(180), "simulate");
+    let expected = replay(EXE, &acked, &dir.path().join("replay"));
+    assert!(expected.len() > 1000, "{} pairs", expected.len());
+    let client = reqwest::Client::new();
+    wait_stock_equals(&client, &server.base, &expected, Duration::from_secs(120)).await;
+    // Malformed events were refused at ingest and reached the DLQ topic,
+    // which the read model serves.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let dlq: serde_json::Value = client
+            .get(format!("{}/v1/dlq?limit=1000", server.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let letters = dlq["dead_letters"].as_array().cloned().unwrap_or_default();
+        if !letters.is_empty() {
+            assert!(letters
+                .iter()
+                .all(|l| l["reason"].as_str().is_some_and(|r| !r.is_empty())));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no dead letters served: {}",
+            dlq.to_string().chars().take(300).collect::<String>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let health = healthz(&client, &server.base).await;
+    assert_eq!(health["mode"], "kafka", "{health}");
+    assert_eq!(health["owned_partitions"], 4, "{health}");
+    assert!(server.stop(), "graceful stop failed");
+}
+
+/// Separate roles; the processor is killed with SIGKILL five times while
+/// events flow, and restarted each time.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_the_processor_five_times_loses_and_doubles_nothing() {
+    let broker = broker();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("crash");
+    let env = kafka_env(&broker, &prefix, &dir.path().join("state"));
+    let env = env_refs(&env);
+    let data = dir.path().join("data");
+    let ingest = Server::start_role(EXE, &config(), &data.join("i"), 0, "ingest", &env);
+    let serve = Server::start_role(EXE, &config(), &data.join("s"), 0, "serve", &env);
+    let process_port = free_port();
+    let mut process = Server::start_role(
+        EXE,
+        &config(),
+        &data.join("p"),
+        process_port,
+        "process",
+        &env,
+    );
+    let acked = dir.path().join("acked.ndjson");
+    let total = 30_000;
+    let mut sim = simulate(
+        &data,
+        &ingest.base,
+        total,
+        3000,
+        &["--duplicate-share", "0.03", "--jitter", "60", "--seed", "5"],
+        &acked,
+    );
+    let mut seen = 0;
+    for (kill, wait_ms) in [900u64, 700, 1100, 600, 800].into_iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        seen = wait_progress(&acked, seen, &format!("kill {}", kill + 1));
+        assert!(seen < total, "kill {}: the stream already ended", kill + 1);
+        process.kill9();
+        process = Server::start_role(
+            EXE,
+            &config(),
+            &data.join("p"),
+            process_port,
+            "process",
+            &env,
+        );
+    }
+    wait_exit(&mut sim, Duration::from_secs(240), "simulate");
+    let expected = replay(EXE, &acked, &dir.path().join("replay"));
+    let client = reqwest::Client::new();
+    wait_stock_equals(&client, &serve.base, &expected, Duration::from_secs(120)).await;
+    assert!(process.stop(), "graceful stop of the processor failed");
+    drop((ingest, serve));
+}
+
+/// Two processors in one group; one is killed mid-stream and the survivor
+/// takes its partitions over from their checkpoints.
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_out_two_processors_one_killed_survivor_takes_over() {
+    let broker = broker();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("scale");
+    let env = kafka_env(&broker, &prefix, &dir.path().join("state"));
+    let env = env_refs(&env);
+    let data = dir.path().join("data");
+    let ingest = Server::start_role(EXE, &config(), &data.join("i"), 0, "ingest", &env);
+    let serve = Server::start_role(EXE, &config(), &data.join("s"), 0, "serve", &env);
+    let first = Server::start_role(EXE, &config(), &data.join("p1"), 0, "process", &env);
+    let second = Server::start_role(EXE, &config(), &data.join("p2"), 0, "process", &env);
+    let client = reqwest::Client::new();
+    // Both take part: the group splits the 4 partitions between them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let a = healthz(&client, &first.base).await["owned_partitions"]
+            .as_i64()
+            .unwrap_or(0);
+        let b = healthz(&client, &second.base).await["owned_partitions"]
+            .as_i64()
+            .unwrap_or(0);
+        if a > 0 && b > 0 && a + b == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partitions not split between two processors: {a} + {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let acked = dir.path().join("acked.ndjson");
+    let total = 24_000;
+    let mut sim = simulate(
+        &data,
+        &ingest.base,
+        total,
+        3000,
+        &["--duplicate-share", "0.03", "--jitter", "60", "--seed", "9"],
+        &acked,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let seen = wait_progress(&acked, 0, "before the kill");
+    assert!(seen < total, "the stream already ended");
+    second.kill9();
+    wait_exit(&mut sim, Duration::from_secs(240), "simulate");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while healthz(&client, &first.base).await["owned_partitions"] != 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the survivor did not take over all 4 partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let expected = replay(EXE, &acked, &dir.path().join("replay"));
+    wait_stock_equals(&client, &serve.base, &expected, Duration::from_secs(120)).await;
+    drop((ingest, serve, first));
+}
+
+/// The broker is killed and restarted mid-stream (sqlite storage keeps
+/// what it acknowledged). Ingest answers 503 meanwhile, simulate retries;
+/// every acknowledged event is counted once.
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_restart_mid_stream_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut own = OwnBroker::start(&dir.path().join("broker"));
+    let prefix = unique_prefix("restart");
+    let mut env = kafka_env(&own.addr, &prefix, &dir.path().join("state"));
+    // Quick 503s while the broker is away.
+    env.push((
+        "STOREPULSE__KAFKA__PRODUCE_TIMEOUT_MS".into(),
+        "3000".into(),
+    ));
+    let data = dir.path().join("data");
+    let server = Server::start_role(EXE, &config(), &data, 0, "run", &env_refs(&env));
+    let acked = dir.path().join("acked.ndjson");
+    let total = 12_000;
+    let mut sim = simulate(
+        &data,
+        &server.base,
+        total,
+        1500,
+        &[
+            "--duplicate-share",
+            "0.02",
+            "--seed",
+            "3",
+            "--timeout",
+            "10",
+        ],
+        &acked,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let seen = wait_progress(&acked, 0, "before the broker restart");
+    assert!(seen < total, "the stream already ended");
+    own.kill9();
+    std::thread::sleep(Duration::from_secs(3));
+    own.restart();
+    wait_exit(&mut sim, Duration::from_secs(300), "simulate");
+    assert!(
+        lines(&acked) >= total * 9 / 10,
+        "only {} acknowledged",
+        lines(&acked)
+    );
+    let expected = replay(EXE, &acked, &dir.path().join("replay"));
+    let client = reqwest::Client::new();
+    wait_stock_equals(&client, &server.base, &expected, Duration::from_secs(180)).await;
+    drop(server);
+}
+
+/// Bad JSON and wrong-schema records produced straight to the events topic
+/// go to the DLQ topic with the reason in a header and the body; the
+/// partition keeps flowing (the valid events around them are applied).
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    let broker = broker();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("poison");
+    let env = kafka_env(&broker, &prefix, &dir.path().join("state"));
+    let data = dir.path().join("data");
+    let server = Server::start_role(EXE, &config(), &data, 0, "run", &env_refs(&env));
+    let kafka = storepulse_kafka::KafkaConfig {
+        brokers: broker.clone(),
+        topic_prefix: prefix.clone(),
+        ..Default::default()
+    };
+    let topics = storepulse_kafka::Topics::new(&prefix);
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        storepulse_kafka::client::producer(&kafka, "poison-test", 30_000)
+            .create()
+            .unwrap();
+    let valid = |i: usize, qty: u32| {
+        format!(
+            r#"{{"v":1,"event_id":"ok-{i}","event_type":"stock_receipt","occurred_at":"2026-11-20T10:00:{:02}+08:00","store_id":"KM-001","channel":"backoffice","lines":[{{"sku":"SKU-P","qty":{qty}}}]}}"#,
+            i % 60
+        )
+    };
+    let poison = [
+        "{not json".to_owned(),
+        r#"{"v":1,"event_id":"bad-1","event_type":"stock_receipt","occurred_at":"2026-11-20T10:00:00+08:00","store_id":"KM-001","channel":"backoffice","lines":[{"sku":"SKU-P","qty":0}]}"#.to_owned(),
+        r#"{"v":1,"event_id":"bad-2","event_type":"teleport","occurred_at":"2026-11-20T10:00:00+08:00","store_id":"KM-001","channel":"pos"}"#.to_owned(),
+        r#"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]"#.to_owned(),
+    ];
+    let partition = storepulse_kafka::partitioner::partition_for(b"KM-001", 4) as i32;
+    let mut records = Vec::new();
+    let mut expected_total = 0;
+    for i in 0..40 {
+        let qty = (i % 5 + 1) as u32;
+        expected_total += i64::from(qty);
+        records.push(valid(i, qty));
+        if i % 10 == 5 {
+            records.push(poison[i / 10].clone());
+        }
+    }
+    for payload in &records {
+        producer
+            .send(
+                BaseRecord::to(&topics.events)
+                    .key("KM-001")
+                    .payload(payload)
+                    .partition(partition),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stock: serde_json::Value = client
+            .get(format!("{}/v1/stock/KM-001/SKU-P", server.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_default();
+        if stock["on_hand"] == expected_total {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "valid events after the poison were not all applied: {stock}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The DLQ topic: one letter per poison record, reason in header and body.
+    let consumer: BaseConsumer =
+        storepulse_kafka::client::consumer(&kafka, "poison-test", &format!("{prefix}-check"))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+    consumer.subscribe(&[&topics.dlq]).unwrap();
+    let mut letters = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while letters.len() < poison.len() {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} dead letters: {letters:?}",
+            letters.len(),
+            poison.len()
+        );
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let header = m
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "storepulse.reason"))
+            .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()));
+        let body: serde_json::Value =
+            serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+        letters.push((header, body));
+    }
+    for (header, body) in &letters {
+        let header = header.as_deref().expect("storepulse.reason header");
+        assert_eq!(body["reason"], header, "reason in body and header");
+        assert_eq!(body["stage"], "processor");
+        assert!(
+            body["offset"].is_u64() && body["partition"].is_u64(),
+            "{body}"
+        );
+    }
+    let reasons: Vec<&str> = letters.iter().filter_map(|(h, _)| h.as_deref()).collect();
+    assert!(reasons.iter().any(|r| r.contains("qty")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("event_type")),
+        "{reasons:?}"
+    );
+    let dead = metric(
+        &client,
+        &server.base,
+        "storepulse_processor_dead_letters_total",
+    )
+    .await;
+    assert_eq!(dead as usize, poison.len());
+    drop(server);
+}
