@@ -30,7 +30,8 @@ fn overrides(mut c: ClientConfig, config: &KafkaConfig) -> ClientConfig {
 /// forever (the processors' outputs); ingest uses its produce timeout.
 pub fn producer(config: &KafkaConfig, client_id: &str, message_timeout_ms: u64) -> ClientConfig {
     let mut c = base(config, client_id);
-    c.set("enable.idempotence", "true")
+    c.set("enable.idempotence", config.idempotence.to_string())
+        .set("max.in.flight.requests.per.connection", "5")
         .set("acks", "all")
         .set("compression.type", &config.compression)
         .set("partitioner", "murmur2_random")

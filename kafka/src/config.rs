@@ -49,6 +49,15 @@ pub struct KafkaConfig {
     pub produce_timeout_ms: u64,
     /// Consumer-group session timeout. Default 10000.
     pub session_timeout_ms: u64,
+    /// Idempotent producers (no duplicates or reordering from the
+    /// producers' own retries). Default true. Turn it off only for a broker
+    /// whose support is broken: Tansu 0.6 with sqlite storage panics when a
+    /// producer id from before a broker restart comes back. StorePulse's
+    /// guarantees do not rest on it: the processors drop duplicate events
+    /// by `event_id` and do not need arrival order within the allowed
+    /// lateness, and the stock read model keeps the newest record by
+    /// `source`.
+    pub idempotence: bool,
     /// Where processors keep each partition's state snapshots. Default
     /// `<storage.data_dir>/kafka-state`. With instances on several machines
     /// this must be storage they all reach (an NFS or object-store mount):
@@ -71,6 +80,7 @@ impl Default for KafkaConfig {
             compression: "lz4".into(),
             produce_timeout_ms: DEFAULT_PRODUCE_TIMEOUT_MS,
             session_timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
+            idempotence: true,
             state_dir: None,
             client: BTreeMap::new(),
         }

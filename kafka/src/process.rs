@@ -915,6 +915,7 @@ pub fn run(
                 Ok(()) => {
                     commit(&consumer, &topic, &owned, CommitMode::Async);
                 }
+                Err(e @ KafkaError::OutputLost(_)) => break Err(e),
                 Err(e) if e.retry_hint() == storepulse_core::RetryHint::Backoff => {
                     warn!(error = %e, "checkpoint postponed (outputs not yet delivered); retrying at the next interval");
                 }

@@ -7,6 +7,7 @@
 //! of a failed request that did reach the broker become duplicates when the
 //! emitter retries, and the processors drop them by `event_id`.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rdkafka::error::KafkaError as RdKafkaError;
@@ -25,7 +26,11 @@ use crate::topics::Topics;
 /// Produces events and dead letters, waiting for the broker's acknowledgement.
 #[derive(Clone)]
 pub struct KafkaAppender {
-    producer: FutureProducer,
+    /// Replaced when librdkafka reports a fatal error (an idempotent
+    /// producer the broker no longer accepts): a new producer gets a new
+    /// producer id.
+    producer: Arc<RwLock<FutureProducer>>,
+    config: KafkaConfig,
     topics: Topics,
     partitions: u32,
     timeout: Duration,
@@ -37,21 +42,68 @@ impl KafkaAppender {
     /// # Errors
     /// librdkafka refuses the configuration.
     pub fn new(config: &KafkaConfig, topics: Topics, partitions: u32) -> Result<Self> {
-        let producer: FutureProducer =
-            crate::client::producer(config, "storepulse-ingest", config.produce_timeout_ms)
-                .create()
-                .map_err(KafkaError::client("ingest producer"))?;
         Ok(Self {
-            producer,
+            producer: Arc::new(RwLock::new(Self::create(config)?)),
+            config: config.clone(),
             topics,
             partitions,
             timeout: Duration::from_millis(config.produce_timeout_ms),
         })
     }
 
+    fn create(config: &KafkaConfig) -> Result<FutureProducer> {
+        crate::client::producer(config, "storepulse-ingest", config.produce_timeout_ms)
+            .create()
+            .map_err(KafkaError::client("ingest producer"))
+    }
+
+    fn current(&self) -> FutureProducer {
+        self.producer
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// After a failure: if the producer is in a fatal state, replace it.
+    fn recover(&self, failed: &FutureProducer) {
+        let Some((code, reason)) = failed.client().fatal_error() else {
+            return;
+        };
+        let mut slot = self
+            .producer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Another request may have replaced it already.
+        if !std::ptr::eq(slot.client().native_ptr(), failed.client().native_ptr()) {
+            return;
+        }
+        match Self::create(&self.config) {
+            Ok(fresh) => {
+                tracing::warn!(?code, %reason, "ingest producer hit a fatal error; replaced it");
+                *slot = fresh;
+            }
+            Err(e) => tracing::warn!(error = %e, "ingest producer: cannot create a replacement"),
+        }
+    }
+
     /// Sends everything and waits for every acknowledgement.
     async fn send_all(
         &self,
+        topic: &str,
+        records: Vec<KeyedEvent>,
+        headers: impl Fn(&KeyedEvent) -> Option<OwnedHeaders>,
+    ) -> std::result::Result<(), AppendError> {
+        let producer = self.current();
+        let result = self.send_with(&producer, topic, records, headers).await;
+        if result.is_err() {
+            self.recover(&producer);
+        }
+        result
+    }
+
+    async fn send_with(
+        &self,
+        producer: &FutureProducer,
         topic: &str,
         records: Vec<KeyedEvent>,
         headers: impl Fn(&KeyedEvent) -> Option<OwnedHeaders>,
@@ -66,7 +118,7 @@ impl KafkaAppender {
             if let Some(h) = headers(record) {
                 message = message.headers(h);
             }
-            match self.producer.send_result(message) {
+            match producer.send_result(message) {
                 Ok(delivery) => pending.push(delivery),
                 Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     return Err(AppendError::Backpressure)
@@ -97,7 +149,7 @@ impl KafkaAppender {
 
     /// Waits until everything queued is delivered (at shutdown).
     pub fn flush(&self, timeout: Duration) {
-        if let Err(e) = self.producer.flush(timeout) {
+        if let Err(e) = self.current().flush(timeout) {
             tracing::warn!(error = %e, "ingest producer: not everything was delivered at shutdown");
         }
     }
