@@ -4,12 +4,16 @@
 #
 #   ./deploy/test.sh
 #
-# It installs what it needs itself. Today the tests need no external
-# service: the end-to-end tests start the real storepulse program on
-# 127.0.0.1 (embedded mode). When the Kafka and ClickHouse connectors land,
-# this script starts a Kafka-protocol broker and a ClickHouse server first
-# (deploy/kafka.sh, deploy/clickhouse.sh) and the tests fail, never skip,
-# when they are missing.
+# It installs what it needs itself:
+# - a Kafka-protocol broker (Tansu, deploy/kafka.sh: built once with cargo
+#   install, 15-25 min on 2 cores, then cached in ~/.cargo/bin), started on
+#   127.0.0.1:9092 with in-memory storage and stopped at the end (the
+#   broker-restart test starts a sqlite-backed broker of its own);
+# - the Python Kafka client confluent-kafka (PyPI) for the interoperability
+#   test.
+# The end-to-end tests start the real storepulse program on 127.0.0.1. A
+# test whose service is missing fails with the command that starts it; none
+# is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,11 +23,33 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# The Python client of the interoperability test.
+if ! python3 -c "import confluent_kafka" >/dev/null 2>&1; then
+  echo "test.sh: installing confluent-kafka (PyPI)" >&2
+  python3 -m pip install --quiet "confluent-kafka>=2.6,<3"
+fi
+
+# A broker for the Kafka tests, unless one is given.
+if [ -z "${STOREPULSE_TEST_KAFKA:-}" ]; then
+  started_broker=0
+  if ! (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
+    STOREPULSE_KAFKA_DIR=var/kafka-test STOREPULSE_KAFKA_STORAGE=memory ./deploy/kafka.sh start
+    started_broker=1
+  fi
+  stop_broker() {
+    if [ "$started_broker" -eq 1 ]; then
+      STOREPULSE_KAFKA_DIR=var/kafka-test ./deploy/kafka.sh stop >/dev/null || true
+    fi
+  }
+else
+  stop_broker() { :; }
+fi
 # Property tests: enough cases to find order bugs, bounded time.
 export PROPTEST_CASES="${PROPTEST_CASES:-256}"
 
 LOG=$(mktemp)
-trap 'rm -f "$LOG"' EXIT
+trap 'rm -f "$LOG"; stop_broker' EXIT
 status=0
 cargo test --workspace --locked --all-targets 2>&1 | tee "$LOG" || status=$?
 # Doc tests (all-targets leaves them out).

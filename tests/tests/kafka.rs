@@ -17,6 +17,10 @@ use storepulse_tests::{free_port, replay, repo, storepulse, Server};
 
 const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
 
+/// One test at a time: each starts several processes and a stream, and the
+/// CI machine has two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn config() -> std::path::PathBuf {
     repo().join("storepulse.toml")
 }
@@ -104,6 +108,7 @@ async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn simulate_to_kafka_to_api_equals_replay_with_duplicates_and_disorder() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let broker = broker();
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique_prefix("e2e");
@@ -169,6 +174,7 @@ async fn simulate_to_kafka_to_api_equals_replay_with_duplicates_and_disorder() {
 /// events flow, and restarted each time.
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_of_the_processor_five_times_loses_and_doubles_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let broker = broker();
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique_prefix("crash");
@@ -223,6 +229,7 @@ async fn kill_9_of_the_processor_five_times_loses_and_doubles_nothing() {
 /// takes its partitions over from their checkpoints.
 #[tokio::test(flavor = "multi_thread")]
 async fn scale_out_two_processors_one_killed_survivor_takes_over() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let broker = broker();
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique_prefix("scale");
@@ -285,6 +292,7 @@ async fn scale_out_two_processors_one_killed_survivor_takes_over() {
 /// every acknowledged event is counted once.
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_restart_mid_stream_loses_nothing_acknowledged() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut own = OwnBroker::start(&dir.path().join("broker"));
     let prefix = unique_prefix("restart");
@@ -341,6 +349,7 @@ async fn broker_restart_mid_stream_loses_nothing_acknowledged() {
 /// partition keeps flowing (the valid events around them are applied).
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::{Headers, Message};
     use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
