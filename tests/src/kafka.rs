@@ -61,6 +61,10 @@ pub fn kafka_env(broker: &str, prefix: &str, state_dir: &Path) -> Vec<(String, S
             "STOREPULSE__RUNTIME__CHECKPOINT_INTERVAL_SECS".into(),
             "0.5".into(),
         ),
+        (
+            "STOREPULSE__TELEMETRY__LEVEL".into(),
+            std::env::var("STOREPULSE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        ),
         // The contract examples and simulated streams may be dated ahead.
         (
             "STOREPULSE__INGEST__MAX_FUTURE_SKEW_SECS".into(),
