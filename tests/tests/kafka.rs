@@ -55,9 +55,15 @@ fn simulate(
         .arg(repo().join("data/stores.csv"))
         .arg("--acked-out")
         .arg(acked)
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(acked.with_extension("report.json")).expect("report file"))
         .spawn()
         .expect("spawn simulate")
+}
+
+/// The JSON report `simulate` printed when it finished.
+fn report(acked: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(acked.with_extension("report.json")).unwrap();
+    serde_json::from_str(text.lines().last().unwrap_or("{}")).unwrap()
 }
 
 fn wait_exit(child: &mut Child, timeout: Duration, what: &str) {
@@ -338,6 +344,14 @@ async fn broker_restart_mid_stream_loses_nothing_acknowledged() {
         "only {} acknowledged",
         lines(&acked)
     );
+    // While the broker was away, ingest answered 503 + Retry-After (which
+    // simulate honours and counts), not errors or hangs.
+    let report = report(&acked);
+    assert!(
+        report["retried_503"].as_u64().unwrap_or(0) > 0,
+        "no 503 while the broker was down: {report}"
+    );
+    assert_eq!(report["abandoned"], 0, "{report}");
     let expected = replay(EXE, &acked, &dir.path().join("replay"));
     let client = reqwest::Client::new();
     wait_stock_equals(&client, &server.base, &expected, Duration::from_secs(180)).await;
