@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
 
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use storepulse_tests::kafka::{
