@@ -39,8 +39,8 @@ fn simulate(
     rate: u32,
     extra: &[&str],
     acked: &Path,
-) -> Child {
-    storepulse(EXE, data)
+) -> Sim {
+    let child = storepulse(EXE, data)
         .args([
             "simulate",
             "--url",
@@ -57,7 +57,19 @@ fn simulate(
         .arg(acked)
         .stdout(std::fs::File::create(acked.with_extension("report.json")).expect("report file"))
         .spawn()
-        .expect("spawn simulate")
+        .expect("spawn simulate");
+    Sim(child)
+}
+
+/// A running `simulate`, killed if the test ends first (a failed test must
+/// not leave it retrying against a server that is gone).
+struct Sim(Child);
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The JSON report `simulate` printed when it finished.
@@ -66,7 +78,8 @@ fn report(acked: &Path) -> serde_json::Value {
     serde_json::from_str(text.lines().last().unwrap_or("{}")).unwrap()
 }
 
-fn wait_exit(child: &mut Child, timeout: Duration, what: &str) {
+fn wait_exit(sim: &mut Sim, timeout: Duration, what: &str) {
+    let child = &mut sim.0;
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
