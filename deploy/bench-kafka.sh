@@ -17,6 +17,8 @@ cd "$(dirname "$0")/.."
 MODE="${1:-throughput}"
 cargo build --release --locked -p storepulse >/dev/null 2>&1
 B=target/release/storepulse
+# STOREPULSE_BENCH_CONFIG=file.toml: run the roles with another configuration.
+if [ -n "${STOREPULSE_BENCH_CONFIG:-}" ]; then B="$B --config $STOREPULSE_BENCH_CONFIG"; fi
 if ! (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then ./deploy/kafka.sh start; fi
 PREFIX="bench$(date +%s)"
 DATA=$(mktemp -d)
@@ -35,10 +37,10 @@ wait_up() { for _ in $(seq 1 100); do curl -fsS "$1/healthz" >/dev/null 2>&1 && 
 case "$MODE" in
 throughput)
   N="${2:-1000000}"
-  "$B" simulate --kafka 127.0.0.1:9092 --topic-prefix "$PREFIX" --rate 0 --events "$N" \
+  $B simulate --kafka 127.0.0.1:9092 --topic-prefix "$PREFIX" --rate 0 --events "$N" \
     --start "$START" --speedup 0.01 --quiet 2>/dev/null >"$DATA/produce.json"
   python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('produce: %d events in %.2f s = %.0f events/s' % (r['acknowledged'], r['elapsed'], r['acknowledged']/r['elapsed']))" "$DATA/produce.json"
-  STOREPULSE__HTTP__LISTEN=127.0.0.1:18101 "$B" process 2>"$DATA/process.log" &
+  STOREPULSE__HTTP__LISTEN=127.0.0.1:18101 $B process 2>"$DATA/process.log" &
   PIDS+=($!)
   wait_up http://127.0.0.1:18101
   t0=$(date +%s.%N)
@@ -49,17 +51,18 @@ throughput)
   done
   t1=$(date +%s.%N)
   python3 -c "import sys; n, a, b = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]); print('process: %d events in %.2f s = %.0f events/s (from start-up, group join included)' % (n, b - a, n / (b - a)))" "$done_n" "$t0" "$t1"
+  curl -fsS http://127.0.0.1:18101/metrics | grep -E '^storepulse_kafka_(checkpoint_seconds_(sum|count)|output_queue_full_waits_total)' || true
   ;;
 latency)
   RATE="${2:-20000}"; SECS="${3:-60}"
-  STOREPULSE__HTTP__LISTEN=127.0.0.1:18101 "$B" process 2>"$DATA/process.log" &
+  STOREPULSE__HTTP__LISTEN=127.0.0.1:18101 $B process 2>"$DATA/process.log" &
   PIDS+=($!)
-  STOREPULSE__HTTP__LISTEN=127.0.0.1:18102 "$B" serve 2>"$DATA/serve.log" &
+  STOREPULSE__HTTP__LISTEN=127.0.0.1:18102 $B serve 2>"$DATA/serve.log" &
   PIDS+=($!)
   wait_up http://127.0.0.1:18101; wait_up http://127.0.0.1:18102
   sleep 3 # group join
   WARM=$(( SECS / 4 ))
-  "$B" simulate --kafka 127.0.0.1:9092 --topic-prefix "$PREFIX" --rate "$RATE" --duration "$SECS" \
+  $B simulate --kafka 127.0.0.1:9092 --topic-prefix "$PREFIX" --rate "$RATE" --duration "$SECS" \
     --quiet 2>/dev/null >"$DATA/produce.json" &
   SIM=$!
   # The first seconds carry the simulator's opening stock (one receipt line
@@ -70,11 +73,19 @@ latency)
   wait "$SIM"
   sleep 2
   curl -fsS http://127.0.0.1:18102/metrics >"$DATA/metrics.txt"
-  curl -fsS http://127.0.0.1:18101/metrics | grep -E '^storepulse_kafka_consumer_lag' | sort || true
+  curl -fsS http://127.0.0.1:18101/metrics | grep -E '^storepulse_kafka_(checkpoint_seconds_(sum|count)|output_queue_full_waits_total)' || true
+  curl -fsS http://127.0.0.1:18101/metrics >"$DATA/process-metrics.txt"
+  python3 - "$DATA/process-metrics.txt" <<'PY'
+import re, sys
+b = [(float(m.group(1)), int(m.group(2))) for m in (re.match(r'storepulse_kafka_input_age_seconds_bucket\{le="([^"]+)"\} (\d+)', l) for l in open(sys.argv[1])) if m]
+tot = b[-1][1]
+print("first hop (broker timestamp to processing): " + ", ".join("p%d <= %.4f s" % (q * 100, next(le for le, c in b if c >= q * tot)) for q in (0.5, 0.99)))
+PY
   python3 - "$DATA/produce.json" "$DATA/metrics-warm.txt" "$DATA/metrics.txt" "$WARM" <<'PY'
 import json, re, sys
 r = json.load(open(sys.argv[1]))
 print("produced %d events at %.0f events/s" % (r["acknowledged"], r["acknowledged"] / r["elapsed"]))
+print("produce latency (simulate's own, to the broker's ack):", r.get("produce_latency"))
 def buckets(path):
     b = []
     for l in open(path):

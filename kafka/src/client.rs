@@ -59,7 +59,12 @@ pub fn consumer(config: &KafkaConfig, client_id: &str, group_id: &str) -> Client
         // Eager rebalancing: a partition is revoked everywhere before it is
         // assigned anywhere, so its state is never owned twice at once.
         .set("partition.assignment.strategy", "range,roundrobin")
-        .set("fetch.wait.max.ms", "50")
+        // Tansu 0.6 holds a fetch for its whole max wait even when records
+        // arrive meanwhile (measured: p50 event-to-visible 219 ms at 50 ms,
+        // 97 ms at 10 ms); Apache Kafka answers as soon as data is there,
+        // where 10 ms only means more idle fetches. Raise it through
+        // `kafka.client` there if idle fetches matter.
+        .set("fetch.wait.max.ms", "10")
         .set("isolation.level", "read_committed");
     overrides(c, config)
 }

@@ -5,9 +5,9 @@
 //!
 //! **Staleness.** A change is visible here once its processor emitted it
 //! (at the end of the batch that applied it: at most `batch_size` records
-//! or 100 ms) and this reader fetched it (`fetch.wait.max.ms` = 50 ms), plus
-//! the producer's `linger.ms` (5 ms): about 150 ms behind the processors
-//! with the defaults, measured in BENCHMARKS.md. The metric
+//! or 100 ms) and this reader fetched it (`fetch.wait.max.ms` = 10 ms), plus
+//! the producer's `linger.ms` (5 ms) and the broker's own produce and fetch
+//! time, which dominates: see BENCHMARKS.md. The metric
 //! `storepulse_event_visible_seconds` observes, per stock record, the time
 //! from its input event entering Kafka to its arrival here.
 //!

@@ -17,9 +17,11 @@
 //! each checkpoint, for lag tooling only.
 //!
 //! **Outputs** (stock records, alerts, dead letters, forwarded events) go to
-//! their topics through an idempotent producer that never times out; before
-//! a checkpoint is written the producer is flushed, so everything a
-//! checkpoint covers has been delivered. Records after the checkpoint are
+//! their topics through an idempotent producer that never times out. Each
+//! output has a sequence number; a checkpoint copies the states (the only
+//! pause in processing) and is written on a thread of its own once every
+//! output sent before the copy is acknowledged, so everything a checkpoint
+//! covers has been delivered. Records after the checkpoint are
 //! re-sent after a crash, with the same identities (see [`crate::records`]):
 //! outputs are at-least-once with deterministic ids, which a reader turns
 //! into exactly-once by keeping the newest `source` per key (the stock read
@@ -39,7 +41,7 @@
 //! `store_id`, to the right partition, where it is applied; forwarded twice
 //! after a crash, it is a duplicate there, dropped by `event_id`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,6 +51,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError as RdKafkaError;
@@ -62,7 +65,7 @@ use storepulse_core::dead_letter::{DeadLetter, RejectedAt};
 use storepulse_core::source::SourcePosition;
 use storepulse_core::{EventParser, EventType};
 use storepulse_processors::inventory::{
-    InventoryConfig, InventoryOutput, InventoryProcessor, StockChange,
+    InventoryConfig, InventoryOutput, InventoryProcessor, InventoryState, StockChange,
 };
 use storepulse_processors::{Outcome, Processor};
 use storepulse_runtime::alerts::{AlertBook, AlertRecord};
@@ -103,7 +106,7 @@ pub struct PartitionLabels {
 }
 
 /// Metrics of the Kafka processing loop (on top of [`PipelineMetrics`]).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ProcessMetrics {
     pub pipeline: PipelineMetrics,
     /// High watermark minus the next offset to process, per owned partition.
@@ -114,6 +117,29 @@ pub struct ProcessMetrics {
     pub forwarded: Counter,
     /// Partitions assigned / revoked / lost since start.
     pub rebalances: Counter,
+    /// Time a checkpoint round takes (flush of outputs + writing every
+    /// moved partition), during which this instance does not process.
+    pub checkpoint_seconds: Histogram,
+    /// 2 ms waits because the output producer's queue was full.
+    pub output_queue_full_waits: Counter,
+    /// From an event's broker timestamp to its processing (the first hop
+    /// of the event-to-visible latency).
+    pub input_age_seconds: Histogram,
+}
+
+impl Default for ProcessMetrics {
+    fn default() -> Self {
+        Self {
+            pipeline: PipelineMetrics::default(),
+            consumer_lag: Family::default(),
+            owned_partitions: Gauge::default(),
+            forwarded: Counter::default(),
+            rebalances: Counter::default(),
+            checkpoint_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            output_queue_full_waits: Counter::default(),
+            input_age_seconds: Histogram::new(exponential_buckets(0.000_5, 1.5, 25)),
+        }
+    }
 }
 
 impl ProcessMetrics {
@@ -144,6 +170,21 @@ impl ProcessMetrics {
             "storepulse_kafka_forwarded_events",
             "Events found in another partition than their store's, forwarded to it",
             self.forwarded.clone(),
+        );
+        registry.register(
+            "storepulse_kafka_checkpoint_seconds",
+            "Time of a checkpoint round (output flush and partition snapshots), a pause in processing",
+            self.checkpoint_seconds.clone(),
+        );
+        registry.register(
+            "storepulse_kafka_output_queue_full_waits",
+            "2 ms waits because the output producer's queue was full",
+            self.output_queue_full_waits.clone(),
+        );
+        registry.register(
+            "storepulse_kafka_input_age_seconds",
+            "From an event's broker timestamp to the processor applying it",
+            self.input_age_seconds.clone(),
         );
         registry.register(
             "storepulse_kafka_rebalances",
@@ -179,18 +220,85 @@ struct PartitionState {
 /// whole batch anyway, so there it only costs re-reading these records.
 pub const RESUME_REWIND: i64 = 10_000;
 
-/// Output producer's context: remembers a delivery that failed for good.
+/// Which outputs the broker has acknowledged: every output gets a sequence
+/// number when sent; `low` is the first one not yet acknowledged. A
+/// checkpoint taken when `next_seq` was `S` may be written once `low >= S`:
+/// everything the checkpointed state produced is delivered by then.
+#[derive(Debug, Default)]
+struct DeliveryTracker {
+    base: u64,
+    done: VecDeque<bool>,
+}
+
+impl DeliveryTracker {
+    fn next_seq(&self) -> u64 {
+        self.base + self.done.len() as u64
+    }
+
+    fn push(&mut self) -> u64 {
+        let seq = self.next_seq();
+        self.done.push_back(false);
+        seq
+    }
+
+    fn mark(&mut self, seq: u64) {
+        if let Some(slot) = seq
+            .checked_sub(self.base)
+            .and_then(|i| self.done.get_mut(i as usize))
+        {
+            *slot = true;
+        }
+        while self.done.front() == Some(&true) {
+            self.done.pop_front();
+            self.base += 1;
+        }
+    }
+}
+
+/// Output producer's context: acknowledged outputs, and a delivery that
+/// failed for good.
 #[derive(Default)]
 struct OutputContext {
     failed: Mutex<Option<String>>,
+    tracker: Mutex<DeliveryTracker>,
+}
+
+impl OutputContext {
+    fn tracker(&self) -> MutexGuard<'_, DeliveryTracker> {
+        self.tracker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Waits until every output sent before sequence `barrier` is
+    /// acknowledged.
+    fn wait_delivered(&self, barrier: u64, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(reason) = self.failure() {
+                return Err(KafkaError::OutputLost(reason));
+            }
+            if self.tracker().base >= barrier {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(KafkaError::Timeout(timeout.as_millis() as u64));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
 }
 
 impl ClientContext for OutputContext {}
 
 impl ProducerContext for OutputContext {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: Self::DeliveryOpaque) {
         if let Err((e, message)) = result {
             // With message.timeout.ms = 0 librdkafka retries transient
             // errors forever; what arrives here is permanent.
@@ -200,8 +308,13 @@ impl ProducerContext for OutputContext {
                 slot.get_or_insert(text);
             }
         }
+        self.tracker().mark(seq as u64);
     }
 }
+
+/// A checkpoint being written in the background: the partitions and
+/// offsets it covers once it succeeds.
+type CheckpointJob = std::thread::JoinHandle<Result<Vec<(i32, i64)>>>;
 
 type OutputProducer = ThreadedProducer<OutputContext>;
 
@@ -216,6 +329,8 @@ struct GroupContext {
     metrics: ProcessMetrics,
     /// A failure inside a callback, returned by the loop.
     failure: Mutex<Option<KafkaError>>,
+    /// The background checkpoint in progress, if any.
+    in_flight: Mutex<Option<CheckpointJob>>,
 }
 
 impl ClientContext for GroupContext {}
@@ -428,22 +543,18 @@ impl GroupContext {
         parts: &mut BTreeMap<i32, PartitionState>,
         flush_timeout: Duration,
     ) -> Result<()> {
+        let started = Instant::now();
+        // One writer per partition directory at a time.
+        if let Err(e) = self.join_in_flight() {
+            debug!(error = %e, "background checkpoint failed; writing a new one");
+        }
         for (partition, state) in parts.iter_mut() {
             self.emit_stock(*partition, state)?;
         }
+        let barrier = self.outputs.context().tracker().next_seq();
         self.outputs
-            .flush(flush_timeout)
-            .map_err(KafkaError::client("flush outputs"))?;
-        if let Some(reason) = self
-            .outputs
             .context()
-            .failed
-            .lock()
-            .ok()
-            .and_then(|s| s.clone())
-        {
-            return Err(KafkaError::OutputLost(reason));
-        }
+            .wait_delivered(barrier, flush_timeout)?;
         let alerts = AlertBook::new(1);
         let taken_at = storepulse_core::time::now();
         let results: Vec<Result<()>> = std::thread::scope(|scope| {
@@ -486,7 +597,93 @@ impl GroupContext {
                 self.metrics.pipeline.checkpoints.inc();
             }
         }
+        self.metrics
+            .checkpoint_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Starts a checkpoint of the partitions that moved, written on a
+    /// thread of its own once their outputs are acknowledged: processing
+    /// pauses only to emit pending stock records and copy the states.
+    fn start_checkpoint(&self, parts: &mut BTreeMap<i32, PartitionState>) -> Result<()> {
+        let started = Instant::now();
+        for (partition, state) in parts.iter_mut() {
+            self.emit_stock(*partition, state)?;
+        }
+        let outputs = self.outputs.context().clone();
+        let barrier = outputs.tracker().next_seq();
+        let copies: Vec<(i32, i64, InventoryState, CheckpointStore)> = parts
+            .iter()
+            .filter(|(_, s)| s.next != s.checkpointed)
+            .map(|(p, s)| (*p, s.next, s.processor.state().clone(), s.store.clone()))
+            .collect();
+        if copies.is_empty() {
+            return Ok(());
+        }
+        let job = std::thread::Builder::new()
+            .name("storepulse-checkpoint".into())
+            .spawn(move || -> Result<Vec<(i32, i64)>> {
+                outputs.wait_delivered(barrier, Duration::from_secs(120))?;
+                let alerts = AlertBook::new(1);
+                let taken_at = storepulse_core::time::now();
+                let mut written = Vec::with_capacity(copies.len());
+                for (partition, next, inventory, store) in copies {
+                    let positions = [SourcePosition {
+                        partition: partition as u32,
+                        offset: next as u64,
+                    }];
+                    let bytes = store.encode(&CheckpointRef {
+                        positions: &positions,
+                        inventory: &inventory,
+                        alerts: &alerts,
+                        taken_at,
+                    })?;
+                    store.write(&bytes)?;
+                    written.push((partition, next));
+                }
+                Ok(written)
+            })
+            .map_err(|e| KafkaError::Config(format!("checkpoint thread: {e}")))?;
+        *self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(job);
+        self.metrics
+            .checkpoint_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Takes the background checkpoint if it finished (or, with `wait`,
+    /// waits for it); returns what it wrote.
+    fn take_in_flight(&self, wait: bool) -> Option<Result<Vec<(i32, i64)>>> {
+        let mut slot = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !wait
+            && !slot
+                .as_ref()
+                .is_some_and(std::thread::JoinHandle::is_finished)
+        {
+            return None;
+        }
+        let job = slot.take()?;
+        drop(slot);
+        Some(
+            job.join()
+                .unwrap_or_else(|_| Err(KafkaError::Config("checkpoint thread panicked".into()))),
+        )
+    }
+
+    /// Waits for a background checkpoint, discarding what it covers (the
+    /// caller writes newer ones).
+    fn join_in_flight(&self) -> Result<()> {
+        match self.take_in_flight(true) {
+            Some(r) => r.map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// Sends the stock records of the entries changed since the last emit.
@@ -535,7 +732,10 @@ impl GroupContext {
         value: &[u8],
         headers: Option<OwnedHeaders>,
     ) -> Result<()> {
-        let mut record = BaseRecord::to(topic).key(key).payload(value);
+        let seq = self.outputs.context().tracker().push();
+        let mut record = BaseRecord::with_opaque_to(topic, seq as usize)
+            .key(key)
+            .payload(value);
         if let Some(p) = partition {
             record = record.partition(p);
         }
@@ -548,15 +748,16 @@ impl GroupContext {
                 Ok(()) => return Ok(()),
                 Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
-                    if waited >= Duration::from_secs(10) && waited.as_millis() % 10_000 < 50 {
+                    if waited >= Duration::from_secs(10) && waited.as_millis() % 10_000 < 2 {
                         warn!(
                             topic,
                             waited_s = waited.as_secs(),
                             "output queue full (broker away?); waiting"
                         );
                     }
-                    std::thread::sleep(Duration::from_millis(50));
-                    waited += Duration::from_millis(50);
+                    std::thread::sleep(Duration::from_millis(2));
+                    waited += Duration::from_millis(2);
+                    self.metrics.output_queue_full_waits.inc();
                 }
                 Err((e, _)) => return Err(KafkaError::client("produce output")(e)),
             }
@@ -827,6 +1028,7 @@ pub fn run(
         outputs,
         metrics: metrics.clone(),
         failure: Mutex::new(None),
+        in_flight: Mutex::new(None),
     };
     let consumer: BaseConsumer<GroupContext> = crate::client::consumer(
         &context.settings.kafka,
@@ -913,6 +1115,12 @@ pub fn run(
                 continue; // already reflected in the state
             }
             let ingested_at_ms = message.timestamp().to_millis().unwrap_or(0);
+            if ingested_at_ms > 0 && taken % 16 == 1 {
+                let age_ms = storepulse_core::time::now() / 1_000_000 - ingested_at_ms;
+                ctx.metrics
+                    .input_age_seconds
+                    .observe(age_ms.max(0) as f64 / 1000.0);
+            }
             if let Err(e) = ctx.process(
                 partition,
                 state,
@@ -942,17 +1150,31 @@ pub fn run(
         if let Some(e) = failed {
             break Err(e);
         }
-        if last_checkpoint.elapsed() >= interval {
+        match ctx.take_in_flight(false) {
+            None => {}
+            Some(Ok(written)) => {
+                let mut owned = ctx.owned();
+                for (partition, next) in written {
+                    if let Some(state) = owned.get_mut(&partition) {
+                        if state.checkpointed < next {
+                            state.checkpointed = next;
+                            ctx.metrics.pipeline.checkpoints.inc();
+                        }
+                    }
+                }
+                commit(&consumer, &topic, &owned, CommitMode::Async);
+            }
+            Some(Err(e @ KafkaError::OutputLost(_))) => break Err(e),
+            Some(Err(e)) if e.retry_hint() == storepulse_core::RetryHint::Backoff => {
+                warn!(error = %e, "checkpoint postponed; retrying at the next interval");
+            }
+            Some(Err(e)) => break Err(e),
+        }
+        if last_checkpoint.elapsed() >= interval && ctx.in_flight.lock().is_ok_and(|j| j.is_none())
+        {
             let mut owned = ctx.owned();
-            match ctx.checkpoint(&mut owned, Duration::from_secs(2)) {
-                Ok(()) => {
-                    commit(&consumer, &topic, &owned, CommitMode::Async);
-                }
-                Err(e @ KafkaError::OutputLost(_)) => break Err(e),
-                Err(e) if e.retry_hint() == storepulse_core::RetryHint::Backoff => {
-                    warn!(error = %e, "checkpoint postponed (outputs not yet delivered); retrying at the next interval");
-                }
-                Err(e) => break Err(e),
+            if let Err(e) = ctx.start_checkpoint(&mut owned) {
+                break Err(e);
             }
             last_checkpoint = Instant::now();
         }
@@ -986,7 +1208,12 @@ pub fn run(
         }
         owned.clear();
     } else {
-        // Whatever is not checkpointed is redone by the next owner.
+        // Whatever is not checkpointed is redone by the next owner. A
+        // background checkpoint still running finishes first, so that no
+        // two writers share a partition directory.
+        if let Err(e) = ctx.join_in_flight() {
+            debug!(error = %e, "background checkpoint failed at exit");
+        }
         ctx.owned().clear();
     }
     consumer.unsubscribe();
