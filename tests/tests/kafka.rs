@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use storepulse_tests::kafka::{
     broker, env_refs, healthz, kafka_env, unique_prefix, wait_stock_equals, OwnBroker,
 };
-use storepulse_tests::{free_port, replay, repo, storepulse, Server};
+use storepulse_tests::{free_port, read_stock_csv, replay, repo, storepulse, Server};
 
 const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
 
@@ -186,6 +186,27 @@ async fn simulate_to_kafka_to_api_equals_replay_with_duplicates_and_disorder() {
     let health = healthz(&client, &server.base).await;
     assert_eq!(health["mode"], "kafka", "{health}");
     assert_eq!(health["owned_partitions"], 4, "{health}");
+    // `replay --from-topic` reads the events topic itself (duplicates and
+    // all) and gets the same stock.
+    let from_topic = dir.path().join("from-topic");
+    let status = storepulse(EXE, &data)
+        .envs(kafka_env(&broker, &prefix, &dir.path().join("state")))
+        .args([
+            "replay",
+            "--from-topic",
+            &format!("{prefix}.events"),
+            "--out",
+        ])
+        .arg(&from_topic)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "replay --from-topic failed: {status}");
+    assert_eq!(
+        read_stock_csv(&from_topic.join("stock.csv")),
+        expected,
+        "replay of the topic differs from replay of the acknowledged events"
+    );
     assert!(server.stop(), "graceful stop failed");
 }
 
