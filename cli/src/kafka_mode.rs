@@ -213,9 +213,17 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             dedup,
             metrics: ingest_metrics,
             visibility,
-            // Kafka absorbs bursts; the broker's acknowledgement (or its
-            // timeout) is the back-pressure. Consumer lag is a metric.
-            lag: Arc::new(|| 0),
+            // The broker's acknowledgement (or its timeout) is the first
+            // back-pressure. With the processors in this process, their
+            // lag is the second (`ingest.max_lag_records`), as embedded;
+            // a stand-alone ingest cannot see it (Kafka absorbs the burst).
+            lag: match &process_metrics {
+                Some(metrics) => {
+                    let lag = metrics.total_lag.clone();
+                    Arc::new(move || lag.get().max(0) as u64)
+                }
+                None => Arc::new(|| 0),
+            },
         }));
     }
     if roles.serve {

@@ -113,6 +113,9 @@ pub struct ProcessMetrics {
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     /// Partitions this instance owns now.
     pub owned_partitions: Gauge,
+    /// Sum of `consumer_lag` over the owned partitions (ingest's
+    /// back-pressure when it runs in the same process).
+    pub total_lag: Gauge,
     /// Events forwarded to the partition of their store.
     pub forwarded: Counter,
     /// Partitions assigned / revoked / lost since start.
@@ -133,6 +136,7 @@ impl Default for ProcessMetrics {
             pipeline: PipelineMetrics::default(),
             consumer_lag: Family::default(),
             owned_partitions: Gauge::default(),
+            total_lag: Gauge::default(),
             forwarded: Counter::default(),
             rebalances: Counter::default(),
             checkpoint_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
@@ -1227,16 +1231,20 @@ pub fn run(
 fn update_lag(consumer: &BaseConsumer<GroupContext>, topic: &str) {
     let ctx = consumer.context();
     let owned: Vec<(i32, i64)> = ctx.owned().iter().map(|(p, s)| (*p, s.next)).collect();
+    let mut total = 0;
     for (partition, next) in owned {
         match consumer.fetch_watermarks(topic, partition, Duration::from_millis(500)) {
             Ok((_, high)) => {
+                let lag = (high - next).max(0);
+                total += lag;
                 ctx.metrics
                     .consumer_lag
                     .get_or_create(&PartitionLabels { partition })
-                    .set((high - next).max(0));
+                    .set(lag);
             }
             // Broker away: keep the last values, try again later.
             Err(_) => return,
         }
     }
+    ctx.metrics.total_lag.set(total);
 }
