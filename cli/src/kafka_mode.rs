@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use axum::extract::State;
-use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -245,7 +244,7 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         Router::new()
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics))
-            .route("/openapi.json", get(openapi))
+            .route("/openapi.json", get(crate::serve::openapi))
             .with_state(ops),
     );
 
@@ -371,24 +370,5 @@ async fn healthz(State(ops): State<OpsState>) -> Response {
 }
 
 async fn metrics(State(ops): State<OpsState>) -> Response {
-    let mut text = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &ops.registry) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
-}
-
-async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        storepulse_dashboards::OPENAPI_JSON,
-    )
-        .into_response()
+    crate::serve::metrics_text(&ops.registry)
 }

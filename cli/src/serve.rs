@@ -299,8 +299,13 @@ async fn metrics(State(ops): State<OpsState>) -> Response {
         let age = (storepulse_core::time::now() - last) as f64 / 1e9;
         m.checkpoint_age_seconds.set(age.max(0.0));
     }
+    metrics_text(&ops.registry)
+}
+
+/// `/metrics`: the registry in the OpenMetrics text format (both modes).
+pub(crate) fn metrics_text(registry: &Registry) -> Response {
     let mut text = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &ops.registry) {
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, registry) {
         return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
     }
     (
@@ -313,7 +318,8 @@ async fn metrics(State(ops): State<OpsState>) -> Response {
         .into_response()
 }
 
-async fn openapi() -> Response {
+/// `/openapi.json` (both modes).
+pub(crate) async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         storepulse_dashboards::OPENAPI_JSON,
