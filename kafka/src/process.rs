@@ -1248,3 +1248,31 @@ fn update_lag(consumer: &BaseConsumer<GroupContext>, topic: &str) {
     }
     ctx.metrics.total_lag.set(total);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DeliveryTracker;
+
+    #[test]
+    fn tracker_low_mark_waits_for_the_oldest_unacknowledged_output() {
+        let mut t = DeliveryTracker::default();
+        let seqs: Vec<u64> = (0..5).map(|_| t.push()).collect();
+        assert_eq!(seqs, vec![0, 1, 2, 3, 4]);
+        assert_eq!((t.base, t.next_seq()), (0, 5));
+        // Acknowledgements out of order (other partitions first).
+        t.mark(3);
+        t.mark(1);
+        assert_eq!(t.base, 0, "0 is still in flight");
+        t.mark(0);
+        assert_eq!(t.base, 2, "0 and 1 done, 2 in flight");
+        t.mark(2);
+        assert_eq!(t.base, 4);
+        // A repeated or stale report changes nothing.
+        t.mark(1);
+        t.mark(3);
+        assert_eq!(t.base, 4);
+        t.mark(4);
+        assert_eq!((t.base, t.next_seq()), (5, 5));
+        assert_eq!(t.push(), 5);
+    }
+}
