@@ -196,4 +196,27 @@ mod tests {
         let err = format!("{:#}", Config::load(&path, true).unwrap_err());
         assert!(err.contains("batch_size"), "{err}");
     }
+
+    #[test]
+    fn kafka_section_is_checked_only_when_brokers_are_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(&path, "[kafka]\ncompression = \"brotli\"\n").unwrap();
+        let config = Config::load(&path, true).unwrap();
+        assert!(!config.kafka.enabled(), "no brokers: embedded mode");
+        std::fs::write(
+            &path,
+            "[kafka]\nbrokers = \"127.0.0.1:9092\"\ncompression = \"brotli\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", Config::load(&path, true).unwrap_err());
+        assert!(err.contains("kafka.compression"), "{err}");
+        std::fs::write(
+            &path,
+            "[kafka]\nbrokers = \"127.0.0.1:9092\"\n[kafka.client]\n\"security.protocol\" = \"SSL\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&path, true).unwrap();
+        assert_eq!(config.kafka.client["security.protocol"], "SSL");
+    }
 }
