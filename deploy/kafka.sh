@@ -29,7 +29,7 @@ STATE_DIR="${STOREPULSE_KAFKA_DIR:-var/kafka}"
 STORAGE="${STOREPULSE_KAFKA_STORAGE:-memory}"
 PIDFILE="$STATE_DIR/tansu.pid"
 LOG="$STATE_DIR/tansu.log"
-TANSU_VERSION="${TANSU_VERSION:-}"   # empty: the newest on crates.io
+TANSU_VERSION="${TANSU_VERSION:-0.6.0}"   # pinned: the workarounds in ARCHITECTURE.md are for 0.6
 
 tansu_bin() {
   command -v tansu 2>/dev/null || { [ -x "$HOME/.cargo/bin/tansu" ] && echo "$HOME/.cargo/bin/tansu"; } || true
