@@ -39,7 +39,7 @@ use tokio::time::Instant;
 use crate::args::SimulateArgs;
 use crate::error::SimulateError;
 use crate::generator::{Emitted, Generator};
-use crate::pacing::TokenBucket;
+use crate::pacing::{until, wait_turn, TokenBucket};
 use crate::progress::Counters;
 
 /// Largest request body; a batch is cut short when it would pass this.
@@ -521,14 +521,8 @@ pub(crate) async fn run(
         let n = usize::try_from(remaining)
             .unwrap_or(usize::MAX)
             .min(batch_size);
-        let wait = bucket.take(n, started.elapsed());
-        if !wait.is_zero() {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => break 'produce,
-                _ = until(deadline) => break 'produce,
-                _ = tokio::time::sleep(wait) => {}
-            }
+        if !wait_turn(&mut bucket, n, started, deadline, &mut shutdown).await {
+            break 'produce;
         }
         let batch = Batch::generate(&mut generator, n);
         let sent = batch.len() as u64;
@@ -561,14 +555,6 @@ fn note_failure(
     };
     tracing::error!(%error, "simulate: stopping");
     failure.get_or_insert(error);
-}
-
-/// Resolves at `deadline`, or never (shared with the Kafka output).
-pub(crate) async fn until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]

@@ -63,8 +63,7 @@ use tokio::time::Instant;
 use crate::args::SimulateArgs;
 use crate::error::SimulateError;
 use crate::generator::{Emitted, Generator};
-use crate::http::until;
-use crate::pacing::TokenBucket;
+use crate::pacing::{until, wait_turn, TokenBucket};
 use crate::progress::Counters;
 
 /// librdkafka's `client.id` for the simulator's producer.
@@ -199,14 +198,8 @@ pub(crate) async fn run(
         let n = usize::try_from(remaining)
             .unwrap_or(usize::MAX)
             .min(batch_size);
-        let wait = bucket.take(n, started.elapsed());
-        if !wait.is_zero() {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => break 'produce,
-                _ = until(deadline) => break 'produce,
-                _ = tokio::time::sleep(wait) => {}
-            }
+        if !wait_turn(&mut bucket, n, started, deadline, &mut shutdown).await {
+            break 'produce;
         }
         let permits = tokio::select! {
             biased;

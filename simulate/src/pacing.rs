@@ -49,6 +49,38 @@ impl TokenBucket {
     }
 }
 
+/// Resolves at `deadline`, or never.
+pub(crate) async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Takes `n` tokens and sleeps the debt off (the network outputs' pacing).
+/// Returns false when `shutdown` or the deadline comes first.
+pub(crate) async fn wait_turn<S>(
+    bucket: &mut TokenBucket,
+    n: usize,
+    started: tokio::time::Instant,
+    deadline: Option<tokio::time::Instant>,
+    shutdown: &mut S,
+) -> bool
+where
+    S: std::future::Future<Output = ()> + Unpin,
+{
+    let wait = bucket.take(n, started.elapsed());
+    if wait.is_zero() {
+        return true;
+    }
+    tokio::select! {
+        biased;
+        () = &mut *shutdown => false,
+        () = until(deadline) => false,
+        () = tokio::time::sleep(wait) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

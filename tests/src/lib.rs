@@ -261,3 +261,32 @@ pub fn replay(exe: &str, input: &Path, out: &Path) -> BTreeMap<(String, String),
     assert!(status.success(), "replay failed: {status}");
     read_stock_csv(&out.join("stock.csv"))
 }
+
+/// The text of `{base}/metrics`.
+///
+/// # Panics
+/// On an HTTP error.
+pub async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+    client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// Sum of the samples of the metric `name` (every label set) on
+/// `{base}/metrics`.
+///
+/// # Panics
+/// On an HTTP error.
+pub async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
+    metrics_text(client, base)
+        .await
+        .lines()
+        .filter(|l| l.split([' ', '{']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}

@@ -181,14 +181,7 @@ async fn ingest_query_and_restart() {
         .json(&json!({"lines":[{"sku":"SKU-200871","qty":3}],"deliver_to":{"lat":25.02,"lon":102.67}}))
         .send().await.unwrap().json().await.unwrap();
     assert_eq!(route["stores_used"], 1, "{route}");
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = storepulse_tests::metrics_text(&client, &base).await;
     assert!(
         metrics
             .contains("storepulse_ingest_events_total{event_type=\"sale\",outcome=\"accepted\"} 2"),

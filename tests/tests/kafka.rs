@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use storepulse_tests::kafka::{
     broker, env_refs, healthz, kafka_env, unique_prefix, wait_stock_equals, OwnBroker,
 };
-use storepulse_tests::{free_port, read_stock_csv, replay, repo, storepulse, Server};
+use storepulse_tests::{free_port, metric, read_stock_csv, replay, repo, storepulse, Server};
 
 const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
 
@@ -23,6 +23,32 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 fn config() -> std::path::PathBuf {
     repo().join("storepulse.toml")
+}
+
+/// What every test against the shared broker starts from: its own temp
+/// directory, topic prefix and the roles' environment.
+struct Setup {
+    dir: tempfile::TempDir,
+    broker: String,
+    prefix: String,
+    env: Vec<(String, String)>,
+    /// Parent of the roles' data directories.
+    data: std::path::PathBuf,
+}
+
+fn setup(name: &str) -> Setup {
+    let broker = broker();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix(name);
+    let env = kafka_env(&broker, &prefix, &dir.path().join("state"));
+    let data = dir.path().join("data");
+    Setup {
+        dir,
+        broker,
+        prefix,
+        env,
+        data,
+    }
 }
 
 fn lines(path: &Path) -> usize {
@@ -110,29 +136,16 @@ fn wait_progress(path: &Path, after: usize, what: &str) -> usize {
     }
 }
 
-async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn simulate_to_kafka_to_api_equals_replay_with_duplicates_and_disorder() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let broker = broker();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = unique_prefix("e2e");
-    let env = kafka_env(&broker, &prefix, &dir.path().join("state"));
-    let data = dir.path().join("data");
+    let Setup {
+        dir,
+        broker,
+        prefix,
+        env,
+        data,
+    } = setup("e2e");
     let server = Server::start_role(EXE, &config(), &data, 0, "run", &env_refs(&env));
     let acked = dir.path().join("acked.ndjson");
     let mut sim = simulate(
@@ -215,12 +228,8 @@ async fn simulate_to_kafka_to_api_equals_replay_with_duplicates_and_disorder() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_of_the_processor_five_times_loses_and_doubles_nothing() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let broker = broker();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = unique_prefix("crash");
-    let env = kafka_env(&broker, &prefix, &dir.path().join("state"));
+    let Setup { dir, env, data, .. } = setup("crash");
     let env = env_refs(&env);
-    let data = dir.path().join("data");
     let ingest = Server::start_role(EXE, &config(), &data.join("i"), 0, "ingest", &env);
     let serve = Server::start_role(EXE, &config(), &data.join("s"), 0, "serve", &env);
     let process_port = free_port();
@@ -270,12 +279,8 @@ async fn kill_9_of_the_processor_five_times_loses_and_doubles_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn scale_out_two_processors_one_killed_survivor_takes_over() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let broker = broker();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = unique_prefix("scale");
-    let env = kafka_env(&broker, &prefix, &dir.path().join("state"));
+    let Setup { dir, env, data, .. } = setup("scale");
     let env = env_refs(&env);
-    let data = dir.path().join("data");
     let ingest = Server::start_role(EXE, &config(), &data.join("i"), 0, "ingest", &env);
     let serve = Server::start_role(EXE, &config(), &data.join("s"), 0, "serve", &env);
     let first = Server::start_role(EXE, &config(), &data.join("p1"), 0, "process", &env);
@@ -402,11 +407,13 @@ async fn poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing() {
     use rdkafka::message::{Headers, Message};
     use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
-    let broker = broker();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = unique_prefix("poison");
-    let env = kafka_env(&broker, &prefix, &dir.path().join("state"));
-    let data = dir.path().join("data");
+    let Setup {
+        dir: _dir,
+        broker,
+        prefix,
+        env,
+        data,
+    } = setup("poison");
     let server = Server::start_role(EXE, &config(), &data, 0, "run", &env_refs(&env));
     let kafka = storepulse_kafka::KafkaConfig {
         brokers: broker.clone(),

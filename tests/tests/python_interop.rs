@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use storepulse_tests::kafka::{broker, env_refs, kafka_env, unique_prefix, wait_stock_equals};
-use storepulse_tests::{free_port, replay, repo, Server};
+use storepulse_tests::{free_port, metric, replay, repo, Server};
 
 const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
 
@@ -95,22 +95,6 @@ fn replayed_alerts(out: &Path) -> BTreeSet<String> {
             v["alert_id"].as_str().unwrap().to_owned()
         })
         .collect()
-}
-
-/// Sum of the samples of `name` on `{base}/metrics`.
-async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.split([' ', '{']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread")]
