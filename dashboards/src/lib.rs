@@ -11,7 +11,14 @@
 //! - `POST /v1/route`,
 //! - `GET /v1/suggestions/replenish?store_id=`, `GET /v1/suggestions/transfers?region=`,
 //! - `GET /v1/alerts?kind=&limit=`, `GET /v1/dlq?limit=`.
+//!
+//! Layout:
+//! - [`query`]: the query routes and their handlers.
+//! - [`access`]: API keys, roles and store scopes; the `Principal` extractor.
+//! - [`audit`]: the PIPL audit log (hash-chained, append-only JSON lines).
 
+pub mod access;
+pub mod audit;
 pub mod query;
 
 pub use query::{router, DeadLetterReader, QueryState};

@@ -61,6 +61,14 @@ pub struct ApiError {
     message: String,
 }
 
+impl ApiError {
+    /// An error answer with this status and message (for handlers and
+    /// extractors outside this module, e.g. [`crate::access::require`]).
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        error(status, message)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({ "error": self.message }))).into_response()
