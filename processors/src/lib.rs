@@ -14,6 +14,7 @@
 //!   suggestions, nearby availability and fulfilment routing.
 
 pub mod inventory;
+pub mod members;
 pub mod processor;
 
 pub use processor::{Outcome, Processor};

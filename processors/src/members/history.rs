@@ -1,0 +1,342 @@
+//! A member's activity as compact daily aggregates.
+//!
+//! One [`DayAgg`] (24 bytes) per (China day, store) with a sale, and one
+//! [`DayRefund`] (16 bytes) per day with a refund, kept for
+//! `retention_days` (the longest window any rule reads, at least a year).
+//! Everything a tag, a feature or `favorite_store` reads is a sum over
+//! these, so merging two members (a late alias link) is adding their
+//! aggregates: the result does not depend on the order the events came in.
+//!
+//! Per-day counters saturate (65,535 sales or lines of one member in one
+//! store in one day), far beyond any real member.
+
+use serde::{Deserialize, Serialize};
+use storepulse_core::StoreIdx;
+use storepulse_tags::{quarter_of_day, WindowStats};
+
+/// A member's sales in one store on one China day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayAgg {
+    /// China day (days since 1970-01-01).
+    pub day: i32,
+    pub store: StoreIdx,
+    pub sales: u16,
+    pub online_sales: u16,
+    pub lines: u16,
+    pub promo_lines: u16,
+    /// Sum of the sales' `total_cents`.
+    pub spend_cents: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<DayAgg>() == 24);
+
+/// A member's refunds on one China day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayRefund {
+    pub day: i32,
+    pub refund_cents: u64,
+}
+
+/// One sale, as the history records it.
+#[derive(Debug, Clone, Copy)]
+pub struct SaleFacts {
+    pub day: i32,
+    pub store: StoreIdx,
+    pub online: bool,
+    pub lines: u32,
+    pub promo_lines: u32,
+    pub total_cents: u64,
+}
+
+/// The aggregates of one member.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    /// Sorted by (day, store).
+    pub days: Vec<DayAgg>,
+    /// Sorted by day.
+    pub refunds: Vec<DayRefund>,
+    /// Sales ever (also those older than the retention).
+    pub total_sales: u32,
+    /// China day of the latest sale, or `i32::MIN`.
+    pub last_sale_day: i32,
+}
+
+fn sat16(v: u32) -> u16 {
+    u16::try_from(v).unwrap_or(u16::MAX)
+}
+
+impl History {
+    /// An empty history.
+    pub fn new() -> Self {
+        Self {
+            last_sale_day: i32::MIN,
+            ..Self::default()
+        }
+    }
+
+    /// Records a sale. `oldest_kept` is the first day still retained: an
+    /// older sale counts only toward `total_sales` and `last_sale_day`.
+    pub fn add_sale(&mut self, sale: SaleFacts, oldest_kept: i32) {
+        self.total_sales = self.total_sales.saturating_add(1);
+        self.last_sale_day = self.last_sale_day.max(sale.day);
+        if sale.day < oldest_kept {
+            return;
+        }
+        let key = (sale.day, sale.store);
+        let at = self.days.partition_point(|d| (d.day, d.store) < key);
+        match self.days.get_mut(at) {
+            Some(d) if (d.day, d.store) == key => {
+                d.sales = d.sales.saturating_add(1);
+                d.online_sales = d.online_sales.saturating_add(u16::from(sale.online));
+                d.lines = d.lines.saturating_add(sat16(sale.lines));
+                d.promo_lines = d.promo_lines.saturating_add(sat16(sale.promo_lines));
+                d.spend_cents = d.spend_cents.saturating_add(sale.total_cents);
+            }
+            _ => self.days.insert(
+                at,
+                DayAgg {
+                    day: sale.day,
+                    store: sale.store,
+                    sales: 1,
+                    online_sales: u16::from(sale.online),
+                    lines: sat16(sale.lines),
+                    promo_lines: sat16(sale.promo_lines),
+                    spend_cents: sale.total_cents,
+                },
+            ),
+        }
+    }
+
+    /// Records a refund (a return of this member).
+    pub fn add_refund(&mut self, day: i32, refund_cents: u64, oldest_kept: i32) {
+        if day < oldest_kept {
+            return;
+        }
+        let at = self.refunds.partition_point(|r| r.day < day);
+        match self.refunds.get_mut(at) {
+            Some(r) if r.day == day => r.refund_cents = r.refund_cents.saturating_add(refund_cents),
+            _ => self.refunds.insert(at, DayRefund { day, refund_cents }),
+        }
+    }
+
+    /// Adds another member's history to this one (an alias link).
+    pub fn merge(&mut self, other: History) {
+        self.total_sales = self.total_sales.saturating_add(other.total_sales);
+        self.last_sale_day = self.last_sale_day.max(other.last_sale_day);
+        let mut days = Vec::with_capacity(self.days.len() + other.days.len());
+        let (mut a, mut b) = (
+            std::mem::take(&mut self.days).into_iter().peekable(),
+            other.days.into_iter().peekable(),
+        );
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => {
+                    let (kx, ky) = ((x.day, x.store), (y.day, y.store));
+                    if kx == ky {
+                        let (mut x, y) = (a.next(), b.next());
+                        if let (Some(x), Some(y)) = (x.as_mut(), y) {
+                            x.sales = x.sales.saturating_add(y.sales);
+                            x.online_sales = x.online_sales.saturating_add(y.online_sales);
+                            x.lines = x.lines.saturating_add(y.lines);
+                            x.promo_lines = x.promo_lines.saturating_add(y.promo_lines);
+                            x.spend_cents = x.spend_cents.saturating_add(y.spend_cents);
+                        }
+                        x
+                    } else if kx < ky {
+                        a.next()
+                    } else {
+                        b.next()
+                    }
+                }
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => break,
+            };
+            days.extend(next);
+        }
+        self.days = days;
+        for r in other.refunds {
+            self.add_refund(r.day, r.refund_cents, i32::MIN);
+        }
+    }
+
+    /// Drops aggregates of days before `oldest_kept`.
+    pub fn prune(&mut self, oldest_kept: i32) {
+        let cut = self.days.partition_point(|d| d.day < oldest_kept);
+        if cut > 0 {
+            self.days.drain(..cut);
+        }
+        let cut = self.refunds.partition_point(|r| r.day < oldest_kept);
+        if cut > 0 {
+            self.refunds.drain(..cut);
+        }
+    }
+
+    /// Aggregates over the `days` China days ending with `today`.
+    pub fn window(&self, today: i32, days: u32) -> WindowStats {
+        let first = i64::from(today) - i64::from(days) + 1;
+        let mut s = WindowStats::default();
+        // Stores with a sale in the window and their spend; a member shops
+        // in few stores, so a short vector beats a map.
+        const INLINE: usize = 16;
+        let mut stores: [(StoreIdx, u64); INLINE] = [(StoreIdx(0), 0); INLINE];
+        let mut n_stores = 0usize;
+        let mut overflow: Vec<(StoreIdx, u64)> = Vec::new();
+        let mut quarters = [0u64; 4];
+        let start = self.days.partition_point(|d| i64::from(d.day) < first);
+        for d in self.days[start..].iter().take_while(|d| d.day <= today) {
+            s.sales += u32::from(d.sales);
+            s.online_sales += u32::from(d.online_sales);
+            s.lines += u32::from(d.lines);
+            s.promo_lines += u32::from(d.promo_lines);
+            s.spend_cents = s.spend_cents.saturating_add(d.spend_cents);
+            let q = &mut quarters[usize::from(quarter_of_day(d.day))];
+            *q = q.saturating_add(d.spend_cents);
+            match stores[..n_stores].iter_mut().find(|(st, _)| *st == d.store) {
+                Some((_, spend)) => *spend = spend.saturating_add(d.spend_cents),
+                None if n_stores < INLINE => {
+                    stores[n_stores] = (d.store, d.spend_cents);
+                    n_stores += 1;
+                }
+                None => match overflow.iter_mut().find(|(st, _)| *st == d.store) {
+                    Some((_, spend)) => *spend = spend.saturating_add(d.spend_cents),
+                    None => overflow.push((d.store, d.spend_cents)),
+                },
+            }
+        }
+        let all = stores[..n_stores].iter().chain(overflow.iter());
+        s.stores = (n_stores + overflow.len()) as u32;
+        s.top_store_spend_cents = all.map(|(_, spend)| *spend).max().unwrap_or(0);
+        s.top_quarter_spend_cents = quarters.into_iter().max().unwrap_or(0);
+        let rstart = self.refunds.partition_point(|r| i64::from(r.day) < first);
+        for r in self.refunds[rstart..].iter().take_while(|r| r.day <= today) {
+            s.refund_cents = s.refund_cents.saturating_add(r.refund_cents);
+        }
+        s
+    }
+
+    /// The store with the most spend over the `days` days ending with
+    /// `today` among stores with a sale there; ties go to the store whose
+    /// id sorts first (`id_of` gives it).
+    pub fn favorite_store<'a>(
+        &self,
+        today: i32,
+        days: u32,
+        id_of: impl Fn(StoreIdx) -> &'a str,
+    ) -> Option<StoreIdx> {
+        let first = i64::from(today) - i64::from(days) + 1;
+        let mut spend: Vec<(StoreIdx, u64)> = Vec::new();
+        let start = self.days.partition_point(|d| i64::from(d.day) < first);
+        for d in self.days[start..].iter().take_while(|d| d.day <= today) {
+            match spend.iter_mut().find(|(s, _)| *s == d.store) {
+                Some((_, v)) => *v = v.saturating_add(d.spend_cents),
+                None => spend.push((d.store, d.spend_cents)),
+            }
+        }
+        spend
+            .into_iter()
+            .max_by(|(sa, va), (sb, vb)| va.cmp(vb).then_with(|| id_of(*sb).cmp(id_of(*sa))))
+            .map(|(s, _)| s)
+    }
+
+    /// Calls `f` with every day after `today` on which an aggregate leaves
+    /// a window of `windows` days (the days on which window sums change
+    /// with no new event).
+    pub fn boundaries(&self, today: i32, windows: &[u32], mut f: impl FnMut(i32)) {
+        let mut each_day = |day: i32| {
+            for &w in windows {
+                let leaves = i64::from(day) + i64::from(w);
+                if leaves > i64::from(today) {
+                    f(i32::try_from(leaves).unwrap_or(i32::MAX));
+                }
+            }
+        };
+        let mut last = None;
+        for d in &self.days {
+            if last != Some(d.day) {
+                each_day(d.day);
+                last = Some(d.day);
+            }
+        }
+        for r in &self.refunds {
+            each_day(r.day);
+        }
+        if self.last_sale_day != i32::MIN {
+            each_day(self.last_sale_day);
+        }
+    }
+
+    /// Heap bytes held (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        self.days.capacity() * std::mem::size_of::<DayAgg>()
+            + self.refunds.capacity() * std::mem::size_of::<DayRefund>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sale(day: i32, store: u16, total: u64) -> SaleFacts {
+        SaleFacts {
+            day,
+            store: StoreIdx(store),
+            online: store == 9,
+            lines: 2,
+            promo_lines: 1,
+            total_cents: total,
+        }
+    }
+
+    #[test]
+    fn windows_count_whole_days_ending_today() {
+        let mut h = History::new();
+        h.add_sale(sale(100, 1, 500), i32::MIN);
+        h.add_sale(sale(100, 1, 700), i32::MIN);
+        h.add_sale(sale(111, 2, 100), i32::MIN);
+        h.add_refund(111, 50, i32::MIN);
+        let w = h.window(120, 21); // days 100..=120
+        assert_eq!(
+            (w.sales, w.spend_cents, w.refund_cents, w.stores),
+            (3, 1300, 50, 2)
+        );
+        assert_eq!(w.top_store_spend_cents, 1200);
+        let w = h.window(120, 20); // days 101..=120
+        assert_eq!((w.sales, w.spend_cents), (1, 100));
+        assert_eq!(h.days.len(), 2, "one aggregate per (day, store)");
+    }
+
+    #[test]
+    fn merge_equals_adding_in_one() {
+        let sales = [
+            sale(5, 1, 10),
+            sale(6, 2, 20),
+            sale(5, 1, 30),
+            sale(9, 9, 5),
+        ];
+        let mut one = History::new();
+        for s in sales {
+            one.add_sale(s, i32::MIN);
+        }
+        one.add_refund(6, 7, i32::MIN);
+        let (mut a, mut b) = (History::new(), History::new());
+        a.add_sale(sales[0], i32::MIN);
+        a.add_sale(sales[3], i32::MIN);
+        b.add_sale(sales[1], i32::MIN);
+        b.add_sale(sales[2], i32::MIN);
+        b.add_refund(6, 7, i32::MIN);
+        a.merge(b);
+        assert_eq!(a, one);
+    }
+
+    #[test]
+    fn favorite_breaks_ties_by_store_id() {
+        let mut h = History::new();
+        h.add_sale(sale(10, 3, 100), i32::MIN);
+        h.add_sale(sale(10, 1, 100), i32::MIN);
+        let ids = ["KM-009", "KM-002", "x", "KM-001"];
+        let fav = h.favorite_store(10, 90, |s| ids[usize::from(s.0)]);
+        assert_eq!(fav, Some(StoreIdx(3)), "KM-001 sorts before KM-002");
+        assert_eq!(h.favorite_store(200, 90, |s| ids[usize::from(s.0)]), None);
+    }
+}

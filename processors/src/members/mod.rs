@@ -1,0 +1,1028 @@
+//! Unified members: identity, points ledger, tags and privacy (RULES.md
+//! "Points" and "Member tags", EVENTS.md `member_register`, `points_redeem`,
+//! `member_erase`).
+//!
+//! **Identity.** All member ids registered with the same `phone_hash` are
+//! one *person*; its canonical id is the id of the earliest registration
+//! (`occurred_at`, then the smaller id); the others are aliases. An id never
+//! registered is a person of its own. A registration that arrives late and
+//! links an id that already has history merges that history into the
+//! person: every aggregate is a sum (see [`history`]), and the pending
+//! ledger entries merge in event-time order (see [`ledger`]), so the result
+//! equals in-order processing (the property test in `tests` checks it). A
+//! registration of an id already registered with another `phone_hash` is
+//! rejected (the first one to arrive stands).
+//!
+//! **Tags** are evaluated as of the event-time clock `T` (the latest
+//! `occurred_at` seen) on every event of the member, and as `T` crosses
+//! China midnights. A *timer wheel* (day -> members) holds, per member, the
+//! next day on which its tags or favorite store can change with no new
+//! event: the first day an aggregate leaves a window, found by walking
+//! those candidate days and re-evaluating only there. A member with no
+//! pending change has no timer and costs nothing when the day turns.
+//!
+//! **Erasure.** `member_erase` removes the person and all its ids from
+//! state and emits [`MemberErased`]; no tag change follows. Settlement
+//! totals between franchisees keep the points (no member id in them). To
+//! stop a late event from before the erasure re-creating the member, a
+//! 64-bit hash of each erased id is kept with the erasure time; events of
+//! that id up to that time are ignored.
+//!
+//! **De-duplication.** Embedded, the inventory processor sees every event
+//! first and de-duplicates; the member processor then runs with
+//! [`MemberProcessor::without_dedup`]. Alone (Kafka mode, replay of member
+//! events) it de-duplicates itself with the same window as inventory.
+//!
+//! Layout: [`config`], [`custom`] (CEL tags), [`history`] (daily
+//! aggregates), [`ledger`] (points and settlement), [`output`], [`query`]
+//! (read-only views for the API and replay).
+
+pub mod config;
+pub mod custom;
+pub mod history;
+pub mod ledger;
+pub mod output;
+pub mod query;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use storepulse_core::time::{china_day, format_china, DAY, HOUR};
+use storepulse_core::{Event, EventBody, Id, Rejection, StoreIdx, StoreMaster, Ts};
+use storepulse_tags::{evaluate, RuleInputs, TagSet, WindowStats};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::dedup::{DedupVerdict, DedupWindow};
+use crate::processor::{Outcome, Processor};
+pub use config::{CustomTagConfig, MemberConfig};
+pub use custom::{CustomTags, Features};
+use history::{History, SaleFacts};
+use ledger::{EntryKind, Flow, Franchisees, Ledger, LedgerEntry, Overdraft, Settlement};
+pub use output::{Change, MemberErased, MemberOutput, PointsOverdraftAlert, TagChange};
+
+/// Slot of a person in the state.
+type Slot = u32;
+
+/// No timer pending.
+const NO_TIMER: i32 = i32::MAX;
+
+/// Most candidate days walked when looking for the next change.
+const MAX_TIMER_PROBES: usize = 64;
+
+/// One member id of a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberId {
+    pub id: Id,
+    /// Earliest registration of this id, if registered.
+    pub registered_at: Option<Ts>,
+}
+
+/// One unified member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Person {
+    /// Sorted: registered ids by (registration, id), then the unregistered
+    /// one. The first is the canonical id.
+    pub ids: Vec<MemberId>,
+    /// The raw bytes of the phone hash, once registered.
+    pub phone: Option<[u8; 32]>,
+    pub history: History,
+    pub ledger: Ledger,
+    pub tags: TagSet,
+    pub favorite: Option<StoreIdx>,
+    /// Day of this person's timer, or `NO_TIMER`.
+    due_day: i32,
+}
+
+impl Person {
+    fn new(id: &str) -> Self {
+        Self {
+            ids: vec![MemberId {
+                id: id.into(),
+                registered_at: None,
+            }],
+            phone: None,
+            history: History::new(),
+            ledger: Ledger::default(),
+            tags: TagSet::default(),
+            favorite: None,
+            due_day: NO_TIMER,
+        }
+    }
+
+    /// The canonical id.
+    pub fn canonical(&self) -> &Id {
+        // A person always has at least one id.
+        &self.ids[0].id
+    }
+
+    /// The earliest registration of any of its ids.
+    pub fn registered_at(&self) -> Option<Ts> {
+        self.ids.iter().filter_map(|m| m.registered_at).min()
+    }
+
+    fn sort_ids(&mut self) {
+        self.ids.sort_by(|a, b| {
+            (a.registered_at.unwrap_or(Ts::MAX), &a.id)
+                .cmp(&(b.registered_at.unwrap_or(Ts::MAX), &b.id))
+        });
+    }
+
+    /// Heap bytes held (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        self.ids.capacity() * std::mem::size_of::<MemberId>()
+            + self
+                .ids
+                .iter()
+                .map(|m| {
+                    if m.id.is_heap_allocated() {
+                        m.id.capacity()
+                    } else {
+                        0
+                    }
+                })
+                .sum::<usize>()
+            + self.history.heap_bytes()
+            + self.ledger.lots.capacity() * std::mem::size_of::<ledger::Lot>()
+            + self.ledger.pending.capacity() * std::mem::size_of::<LedgerEntry>()
+    }
+}
+
+/// Regular members of a store (favorite store), counted by tag bit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Regulars {
+    pub members: u32,
+    /// Index: tag bit (0..64).
+    pub by_tag: Vec<u32>,
+}
+
+/// The checkpointable state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberState {
+    ids: FxHashMap<Id, Slot>,
+    phones: FxHashMap<[u8; 32], Slot>,
+    persons: Vec<Option<Person>>,
+    free: Vec<Slot>,
+    /// xxh3 of an erased id -> erasure time.
+    erased: FxHashMap<u64, Ts>,
+    timers: BTreeMap<i32, Vec<Slot>>,
+    settlement: Settlement,
+    /// Per store index.
+    regulars: Vec<Regulars>,
+    dedup: Option<DedupWindow>,
+    clock: Ts,
+}
+
+/// Store -> franchisee index.
+struct FranchiseeOf<'a>(&'a [u16]);
+
+impl Franchisees for FranchiseeOf<'_> {
+    fn franchisee(&self, store: StoreIdx) -> u16 {
+        self.0
+            .get(usize::from(store.0))
+            .copied()
+            .unwrap_or(u16::MAX)
+    }
+}
+
+/// The member processor.
+#[derive(Debug)]
+pub struct MemberProcessor {
+    config: MemberConfig,
+    custom: CustomTags,
+    stores: Arc<StoreMaster>,
+    franchisee_of: Vec<u16>,
+    franchisees: Vec<String>,
+    /// Every window (days) after which an aggregate can change a tag.
+    windows: Vec<u32>,
+    retention_days: u32,
+    state: MemberState,
+    flows: Vec<Flow>,
+    overdrafts: Vec<Overdraft>,
+}
+
+fn phone_bytes(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+/// Hex of a phone hash (for the export).
+pub fn phone_hex(bytes: &[u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl MemberProcessor {
+    /// A processor with empty state that de-duplicates events itself.
+    ///
+    /// # Errors
+    /// An invalid configuration (the message names the field).
+    pub fn new(config: MemberConfig, stores: Arc<StoreMaster>) -> Result<Self, String> {
+        let dedup = Some(DedupWindow::new(
+            i64::from(config.allowed_lateness_hours) * HOUR,
+        ));
+        let state = MemberState {
+            ids: FxHashMap::default(),
+            phones: FxHashMap::default(),
+            persons: Vec::new(),
+            free: Vec::new(),
+            erased: FxHashMap::default(),
+            timers: BTreeMap::new(),
+            settlement: Settlement::default(),
+            regulars: vec![Regulars::default(); stores.len()],
+            dedup,
+            clock: Ts::MIN,
+        };
+        Self::from_state(state, config, stores)
+    }
+
+    /// Drops the processor's own de-duplication: the caller guarantees each
+    /// event is applied once (embedded mode, behind the inventory processor).
+    pub fn without_dedup(mut self) -> Self {
+        self.state.dedup = None;
+        self
+    }
+
+    /// A processor around a restored state.
+    ///
+    /// # Errors
+    /// An invalid configuration, or a state that does not fit the store master.
+    pub fn from_state(
+        mut state: MemberState,
+        config: MemberConfig,
+        stores: Arc<StoreMaster>,
+    ) -> Result<Self, String> {
+        let custom = config.validate()?;
+        let mut franchisees: Vec<String> =
+            stores.iter().map(|(_, s)| s.franchisee.clone()).collect();
+        franchisees.sort();
+        franchisees.dedup();
+        let franchisee_of = stores
+            .iter()
+            .map(|(_, s)| {
+                franchisees
+                    .binary_search(&s.franchisee)
+                    .map_or(u16::MAX, |i| i as u16)
+            })
+            .collect();
+        if state.regulars.len() != stores.len() {
+            if state.persons.iter().any(Option::is_some) {
+                return Err(format!(
+                    "member state was saved with {} stores, the store master has {}",
+                    state.regulars.len(),
+                    stores.len()
+                ));
+            }
+            state.regulars = vec![Regulars::default(); stores.len()];
+        }
+        let mut windows: Vec<u32> = config.tags.windows().collect();
+        if !custom.is_empty() {
+            windows.extend(custom::FEATURE_WINDOWS);
+        }
+        windows.sort_unstable();
+        windows.dedup();
+        let retention_days = windows.iter().copied().max().unwrap_or(365).max(365);
+        Ok(Self {
+            config,
+            custom,
+            stores,
+            franchisee_of,
+            franchisees,
+            windows,
+            retention_days,
+            state,
+            flows: Vec::new(),
+            overdrafts: Vec::new(),
+        })
+    }
+
+    /// The state, for checkpoints.
+    pub fn state(&self) -> &MemberState {
+        &self.state
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MemberConfig {
+        &self.config
+    }
+
+    /// The compiled custom tags.
+    pub fn custom_tags(&self) -> &CustomTags {
+        &self.custom
+    }
+
+    /// The store master.
+    pub fn stores(&self) -> &StoreMaster {
+        &self.stores
+    }
+
+    /// The event-time clock `T`.
+    pub fn clock(&self) -> Ts {
+        self.state.clock
+    }
+
+    /// Number of persons (unified members).
+    pub fn len(&self) -> usize {
+        self.persons_alive()
+    }
+
+    fn persons_alive(&self) -> usize {
+        self.state.persons.len() - self.state.free.len()
+    }
+
+    /// Whether there is no member.
+    pub fn is_empty(&self) -> bool {
+        self.persons_alive() == 0
+    }
+
+    /// The ids remembered for de-duplication, if the processor de-duplicates.
+    pub fn dedup_window(&self) -> Option<&DedupWindow> {
+        self.state.dedup.as_ref()
+    }
+
+    fn today(&self) -> i32 {
+        if self.state.clock == Ts::MIN {
+            i32::MIN
+        } else {
+            china_day(self.state.clock)
+        }
+    }
+
+    fn oldest_kept(&self) -> i32 {
+        self.today().saturating_sub(self.retention_days as i32 - 1)
+    }
+
+    fn fold_before(&self) -> Ts {
+        self.state
+            .clock
+            .saturating_sub(i64::from(self.config.ledger_exact_days) * DAY)
+    }
+
+    fn is_erased(&self, id: &str, at: Ts) -> bool {
+        self.state
+            .erased
+            .get(&xxh3_64(id.as_bytes()))
+            .is_some_and(|&erased_at| at <= erased_at)
+    }
+
+    fn person(&self, slot: Slot) -> Option<&Person> {
+        self.state
+            .persons
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+    }
+
+    fn person_mut(&mut self, slot: Slot) -> Option<&mut Person> {
+        self.state
+            .persons
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+    }
+
+    /// The slot of an id's person, creating a person of its own if new.
+    fn slot_of(&mut self, id: &str) -> Slot {
+        if let Some(&slot) = self.state.ids.get(id) {
+            return slot;
+        }
+        let person = Person::new(id);
+        let slot = match self.state.free.pop() {
+            Some(slot) => {
+                self.state.persons[slot as usize] = Some(person);
+                slot
+            }
+            None => {
+                self.state.persons.push(Some(person));
+                (self.state.persons.len() - 1) as Slot
+            }
+        };
+        self.state.ids.insert(id.into(), slot);
+        slot
+    }
+
+    /// Advances the clock, firing the timers of the days it crosses.
+    fn advance_clock(&mut self, at: Ts, out: &mut Vec<MemberOutput>) {
+        if at <= self.state.clock {
+            return;
+        }
+        let old_day = self.today();
+        self.state.clock = at;
+        if let Some(d) = &mut self.state.dedup {
+            d.expire(at);
+        }
+        let today = self.today();
+        if today == old_day {
+            return;
+        }
+        while let Some(entry) = self.state.timers.first_entry() {
+            if *entry.key() > today {
+                break;
+            }
+            let (day, slots) = entry.remove_entry();
+            for slot in slots {
+                if self.person(slot).is_some_and(|p| p.due_day == day) {
+                    if let Some(p) = self.person_mut(slot) {
+                        p.due_day = NO_TIMER;
+                    }
+                    self.touch(slot, None, out);
+                    self.schedule(slot, true);
+                }
+            }
+        }
+    }
+
+    /// Evaluates the built-in and custom tags and the favorite store of a
+    /// person as of `today`.
+    fn evaluate(&self, p: &Person, today: i32) -> (TagSet, Option<StoreIdx>) {
+        let r = &self.config.tags;
+        let h = &p.history;
+        let mut memo: [(u32, WindowStats); 12] = [(0, WindowStats::default()); 12];
+        let mut n = 0usize;
+        let mut window = |days: u32| -> WindowStats {
+            if let Some((_, s)) = memo[..n].iter().find(|(d, _)| *d == days) {
+                return *s;
+            }
+            let s = h.window(today, days);
+            if n < memo.len() {
+                memo[n] = (days, s);
+                n += 1;
+            }
+            s
+        };
+        let inputs = RuleInputs {
+            high_value: window(r.high_value_days),
+            frequent: window(r.frequent_days),
+            multi_store: window(r.multi_store_days),
+            online_first: window(r.online_first_days),
+            promo_responsive: window(r.promo_responsive_days),
+            seasonal_buyer: window(r.seasonal_buyer_days),
+            churn_quiet: window(r.churn_risk_quiet_days),
+            store_loyal: window(r.store_loyal_days),
+            total_sales: h.total_sales,
+            days_since_registration: p
+                .registered_at()
+                .map(|at| (i64::from(today) - i64::from(china_day(at))).max(0) as u32),
+        };
+        let mut set = evaluate(r, &inputs);
+        if !self.custom.is_empty() {
+            let features = Features {
+                w30: window(30),
+                w60: window(60),
+                w90: window(90),
+                w365: window(365),
+                total_sales: h.total_sales,
+                points_balance: p.ledger.balance(),
+                registered: p.registered_at().is_some(),
+                builtin: set,
+            };
+            self.custom.evaluate(&features, &mut set);
+        }
+        let stores = &self.stores;
+        let favorite = h.favorite_store(today, r.favorite_store_days, |s| stores.id(s));
+        (set, favorite)
+    }
+
+    fn count(&mut self, slot: Slot, sign: i64) {
+        let Some(p) = self.person(slot) else { return };
+        let (Some(store), tags) = (p.favorite, p.tags) else {
+            return;
+        };
+        let Some(reg) = self.state.regulars.get_mut(usize::from(store.0)) else {
+            return;
+        };
+        let add = |v: &mut u32| {
+            *v = if sign > 0 {
+                v.saturating_add(1)
+            } else {
+                v.saturating_sub(1)
+            }
+        };
+        add(&mut reg.members);
+        if reg.by_tag.len() < 64 {
+            reg.by_tag.resize(64, 0);
+        }
+        for bit in tags.bits() {
+            add(&mut reg.by_tag[bit as usize]);
+        }
+    }
+
+    fn tag_name(&self, bit: u32) -> compact_str::CompactString {
+        self.custom
+            .bit_name(bit)
+            .map_or_else(|| format!("tag_{bit}").into(), Into::into)
+    }
+
+    /// Re-evaluates a person after a change and emits the tag changes
+    /// against `before` (canonical id and tags of each person the change
+    /// touched; `None` means: this person's own current values).
+    fn touch(&mut self, slot: Slot, cause: Option<&Id>, out: &mut Vec<MemberOutput>) {
+        let Some(p) = self.person(slot) else { return };
+        let before = [(p.canonical().clone(), p.tags)];
+        self.reevaluate(slot, &before, cause, out);
+    }
+
+    fn reevaluate(
+        &mut self,
+        slot: Slot,
+        before: &[(Id, TagSet)],
+        cause: Option<&Id>,
+        out: &mut Vec<MemberOutput>,
+    ) {
+        let today = self.today();
+        let oldest = self.oldest_kept();
+        let fold_before = self.fold_before();
+        // Fold old ledger entries and prune old aggregates first.
+        let fr = FranchiseeOf(&self.franchisee_of);
+        let mut folded = std::mem::take(&mut self.flows);
+        folded.clear();
+        if let Some(p) = self
+            .state
+            .persons
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+        {
+            p.history.prune(oldest);
+            // Folding moves flows from "pending" to "folded": the table
+            // already holds them, so it does not change.
+            p.ledger.fold(fold_before, &fr, &mut folded);
+        }
+        self.flows = folded;
+        let Some(p) = self.person(slot) else { return };
+        let (tags, favorite) = self.evaluate(p, today);
+        let canonical = p.canonical().clone();
+        self.count(slot, -1);
+        if let Some(p) = self.person_mut(slot) {
+            p.tags = tags;
+            p.favorite = favorite;
+        }
+        self.count(slot, 1);
+        let as_of = self.state.clock;
+        let mut emit = |member_id: &Id, bits: u64, change: Change, this: &Self| {
+            for bit in TagSet(bits).bits() {
+                out.push(MemberOutput::Tag(TagChange {
+                    member_id: member_id.clone(),
+                    tag: this.tag_name(bit),
+                    change,
+                    as_of,
+                    event_id: cause.cloned(),
+                }));
+            }
+        };
+        let mut old_of_canonical = TagSet::default();
+        for (id, old) in before {
+            if *id == canonical {
+                old_of_canonical = *old;
+            } else {
+                emit(id, old.0, Change::Removed, self);
+            }
+        }
+        emit(
+            &canonical,
+            old_of_canonical.0 & !tags.0,
+            Change::Removed,
+            self,
+        );
+        emit(
+            &canonical,
+            tags.0 & !old_of_canonical.0,
+            Change::Added,
+            self,
+        );
+    }
+
+    /// Sets a person's timer: the first candidate day (cheap, on events),
+    /// or the first day its tags actually change (`exact`, on timers).
+    fn schedule(&mut self, slot: Slot, exact: bool) {
+        let today = self.today();
+        let Some(p) = self.person(slot) else { return };
+        let mut candidates: Vec<i32> = Vec::new();
+        p.history
+            .boundaries(today, &self.windows, |d| candidates.push(d));
+        if let Some(reg) = p.registered_at() {
+            let d = china_day(reg).saturating_add(self.config.tags.new_member_days as i32);
+            if d > today {
+                candidates.push(d);
+            }
+        }
+        let fold_day = p.ledger.oldest_pending().map(|at| {
+            china_day(at.saturating_add(i64::from(self.config.ledger_exact_days) * DAY)) + 1
+        });
+        let mut due = fold_day.unwrap_or(NO_TIMER);
+        if exact {
+            candidates.sort_unstable();
+            candidates.dedup();
+            let now = (p.tags, p.favorite);
+            for &day in candidates.iter().take(MAX_TIMER_PROBES) {
+                if day >= due {
+                    break;
+                }
+                if self.evaluate(p, day) != now {
+                    due = day;
+                    break;
+                }
+            }
+            if candidates.len() > MAX_TIMER_PROBES && due == fold_day.unwrap_or(NO_TIMER) {
+                due = due.min(candidates[MAX_TIMER_PROBES - 1]);
+            }
+        } else if let Some(&first) = candidates.iter().min() {
+            due = due.min(first);
+        }
+        let current = p.due_day;
+        if due != current {
+            if let Some(p) = self.person_mut(slot) {
+                p.due_day = due;
+            }
+            if due != NO_TIMER {
+                self.state.timers.entry(due).or_default().push(slot);
+            }
+        }
+    }
+
+    /// Changes a person's ledger, keeping the settlement table equal to the
+    /// flows of all folded entries plus every member's pending flows, and
+    /// emits new overdraft alerts.
+    fn with_ledger(
+        &mut self,
+        slot: Slot,
+        out: &mut Vec<MemberOutput>,
+        change: impl FnOnce(&mut Ledger, Ts, &FranchiseeOf<'_>, &mut Vec<Flow>, &mut Vec<Overdraft>),
+    ) {
+        let fold_before = self.fold_before();
+        let fr = FranchiseeOf(&self.franchisee_of);
+        let Some(p) = self
+            .state
+            .persons
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+        else {
+            return;
+        };
+        let flows = &mut self.flows;
+        flows.clear();
+        p.ledger.pending_flows(&fr, flows);
+        self.state.settlement.apply(flows, &fr, -1);
+        flows.clear();
+        self.overdrafts.clear();
+        change(&mut p.ledger, fold_before, &fr, flows, &mut self.overdrafts);
+        p.ledger.fold(fold_before, &fr, flows);
+        self.state.settlement.apply(flows, &fr, 1);
+        flows.clear();
+        p.ledger.pending_flows(&fr, flows);
+        self.state.settlement.apply(flows, &fr, 1);
+        p.ledger.find_overdrafts(&mut self.overdrafts);
+        let member_id = p.canonical().clone();
+        for o in self.overdrafts.drain(..) {
+            out.push(MemberOutput::Overdraft(Box::new(PointsOverdraftAlert {
+                alert_id: format!("points_overdraft:{}", o.event_id),
+                rule: "points_overdraft".into(),
+                member_id: member_id.clone(),
+                store_id: self.stores.id(o.store).to_string(),
+                event_id: o.event_id,
+                occurred_at: o.at,
+                points: o.points,
+                balance_after: o.balance_after,
+            })));
+        }
+    }
+
+    fn add_entry(&mut self, slot: Slot, entry: LedgerEntry, out: &mut Vec<MemberOutput>) {
+        self.with_ledger(slot, out, |ledger, fold_before, fr, flows, overdrafts| {
+            ledger.add(entry, fold_before, fr, flows, overdrafts);
+        });
+    }
+
+    fn on_register(
+        &mut self,
+        event: &Event,
+        id: &Id,
+        phone: [u8; 32],
+        out: &mut Vec<MemberOutput>,
+    ) {
+        let at = event.occurred_at;
+        let id_slot = self.state.ids.get(id.as_str()).copied();
+        let phone_slot = self.state.phones.get(&phone).copied();
+        // Already registered with this phone: keep the earliest time.
+        if let Some(slot) = id_slot {
+            if self.person(slot).is_some_and(|p| p.phone == Some(phone)) {
+                if let Some(p) = self.person_mut(slot) {
+                    if let Some(m) = p.ids.iter_mut().find(|m| m.id == *id) {
+                        m.registered_at = Some(m.registered_at.map_or(at, |t| t.min(at)));
+                    }
+                    p.sort_ids();
+                }
+                self.touch(slot, Some(&event.event_id), out);
+                self.schedule(slot, false);
+                return;
+            }
+        }
+        match (id_slot, phone_slot) {
+            (_, None) => {
+                // The first id of this phone: the id's person (new or with
+                // history) becomes the phone's person.
+                let slot = self.slot_of(id);
+                let before = self.person(slot).map(|p| (p.canonical().clone(), p.tags));
+                if let Some(p) = self.person_mut(slot) {
+                    p.phone = Some(phone);
+                    if let Some(m) = p.ids.iter_mut().find(|m| m.id == *id) {
+                        m.registered_at = Some(at);
+                    }
+                    p.sort_ids();
+                }
+                self.state.phones.insert(phone, slot);
+                let before: Vec<_> = before.into_iter().collect();
+                self.reevaluate(slot, &before, Some(&event.event_id), out);
+                self.schedule(slot, false);
+            }
+            (None, Some(slot)) => {
+                // A new alias of a known person.
+                let before = self.person(slot).map(|p| (p.canonical().clone(), p.tags));
+                if let Some(p) = self.person_mut(slot) {
+                    p.ids.push(MemberId {
+                        id: id.clone(),
+                        registered_at: Some(at),
+                    });
+                    p.sort_ids();
+                }
+                self.state.ids.insert(id.clone(), slot);
+                let before: Vec<_> = before.into_iter().collect();
+                self.reevaluate(slot, &before, Some(&event.event_id), out);
+                self.schedule(slot, false);
+            }
+            (Some(own), Some(slot)) => {
+                // An id with history of its own joins the phone's person:
+                // merge (the late link).
+                self.merge(own, slot, id, at, &event.event_id, out);
+            }
+        }
+    }
+
+    /// Merges person `from` (an unregistered id with history) into person
+    /// `into`, registering `id` at `at`.
+    fn merge(
+        &mut self,
+        from: Slot,
+        into: Slot,
+        id: &Id,
+        at: Ts,
+        cause: &Id,
+        out: &mut Vec<MemberOutput>,
+    ) {
+        let before: Vec<(Id, TagSet)> = [from, into]
+            .iter()
+            .filter_map(|&s| self.person(s).map(|p| (p.canonical().clone(), p.tags)))
+            .collect();
+        self.count(from, -1);
+        // Take `from`'s pending flows out of the table; `into`'s are taken
+        // out by `with_ledger` below.
+        let fr = FranchiseeOf(&self.franchisee_of);
+        let Some(absorbed) = self
+            .state
+            .persons
+            .get_mut(from as usize)
+            .and_then(Option::take)
+        else {
+            return;
+        };
+        self.state.free.push(from);
+        self.flows.clear();
+        absorbed.ledger.pending_flows(&fr, &mut self.flows);
+        let flows = std::mem::take(&mut self.flows);
+        self.state.settlement.apply(&flows, &fr, -1);
+        self.flows = flows;
+        let Person {
+            ids,
+            history,
+            ledger,
+            ..
+        } = absorbed;
+        for m in &ids {
+            self.state.ids.insert(m.id.clone(), into);
+        }
+        if let Some(p) = self.person_mut(into) {
+            for mut m in ids {
+                if m.id == *id {
+                    m.registered_at = Some(at);
+                }
+                p.ids.push(m);
+            }
+            p.sort_ids();
+            p.history.merge(history);
+        }
+        self.with_ledger(into, out, |mine, _, fr, flows, _| {
+            mine.merge(ledger, fr, flows);
+        });
+        self.reevaluate(into, &before, Some(cause), out);
+        self.schedule(into, false);
+    }
+
+    fn erase(&mut self, id: &str, at: Ts, event_id: &Id, out: &mut Vec<MemberOutput>) {
+        let mark = |erased: &mut FxHashMap<u64, Ts>, id: &str| {
+            let e = erased.entry(xxh3_64(id.as_bytes())).or_insert(at);
+            *e = (*e).max(at);
+        };
+        mark(&mut self.state.erased, id);
+        let Some(&slot) = self.state.ids.get(id) else {
+            return;
+        };
+        self.count(slot, -1);
+        let Some(p) = self
+            .state
+            .persons
+            .get_mut(slot as usize)
+            .and_then(Option::take)
+        else {
+            return;
+        };
+        self.state.free.push(slot);
+        for m in &p.ids {
+            self.state.ids.remove(m.id.as_str());
+            mark(&mut self.state.erased, &m.id);
+        }
+        if let Some(phone) = p.phone {
+            self.state.phones.remove(&phone);
+        }
+        let canonical = p.canonical().clone();
+        out.push(MemberOutput::Erased(Box::new(MemberErased {
+            member_id: canonical,
+            aliases: p.ids.iter().skip(1).map(|m| m.id.clone()).collect(),
+            event_id: event_id.clone(),
+            erased_at: at,
+        })));
+    }
+
+    /// Erases a member on request (`DELETE /v1/members/{id}`), as a
+    /// `member_erase` at the current clock would. Returns whether it existed.
+    pub fn erase_now(&mut self, id: &str, request_id: &Id, out: &mut Vec<MemberOutput>) -> bool {
+        let existed = self.state.ids.contains_key(id);
+        let at = self.state.clock.max(0);
+        self.erase(id, at, request_id, out);
+        existed
+    }
+
+    fn apply_member_event(
+        &mut self,
+        event: &Event,
+        id: &Id,
+        out: &mut Vec<MemberOutput>,
+    ) -> Outcome {
+        let at = event.occurred_at;
+        let day = china_day(at);
+        match &event.body {
+            EventBody::Sale(sale) => {
+                let slot = self.slot_of(id);
+                let facts = SaleFacts {
+                    day,
+                    store: event.store,
+                    online: event.channel.is_online(),
+                    lines: sale.lines.len() as u32,
+                    promo_lines: sale.lines.iter().filter(|l| l.promo).count() as u32,
+                    total_cents: sale.total_cents,
+                };
+                let oldest = self.oldest_kept();
+                if let Some(p) = self.person_mut(slot) {
+                    p.history.add_sale(facts, oldest);
+                }
+                let points = (sale.total_cents / 100) as i64;
+                if points > 0 {
+                    self.add_entry(slot, self.entry(event, EntryKind::Earn, points), out);
+                }
+                self.touch(slot, Some(&event.event_id), out);
+                self.schedule(slot, false);
+            }
+            EventBody::Return(ret) => {
+                let slot = self.slot_of(id);
+                let oldest = self.oldest_kept();
+                if let Some(p) = self.person_mut(slot) {
+                    p.history.add_refund(day, ret.refund_cents, oldest);
+                }
+                let points = (ret.refund_cents / 100) as i64;
+                if points > 0 {
+                    self.add_entry(slot, self.entry(event, EntryKind::TakeBack, points), out);
+                }
+                self.touch(slot, Some(&event.event_id), out);
+                self.schedule(slot, false);
+            }
+            EventBody::PointsRedeem(redeem) => {
+                let slot = self.slot_of(id);
+                let points = i64::try_from(redeem.points).unwrap_or(i64::MAX);
+                self.add_entry(slot, self.entry(event, EntryKind::Redeem, points), out);
+                self.touch(slot, Some(&event.event_id), out);
+                self.schedule(slot, false);
+            }
+            EventBody::MemberRegister(reg) => {
+                // The parser checked 64 lower-case hex characters.
+                if let Some(phone) = phone_bytes(&reg.phone_hash) {
+                    self.on_register(event, id, phone, out);
+                }
+            }
+            EventBody::MemberErase => self.erase(id, at, &event.event_id, out),
+            _ => return Outcome::Ignored,
+        }
+        Outcome::Applied
+    }
+
+    fn entry(&self, event: &Event, kind: EntryKind, points: i64) -> LedgerEntry {
+        LedgerEntry {
+            at: event.occurred_at,
+            event_id: event.event_id.clone(),
+            kind,
+            points,
+            store: event.store,
+            alerted: false,
+        }
+    }
+
+    /// Checks what would make a registration fail, before any state changes.
+    fn check(&self, event: &Event) -> Result<(), Rejection> {
+        let (EventBody::MemberRegister(reg), Some(id)) = (&event.body, &event.member_id) else {
+            return Ok(());
+        };
+        let Some(phone) = phone_bytes(&reg.phone_hash) else {
+            return Ok(());
+        };
+        let Some(p) = self
+            .state
+            .ids
+            .get(id.as_str())
+            .and_then(|&s| self.person(s))
+        else {
+            return Ok(());
+        };
+        let registered = p
+            .ids
+            .iter()
+            .any(|m| m.id == *id && m.registered_at.is_some());
+        if registered && p.phone.is_some_and(|known| known != phone) {
+            return Err(Rejection::semantic(
+                "phone_hash",
+                "member_id is already registered with a different phone_hash",
+                &event.event_id,
+            ));
+        }
+        Ok(())
+    }
+
+    /// The franchisee names, by index (settlement rows use the index).
+    pub fn franchisee_name(&self, index: u16) -> &str {
+        self.franchisees
+            .get(usize::from(index))
+            .map_or("", String::as_str)
+    }
+
+    /// Text of the clock for answers.
+    pub fn clock_text(&self) -> Option<String> {
+        (self.state.clock != Ts::MIN).then(|| format_china(self.state.clock))
+    }
+}
+
+impl Processor for MemberProcessor {
+    type Output = MemberOutput;
+
+    fn apply(&mut self, event: &Event, out: &mut Vec<MemberOutput>) -> Result<Outcome, Rejection> {
+        self.check(event)?;
+        if let Some(dedup) = &mut self.state.dedup {
+            match dedup.check(&event.event_id, event.occurred_at, self.state.clock) {
+                DedupVerdict::New => {}
+                DedupVerdict::Duplicate => return Ok(Outcome::Duplicate),
+                DedupVerdict::TooLate => {
+                    return Err(Rejection::semantic(
+                        "occurred_at",
+                        format!(
+                            "event is more than {}h behind the member clock ({}); too late to tell from a duplicate: raise members.allowed_lateness_hours to accept it",
+                            self.config.allowed_lateness_hours,
+                            format_china(self.state.clock)
+                        ),
+                        &event.event_id,
+                    ))
+                }
+            }
+        }
+        self.advance_clock(event.occurred_at, out);
+        let Some(id) = &event.member_id else {
+            return Ok(Outcome::Ignored);
+        };
+        if self.is_erased(id, event.occurred_at) {
+            return Ok(Outcome::Ignored);
+        }
+        Ok(self.apply_member_event(event, id, out))
+    }
+
+    fn on_tick(&mut self, event_time: Ts, out: &mut Vec<MemberOutput>) {
+        self.advance_clock(event_time, out);
+    }
+}
+
+#[cfg(test)]
+mod tests;
