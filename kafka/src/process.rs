@@ -68,7 +68,7 @@ use storepulse_processors::inventory::{
     InventoryConfig, InventoryOutput, InventoryProcessor, InventoryState, StockChange,
 };
 use storepulse_processors::{Outcome, Processor};
-use storepulse_runtime::alerts::{AlertBook, AlertRecord};
+use storepulse_runtime::alerts::{Alert, AlertBook, AlertRecord};
 use storepulse_runtime::checkpoint::{CheckpointRef, CheckpointStore};
 use storepulse_runtime::metrics::{AlertLabels, PipelineMetrics, ProcessedLabels};
 use tracing::{debug, error, info, warn};
@@ -575,6 +575,7 @@ impl GroupContext {
                         let bytes = state.store.encode(&CheckpointRef {
                             positions: &positions,
                             inventory: state.processor.state(),
+                            members: None,
                             alerts,
                             taken_at,
                         })?;
@@ -640,6 +641,7 @@ impl GroupContext {
                     let bytes = store.encode(&CheckpointRef {
                         positions: &positions,
                         inventory: &inventory,
+                        members: None,
                         alerts: &alerts,
                         taken_at,
                     })?;
@@ -844,14 +846,14 @@ impl GroupContext {
                         .inc();
                     let record = AlertRecord {
                         family: "stock".into(),
-                        alert: *alert,
+                        alert: Alert::Stock(*alert),
                     };
                     let value = serde_json::to_vec(&record)
                         .map_err(|e| KafkaError::Config(format!("encode alert: {e}")))?;
                     self.send(
                         &self.settings.topics.alerts,
                         None,
-                        &record.alert.alert_id,
+                        record.alert_id(),
                         &value,
                         None,
                     )?;

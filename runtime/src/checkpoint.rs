@@ -16,12 +16,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use storepulse_core::source::SourcePosition;
 use storepulse_processors::inventory::InventoryState;
+use storepulse_processors::members::MemberState;
 
 use crate::alerts::AlertBook;
 use crate::error::{Result, RuntimeError};
 
 const MAGIC: &[u8; 8] = b"SPCKPT01";
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
 const FILE_NAME: &str = "checkpoint.bin";
 const PREVIOUS_NAME: &str = "checkpoint.prev.bin";
 
@@ -31,6 +32,9 @@ pub struct Checkpoint {
     /// Where reading resumes (exclusive end of what the state reflects).
     pub positions: Vec<SourcePosition>,
     pub inventory: InventoryState,
+    /// The member processor (embedded mode; Kafka's per-partition stock
+    /// checkpoints have none).
+    pub members: Option<MemberState>,
     pub alerts: AlertBook,
     /// Wall-clock time it was taken (nanoseconds).
     pub taken_at: i64,
@@ -41,6 +45,7 @@ pub struct Checkpoint {
 pub struct CheckpointRef<'a> {
     pub positions: &'a [SourcePosition],
     pub inventory: &'a InventoryState,
+    pub members: Option<&'a MemberState>,
     pub alerts: &'a AlertBook,
     pub taken_at: i64,
 }
@@ -212,6 +217,7 @@ mod tests {
                     offset,
                 }],
                 inventory: inventory.state(),
+                members: None,
                 alerts: &AlertBook::new(1),
                 taken_at: 0,
             })

@@ -4,8 +4,9 @@
 //! Order of effects for one batch of records, and why it is crash-safe:
 //! 1. records are parsed and applied to the in-memory state (under the
 //!    write lock, so queries see whole batches);
-//! 2. rejections are written to the dead-letter sink (retried with backoff
-//!    until they are durable: a rejection is never dropped);
+//! 2. rejections are written to the dead-letter sink and member tag changes
+//!    and erasures to the member log (each retried with backoff until it is
+//!    durable: nothing is dropped);
 //! 3. every `checkpoint_interval` the state and the position after the batch
 //!    are written atomically, then the source is told (`commit`).
 //!
@@ -28,11 +29,12 @@ use storepulse_core::{EventParser, EventType};
 use storepulse_processors::inventory::{
     InventoryConfig, InventoryOutput, InventoryProcessor, InventoryState,
 };
+use storepulse_processors::members::{MemberConfig, MemberOutput, MemberProcessor};
 use storepulse_processors::{Outcome, Processor};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::alerts::{AlertBook, AlertRecord};
+use crate::alerts::{Alert, AlertBook, AlertRecord};
 use crate::checkpoint::{CheckpointRef, CheckpointStore};
 use crate::error::{Result, RuntimeError};
 use crate::metrics::{AlertLabels, ProcessedLabels};
@@ -88,10 +90,29 @@ pub trait DeadLetterSink: Send + Sync {
     ) -> impl Future<Output = std::result::Result<(), String>> + Send;
 }
 
+/// Where member tag changes and erasures go (one JSON object per record).
+/// Must be durable when `send` returns `Ok`.
+pub trait MemberLogSink: Send + Sync {
+    /// Writes the records durably.
+    fn send(
+        &self,
+        records: Vec<Vec<u8>>,
+    ) -> impl Future<Output = std::result::Result<(), String>> + Send;
+}
+
+/// A member-log record: a tag change or an erasure, tagged by `type`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MemberLogRecord<'a> {
+    TagChange(&'a storepulse_processors::members::TagChange),
+    MemberErased(&'a storepulse_processors::members::MemberErased),
+}
+
 /// What a restart restores.
 #[derive(Debug)]
 pub struct Restored {
     pub inventory: InventoryProcessor,
+    pub members: MemberProcessor,
     pub alerts: AlertBook,
     /// Where reading resumes.
     pub positions: Vec<SourcePosition>,
@@ -111,6 +132,7 @@ pub struct Restored {
 pub fn restore(
     checkpoints: &CheckpointStore,
     inventory_config: &InventoryConfig,
+    member_config: &MemberConfig,
     driver: &DriverConfig,
     parser: &EventParser,
     log_start: u64,
@@ -145,11 +167,26 @@ pub fn restore(
     }
     match loaded {
         None => Ok(Restored {
+            members: MemberProcessor::new(member_config.clone(), stores.clone())
+                .map_err(RuntimeError::Config)?
+                .without_dedup(),
             inventory: InventoryProcessor::new(inventory_config.clone(), stores),
             alerts: AlertBook::new(driver.alert_book_capacity),
             positions: Vec::new(),
         }),
         Some(cp) => {
+            let members = match cp.members {
+                Some(state) => {
+                    MemberProcessor::from_state(state, member_config.clone(), stores.clone())
+                        .map_err(|reason| RuntimeError::CheckpointInvalid {
+                            path: "checkpoint.bin".into(),
+                            reason,
+                        })?
+                }
+                None => MemberProcessor::new(member_config.clone(), stores.clone())
+                    .map_err(RuntimeError::Config)?,
+            }
+            .without_dedup();
             let inventory =
                 InventoryProcessor::from_state(cp.inventory, inventory_config.clone(), stores)
                     .map_err(|reason| RuntimeError::CheckpointInvalid {
@@ -159,6 +196,7 @@ pub fn restore(
             info!(positions = ?cp.positions, pairs = inventory.len(), "restored checkpoint");
             Ok(Restored {
                 inventory,
+                members,
                 alerts: cp.alerts,
                 positions: cp.positions,
             })
@@ -183,9 +221,10 @@ pub struct PipelineContext {
 /// A source that fails for good, a checkpoint that cannot be written, or a
 /// dead-letter sink that stays down until shutdown (then no final
 /// checkpoint is written, so the unsent rejections are redone on restart).
-pub async fn run_pipeline<S: EventSource, D: DeadLetterSink>(
+pub async fn run_pipeline<S: EventSource, D: DeadLetterSink, M: MemberLogSink>(
     mut source: S,
     dead_letters: &D,
+    member_log: &M,
     ctx: PipelineContext,
     positions: Vec<SourcePosition>,
     shutdown: CancellationToken,
@@ -204,6 +243,7 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink>(
     let mut spare: Option<InventoryState> = None;
     let mut records: Vec<SourceRecord> = Vec::with_capacity(config.batch_size);
     let mut outputs: Vec<InventoryOutput> = Vec::new();
+    let mut member_outputs: Vec<MemberOutput> = Vec::new();
     let mut latencies = Vec::new();
     loop {
         records.clear();
@@ -224,9 +264,18 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink>(
             continue;
         }
         if !records.is_empty() {
-            let letters = apply_batch(&shared, &parser, &records, &mut outputs);
+            let (letters, member_lines) = apply_batch(
+                &shared,
+                &parser,
+                &records,
+                &mut outputs,
+                &mut member_outputs,
+            );
             if !letters.is_empty() {
                 send_letters(dead_letters, letters, &shutdown).await?;
+            }
+            if !member_lines.is_empty() {
+                send_member_log(member_log, member_lines, &shutdown).await?;
             }
             for r in &records {
                 next.insert(r.position.partition, r.position.offset + 1);
@@ -282,23 +331,34 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink>(
     Ok(())
 }
 
-/// Parses and applies a batch; returns the dead letters it produced.
+/// Parses and applies a batch to inventory, then members; returns the dead
+/// letters and the member-log records it produced.
 fn apply_batch(
     shared: &Shared,
     parser: &EventParser,
     records: &[SourceRecord],
     outputs: &mut Vec<InventoryOutput>,
-) -> Vec<DeadLetter> {
+    member_outputs: &mut Vec<MemberOutput>,
+) -> (Vec<DeadLetter>, Vec<Vec<u8>>) {
     let parsed: Vec<_> = records.iter().map(|r| parser.parse(&r.payload)).collect();
     let mut letters = Vec::new();
     let mut counts: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
     outputs.clear();
+    member_outputs.clear();
     {
         let mut inventory = shared.inventory_mut();
+        let mut members = shared.members_mut();
         for (record, parsed) in records.iter().zip(parsed) {
             let result = parsed.and_then(|event| {
                 let kind = event.event_type();
-                inventory.apply(&event, outputs).map(|o| (kind, o))
+                let outcome = inventory.apply(&event, outputs)?;
+                // Members see each event once: inventory de-duplicates.
+                if let (Some(members), Outcome::Applied | Outcome::Ignored) =
+                    (members.as_mut(), outcome)
+                {
+                    members.apply(&event, member_outputs)?;
+                }
+                Ok((kind, outcome))
             });
             match result {
                 Ok((kind, outcome)) => {
@@ -335,8 +395,36 @@ fn apply_batch(
                 .inc();
             book.push(AlertRecord {
                 family: "stock".into(),
-                alert: *alert,
+                alert: Alert::Stock(*alert),
             });
+        }
+    }
+    let mut member_lines = Vec::new();
+    for output in member_outputs.drain(..) {
+        let record = match &output {
+            MemberOutput::Overdraft(alert) => {
+                shared
+                    .metrics
+                    .alerts
+                    .get_or_create(&AlertLabels {
+                        kind: "points_overdraft",
+                    })
+                    .inc();
+                book.push(AlertRecord {
+                    family: "points".into(),
+                    alert: Alert::PointsOverdraft((**alert).clone()),
+                });
+                continue;
+            }
+            MemberOutput::Tag(change) => {
+                shared.metrics.member_tag_changes.inc();
+                MemberLogRecord::TagChange(change)
+            }
+            MemberOutput::Erased(erased) => MemberLogRecord::MemberErased(erased),
+        };
+        // These types always serialise.
+        if let Ok(line) = serde_json::to_vec(&record) {
+            member_lines.push(line);
         }
     }
     drop(book);
@@ -351,7 +439,28 @@ fn apply_batch(
             .inc_by(n);
     }
     shared.metrics.dead_letters.inc_by(letters.len() as u64);
-    letters
+    (letters, member_lines)
+}
+
+async fn send_member_log<M: MemberLogSink>(
+    sink: &M,
+    records: Vec<Vec<u8>>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match sink.send(records.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                warn!(error = %e, count = records.len(), "member log failed; retrying");
+                if shutdown.is_cancelled() {
+                    return Err(RuntimeError::MemberLog(e));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
 }
 
 async fn send_letters<D: DeadLetterSink>(
@@ -379,6 +488,7 @@ async fn send_letters<D: DeadLetterSink>(
 struct Snapshot {
     positions: Vec<SourcePosition>,
     inventory: InventoryState,
+    members: Option<storepulse_processors::members::MemberState>,
     alerts: AlertBook,
     taken_at: i64,
 }
@@ -398,7 +508,9 @@ impl Snapshot {
                 None => live.state().clone(),
             }
         };
+        let members = shared.members().as_ref().map(|m| m.state().clone());
         Self {
+            members,
             positions: next
                 .iter()
                 .map(|(&partition, &offset)| SourcePosition { partition, offset })
@@ -427,6 +539,7 @@ fn start_checkpoint(store: CheckpointStore, snapshot: Snapshot) -> CheckpointTas
         let bytes = store.encode(&CheckpointRef {
             positions: &snapshot.positions,
             inventory: &snapshot.inventory,
+            members: snapshot.members.as_ref(),
             alerts: &snapshot.alerts,
             taken_at: snapshot.taken_at,
         })?;

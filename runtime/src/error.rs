@@ -23,6 +23,12 @@ pub enum RuntimeError {
     /// The dead-letter sink failed.
     #[error("dead-letter sink: {0}")]
     DeadLetter(String),
+    /// The configuration is invalid (the message names the field).
+    #[error("config: {0}")]
+    Config(String),
+    /// The member log failed.
+    #[error("member log: {0}")]
+    MemberLog(String),
     /// Replay input or output failed.
     #[error("replay {path}: {source}")]
     ReplayIo {
@@ -36,10 +42,12 @@ impl RuntimeError {
     /// Whether retrying may help.
     pub fn retry_hint(&self) -> RetryHint {
         match self {
-            RuntimeError::CheckpointIo { .. } | RuntimeError::DeadLetter(_) => RetryHint::Backoff,
-            RuntimeError::CheckpointInvalid { .. } | RuntimeError::ReplayIo { .. } => {
-                RetryHint::Never
-            }
+            RuntimeError::CheckpointIo { .. }
+            | RuntimeError::DeadLetter(_)
+            | RuntimeError::MemberLog(_) => RetryHint::Backoff,
+            RuntimeError::CheckpointInvalid { .. }
+            | RuntimeError::ReplayIo { .. }
+            | RuntimeError::Config(_) => RetryHint::Never,
             RuntimeError::Source(e) => e.retry_hint(),
         }
     }

@@ -32,6 +32,7 @@ pub struct PipelineMetrics {
     pub processed: Family<ProcessedLabels, Counter>,
     pub alerts: Family<AlertLabels, Counter>,
     pub dead_letters: Counter,
+    pub member_tag_changes: Counter,
     pub checkpoints: Counter,
     pub applied_offset: Gauge,
     pub lag_records: Gauge,
@@ -46,6 +47,7 @@ impl Default for PipelineMetrics {
             processed: Family::default(),
             alerts: Family::default(),
             dead_letters: Counter::default(),
+            member_tag_changes: Counter::default(),
             checkpoints: Counter::default(),
             applied_offset: Gauge::default(),
             lag_records: Gauge::default(),
@@ -74,6 +76,11 @@ impl PipelineMetrics {
             "storepulse_processor_dead_letters",
             "Events the processors sent to the dead-letter log",
             self.dead_letters.clone(),
+        );
+        registry.register(
+            "storepulse_member_tag_changes",
+            "Member tag changes emitted (added or removed)",
+            self.member_tag_changes.clone(),
         );
         registry.register(
             "storepulse_checkpoints",

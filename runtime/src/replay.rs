@@ -2,8 +2,13 @@
 //!
 //! For backfills, audits and rule backtests: `storepulse replay --input
 //! events.ndjson --out DIR` writes `stock.csv` (`store_id,sku,on_hand`),
-//! `alerts.ndjson`, `dlq.ndjson` (`{line, event_id, reason}`, `line`
-//! 1-based) and `summary.json` (`{lines, accepted, duplicates, rejected}`).
+//! `alerts.ndjson` (stock and points alerts), `dlq.ndjson` (`{line,
+//! event_id, reason}`, `line` 1-based), `summary.json` (`{lines, accepted,
+//! duplicates, rejected}`), and for members: `members.ndjson` (one line per
+//! canonical member: `{member_id, aliases, points_balance, tags,
+//! favorite_store, as_of}`, sorted by `member_id`), `member_tags.ndjson`
+//! (every tag change and erasure, as the member log has them) and
+//! `settlement.csv` (`date,from_franchisee,to_franchisee,points,amount_cents`).
 //!
 //! The file is streamed in chunks of about 4 MiB of whole lines, and the
 //! chunk buffers are recycled, so memory stays at a few chunks whatever the
@@ -23,8 +28,11 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use storepulse_core::{Event, EventParser, Rejection};
 use storepulse_processors::inventory::{InventoryConfig, InventoryOutput, InventoryProcessor};
+use storepulse_processors::members::query::day_text;
+use storepulse_processors::members::{MemberConfig, MemberOutput, MemberProcessor};
 use storepulse_processors::{Outcome, Processor};
 
+use crate::driver::MemberLogRecord;
 use crate::error::{Result, RuntimeError};
 
 const CHUNK_BYTES: usize = 4 << 20;
@@ -132,6 +140,7 @@ pub fn replay(
     out_dir: &Path,
     parser: &EventParser,
     config: &InventoryConfig,
+    member_config: &MemberConfig,
     threads: usize,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<(ReplaySummary, InventoryProcessor)> {
@@ -159,7 +168,13 @@ pub fn replay(
     };
     let mut alerts_out = create("alerts.ndjson")?;
     let mut dlq_out = create("dlq.ndjson")?;
+    let mut tags_out = create("member_tags.ndjson")?;
     let mut inventory = InventoryProcessor::new(config.clone(), parser.stores().clone());
+    // Behind inventory, which de-duplicates, as in the embedded pipeline.
+    let mut members = MemberProcessor::new(member_config.clone(), parser.stores().clone())
+        .map_err(RuntimeError::Config)?
+        .without_dedup();
+    let mut member_outputs = Vec::new();
     let mut summary = ReplaySummary::default();
     let mut outputs = Vec::new();
     let mut bytes_done = 0u64;
@@ -168,7 +183,13 @@ pub fn replay(
         for (i, result) in parsed.into_iter().enumerate() {
             let line = first_line + i as u64 + 1;
             summary.lines += 1;
-            let outcome = result.and_then(|event| inventory.apply(&event, &mut outputs));
+            let outcome = result.and_then(|event| {
+                let outcome = inventory.apply(&event, &mut outputs)?;
+                if outcome != Outcome::Duplicate {
+                    members.apply(&event, &mut member_outputs)?;
+                }
+                Ok(outcome)
+            });
             match outcome {
                 Ok(Outcome::Duplicate) => summary.duplicates += 1,
                 Ok(Outcome::Applied | Outcome::Ignored) => summary.accepted += 1,
@@ -187,10 +208,22 @@ pub fn replay(
             }
             for output in outputs.drain(..) {
                 if let InventoryOutput::Alert(alert) = output {
-                    serde_json::to_writer(&mut alerts_out, &alert)
-                        .map_err(std::io::Error::from)
-                        .and_then(|()| alerts_out.write_all(b"\n"))
-                        .map_err(out_io("alerts.ndjson"))?;
+                    write_line(&mut alerts_out, &alert).map_err(out_io("alerts.ndjson"))?;
+                }
+            }
+            for output in member_outputs.drain(..) {
+                match &output {
+                    MemberOutput::Overdraft(alert) => {
+                        write_line(&mut alerts_out, alert).map_err(out_io("alerts.ndjson"))?;
+                    }
+                    MemberOutput::Tag(change) => {
+                        write_line(&mut tags_out, &MemberLogRecord::TagChange(change))
+                            .map_err(out_io("member_tags.ndjson"))?;
+                    }
+                    MemberOutput::Erased(erased) => {
+                        write_line(&mut tags_out, &MemberLogRecord::MemberErased(erased))
+                            .map_err(out_io("member_tags.ndjson"))?;
+                    }
                 }
             }
         }
@@ -276,6 +309,8 @@ pub fn replay(
     }
     alerts_out.flush().map_err(out_io("alerts.ndjson"))?;
     dlq_out.flush().map_err(out_io("dlq.ndjson"))?;
+    tags_out.flush().map_err(out_io("member_tags.ndjson"))?;
+    write_members(&members, out_dir)?;
 
     let mut stock = create("stock.csv")?;
     let io = out_io("stock.csv");
@@ -296,6 +331,76 @@ pub fn replay(
     })?;
     std::fs::write(out_dir.join("summary.json"), summary_json).map_err(out_io("summary.json"))?;
     Ok((summary, inventory))
+}
+
+fn write_line(out: &mut impl Write, value: &impl Serialize) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value).map_err(std::io::Error::from)?;
+    out.write_all(b"\n")
+}
+
+/// One line of `members.ndjson`.
+#[derive(Serialize)]
+struct MemberLine<'a> {
+    member_id: &'a str,
+    aliases: &'a [storepulse_core::Id],
+    points_balance: i64,
+    tags: &'a [String],
+    favorite_store: Option<&'a str>,
+    as_of: Option<&'a str>,
+}
+
+/// Writes `members.ndjson` (sorted by member id) and `settlement.csv`.
+fn write_members(members: &MemberProcessor, out_dir: &Path) -> Result<()> {
+    let out_io = |name: &str| {
+        let path = out_dir.join(name);
+        move |source| RuntimeError::ReplayIo {
+            path: path.clone(),
+            source,
+        }
+    };
+    let create = |name: &str| -> Result<BufWriter<File>> {
+        File::create(out_dir.join(name))
+            .map(|f| BufWriter::with_capacity(1 << 20, f))
+            .map_err(out_io(name))
+    };
+    let mut all: Vec<_> = members.all_members().collect();
+    all.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+    let mut out = create("members.ndjson")?;
+    for m in &all {
+        let line = MemberLine {
+            member_id: &m.member_id,
+            aliases: &m.aliases,
+            points_balance: m.points_balance,
+            tags: &m.tags,
+            favorite_store: m.favorite_store.as_deref(),
+            as_of: m.as_of.as_deref(),
+        };
+        write_line(&mut out, &line).map_err(out_io("members.ndjson"))?;
+    }
+    out.flush().map_err(out_io("members.ndjson"))?;
+    let mut csv = create("settlement.csv")?;
+    let io = out_io("settlement.csv");
+    writeln!(
+        csv,
+        "date,from_franchisee,to_franchisee,points,amount_cents"
+    )
+    .map_err(&io)?;
+    for day in members.settlement_days() {
+        let report = members.settlement(day);
+        for row in report.rows {
+            writeln!(
+                csv,
+                "{},{},{},{},{}",
+                day_text(day),
+                csv_field(&row.from_franchisee),
+                csv_field(&row.to_franchisee),
+                row.points,
+                row.amount_cents
+            )
+            .map_err(&io)?;
+        }
+    }
+    csv.flush().map_err(io)
 }
 
 /// Quotes a CSV field when it needs it (SKUs are free-form ids).
@@ -353,6 +458,7 @@ mod tests {
                 &out,
                 &parser(),
                 &InventoryConfig::default(),
+                &MemberConfig::default(),
                 threads,
                 |_, _| {},
             )

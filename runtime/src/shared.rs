@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use storepulse_core::latency::VisibilityTracker;
 use storepulse_processors::inventory::InventoryProcessor;
+use storepulse_processors::members::MemberProcessor;
 
 use crate::alerts::AlertBook;
 use crate::metrics::PipelineMetrics;
@@ -17,6 +18,7 @@ use crate::metrics::PipelineMetrics;
 #[derive(Debug)]
 pub struct Shared {
     inventory: RwLock<InventoryProcessor>,
+    members: RwLock<Option<MemberProcessor>>,
     alerts: RwLock<AlertBook>,
     /// Exclusive end offset of what has been applied (partition 0).
     pub applied_end: AtomicU64,
@@ -35,6 +37,7 @@ impl Shared {
     ) -> Self {
         Self {
             inventory: RwLock::new(inventory),
+            members: RwLock::new(None),
             alerts: RwLock::new(alerts),
             applied_end: AtomicU64::new(0),
             last_checkpoint: AtomicI64::new(0),
@@ -55,6 +58,30 @@ impl Shared {
     /// Writes the inventory (driver only).
     pub fn inventory_mut(&self) -> RwLockWriteGuard<'_, InventoryProcessor> {
         self.inventory
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Installs the member processor (embedded mode; the Kafka serve role
+    /// has none yet).
+    pub fn with_members(self, members: MemberProcessor) -> Self {
+        *self
+            .members
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(members);
+        self
+    }
+
+    /// Reads the member processor (`None` where members are not served).
+    pub fn members(&self) -> RwLockReadGuard<'_, Option<MemberProcessor>> {
+        self.members
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes the member processor (driver only).
+    pub fn members_mut(&self) -> RwLockWriteGuard<'_, Option<MemberProcessor>> {
+        self.members
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
