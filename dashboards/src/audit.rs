@@ -77,8 +77,16 @@ pub mod action {
     pub const MEMBER_LIST: &str = "member.list";
     /// A member's data was exported.
     pub const MEMBER_EXPORT: &str = "member.export";
-    /// A member was erased.
+    /// A member was erased (written before the erasure is submitted).
     pub const MEMBER_ERASE: &str = "member.erase";
+    /// An erasure recorded as [`MEMBER_ERASE`] could not be confirmed as
+    /// applied (`detail.reason` says why; it may still apply, or may not
+    /// have been submitted).
+    pub const MEMBER_ERASE_UNCONFIRMED: &str = "member.erase_unconfirmed";
+    /// A request for personal member data was refused: a missing role
+    /// (403), or a member or store outside the key's store scope. `detail`
+    /// has the method, the path (with the query) and the reason.
+    pub const MEMBER_DENIED: &str = "member.denied";
     /// The configuration differs from the one last recorded (see
     /// [`super::AuditLog::record_config`]).
     pub const CONFIG_CHANGE: &str = "config.change";

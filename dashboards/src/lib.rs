@@ -1,8 +1,9 @@
 //! StorePulse query API: what stores, channels and HQ read.
 //!
-//! Every answer is computed from the runtime's [`Shared`] state under a
-//! read lock (no `.await` while it is held), so a query sees whole batches
-//! of events and never waits more than one batch. Event-time answers say
+//! Every answer is computed from the runtime's
+//! [`storepulse_runtime::Shared`] state under a read lock (no `.await`
+//! while it is held), so a query sees whole batches of events and never
+//! waits more than one batch. Event-time answers say
 //! the clock `T` they were computed at (`as_of`).
 //!
 //! Routes (see `openapi.json`, served at `/openapi.json`):
@@ -10,17 +11,26 @@
 //! - `GET /v1/skus/{sku}/availability?near=&limit=`,
 //! - `POST /v1/route`,
 //! - `GET /v1/suggestions/replenish?store_id=`, `GET /v1/suggestions/transfers?region=`,
-//! - `GET /v1/alerts?kind=&limit=`, `GET /v1/dlq?limit=`.
+//! - `GET /v1/alerts?kind=&limit=`, `GET /v1/dlq?limit=`,
+//! - members (API key required, every read of personal data audited first):
+//!   `GET /v1/members/{member_id}`, `.../ledger`, `.../export`,
+//!   `DELETE /v1/members/{member_id}`, `GET /v1/members?tag=&store_id=`,
+//!   `GET /v1/stores/{store_id}/marketing`,
+//!   `GET /v1/reports/settlement?date=`, `GET /v1/audit?limit=&member=`.
 //!
 //! Layout:
 //! - [`query`]: the query routes and their handlers.
+//! - [`members`]: the member routes: roles and store scopes per route, the
+//!   audit-before-answer rule, erasure through the pipeline.
 //! - [`access`]: API keys, roles and store scopes; the `Principal` extractor.
 //! - [`audit`]: the PIPL audit log (hash-chained, append-only JSON lines).
 
 pub mod access;
 pub mod audit;
+pub mod members;
 pub mod query;
 
+pub use members::{member_router, EraseRequest, EraseSubmitter, MemberApiState, MEMBER_ROUTES};
 pub use query::{router, DeadLetterReader, QueryState};
 
 /// The OpenAPI document of the whole HTTP API (ingest, queries, operations).

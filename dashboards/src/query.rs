@@ -97,7 +97,8 @@ fn store(st: &QueryState, store_id: &str, field: &str) -> Result<StoreIdx, ApiEr
         })
 }
 
-fn limit(requested: Option<usize>, default: usize) -> Result<usize, ApiError> {
+/// A page size: `default` when absent; 400 when 0 or above `MAX_LIMIT`.
+pub(crate) fn limit(requested: Option<usize>, default: usize) -> Result<usize, ApiError> {
     match requested {
         None => Ok(default),
         Some(0) => Err(error(StatusCode::BAD_REQUEST, "limit: must be > 0")),
@@ -384,7 +385,7 @@ mod tests {
     #[test]
     fn openapi_describes_every_route() {
         let doc: serde_json::Value = serde_json::from_str(crate::OPENAPI_JSON).unwrap();
-        for (method, path) in ROUTES.iter().chain(&[
+        for (method, path) in ROUTES.iter().chain(crate::members::MEMBER_ROUTES).chain(&[
             ("post", "/v1/events"),
             ("get", "/healthz"),
             ("get", "/metrics"),
@@ -393,6 +394,56 @@ mod tests {
             assert!(
                 doc["paths"][path][method].is_object(),
                 "openapi.json lacks {method} {path}"
+            );
+        }
+        // The member routes take an API key either way and say so.
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(schemes["apiKey"]["scheme"], "bearer");
+        assert_eq!(schemes["apiKeyHeader"]["name"], "x-api-key");
+        for (method, path) in crate::members::MEMBER_ROUTES {
+            let operation = &doc["paths"][path][method];
+            assert_eq!(
+                operation["security"],
+                json!([{ "apiKey": [] }, { "apiKeyHeader": [] }]),
+                "{method} {path}"
+            );
+            for status in ["200", "401", "403"] {
+                assert!(
+                    operation["responses"][status].is_object(),
+                    "{method} {path} lacks {status}"
+                );
+            }
+            // Every path parameter of the route is described.
+            for name in path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            {
+                let described = operation["parameters"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["name"] == name && p["in"] == "path"));
+                assert!(described, "{method} {path} lacks parameter {name}");
+            }
+        }
+        // Every `$ref` names a schema of the document.
+        fn refs<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    if let Some(target) = map.get("$ref").and_then(|r| r.as_str()) {
+                        out.push(target);
+                    }
+                    map.values().for_each(|v| refs(v, out));
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let mut targets = Vec::new();
+        refs(&doc, &mut targets);
+        for target in targets {
+            let name = target.strip_prefix("#/components/schemas/").unwrap();
+            assert!(
+                doc["components"]["schemas"][name].is_object(),
+                "dangling {target}"
             );
         }
     }
