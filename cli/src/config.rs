@@ -13,10 +13,12 @@ use anyhow::{bail, Context};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+use storepulse_dashboards::access::AccessConfig;
 use storepulse_ingest::http::IngestConfig;
 use storepulse_ingest::log::LogConfig;
 use storepulse_kafka::KafkaConfig;
 use storepulse_processors::inventory::InventoryConfig;
+use storepulse_processors::members::MemberConfig;
 use storepulse_runtime::DriverConfig;
 
 /// The whole configuration.
@@ -35,6 +37,10 @@ pub struct Config {
     pub runtime: DriverConfig,
     /// Stock rules (RULES.md "Stock").
     pub inventory: InventoryConfig,
+    /// Members, points and tags (RULES.md "Points", "Member tags").
+    pub members: MemberConfig,
+    /// Keys and roles of the query API (`[[access.keys]]`).
+    pub access: AccessConfig,
     /// Kafka mode (off unless `brokers` is set).
     pub kafka: KafkaConfig,
     /// Logging.
@@ -136,6 +142,7 @@ impl Config {
         self.ingest.validate().map_err(anyhow::Error::msg)?;
         self.runtime.validate().map_err(anyhow::Error::msg)?;
         self.inventory.validate().map_err(anyhow::Error::msg)?;
+        self.members.validate().map_err(anyhow::Error::msg)?;
         self.kafka.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
@@ -195,6 +202,30 @@ mod tests {
         std::fs::write(&path, "[runtime]\nbatch_size = \"many\"\n").unwrap();
         let err = format!("{:#}", Config::load(&path, true).unwrap_err());
         assert!(err.contains("batch_size"), "{err}");
+    }
+
+    #[test]
+    fn members_section_and_custom_tags_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(
+            &path,
+            "[members.tags]\nhigh_value_days = 120\n[[members.custom_tags]]\nname = \"lapsed\"\nexpr = \"sales_90d == 0 && total_sales >= 3\"\naction = \"call\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&path, true).unwrap();
+        assert_eq!(config.members.tags.high_value_days, 120);
+        assert_eq!(config.members.custom_tags[0].name, "lapsed");
+        std::fs::write(
+            &path,
+            "[[members.custom_tags]]\nname = \"lapsed\"\nexpr = \"salez == 0\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", Config::load(&path, true).unwrap_err());
+        assert!(err.contains("members.custom_tags[0].expr"), "{err}");
+        std::fs::write(&path, "[members.tags]\nfrequent_dayz = 3\n").unwrap();
+        let err = format!("{:#}", Config::load(&path, true).unwrap_err());
+        assert!(err.contains("frequent_dayz"), "{err}");
     }
 
     #[test]

@@ -118,6 +118,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
         &args.out,
         &parser,
         &config.inventory,
+        &config.members,
         threads,
         |done, total| {
             if let Some(bar) = &bar {

@@ -24,14 +24,18 @@ use storepulse_core::dead_letter::DeadLetter;
 use storepulse_core::dedup::SharedDedup;
 use storepulse_core::latency::VisibilityTracker;
 use storepulse_core::source::{EventSource, SourcePosition};
+use storepulse_core::time::format_china;
 use storepulse_core::{EventParser, StoreMaster};
+use storepulse_dashboards::access::AccessTable;
+use storepulse_dashboards::audit::AuditLog;
+use storepulse_dashboards::members::{member_router, EraseRequest, EraseSubmitter, MemberApiState};
 use storepulse_dashboards::{DeadLetterReader, QueryState};
-use storepulse_ingest::append::LogAppender;
+use storepulse_ingest::append::{EventAppender, KeyedEvent, LogAppender};
 use storepulse_ingest::http::{IngestMetrics, IngestState};
 use storepulse_ingest::keys::KeyTable;
 use storepulse_ingest::log::EventLog;
 use storepulse_runtime::checkpoint::CheckpointStore;
-use storepulse_runtime::driver::{restore, PipelineContext};
+use storepulse_runtime::driver::{restore, MemberLogSink, PipelineContext};
 use storepulse_runtime::{run_pipeline, DeadLetterSink, Shared};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -54,6 +58,68 @@ impl DeadLetterSink for LogDeadLetters {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
+}
+
+/// The member log (tag changes and erasures) as the runtime's sink.
+struct LogMemberLog(EventLog);
+
+impl MemberLogSink for LogMemberLog {
+    async fn send(&self, records: Vec<Vec<u8>>) -> Result<(), String> {
+        self.0
+            .append(records)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// `DELETE /v1/members/{id}`: appends a `member_erase` event to the event
+/// log (so the erasure is durable, replayed after a crash and ordered with
+/// every other event) and waits until the processor has applied it.
+pub(crate) fn erase_submitter(
+    appender: Arc<dyn EventAppender>,
+    shared: Arc<Shared>,
+    store_id: String,
+) -> EraseSubmitter {
+    Arc::new(move |request: EraseRequest| {
+        let (appender, shared, store_id) = (appender.clone(), shared.clone(), store_id.clone());
+        Box::pin(async move {
+            let now = storepulse_core::time::now();
+            let event_id = format!(
+                "erase-api-{:016x}",
+                xxhash_rust::xxh3::xxh3_64(format!("{}/{now}", request.member_id).as_bytes())
+            );
+            let payload = serde_json::json!({
+                "v": 1,
+                "event_id": event_id,
+                "event_type": "member_erase",
+                "occurred_at": format_china(now),
+                "store_id": store_id,
+                "channel": "backoffice",
+                "member_id": request.member_id,
+                "requested_by": request.requested_by,
+            });
+            let end = appender
+                .append_events(vec![KeyedEvent {
+                    key: store_id.clone(),
+                    payload: payload.to_string().into_bytes(),
+                }])
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(end) = end {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                while shared.applied_end() < end {
+                    if std::time::Instant::now() > deadline {
+                        return Err(format!(
+                            "erasure {event_id} is in the event log but not applied yet; it will be"
+                        ));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            }
+            Ok(event_id)
+        })
+    })
 }
 
 #[derive(Clone)]
@@ -80,10 +146,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("opening the event log")?;
     let dead_letter_log = EventLog::open(&data.join("dlq"), config.log.clone())
         .context("opening the dead-letter log")?;
+    let member_log = EventLog::open(&data.join("member-tags"), config.log.clone())
+        .context("opening the member log")?;
+    let access = Arc::new(AccessTable::build(&config.access, &stores).map_err(anyhow::Error::msg)?);
+    let audit = AuditLog::open(&data.join("audit")).context("opening the audit log")?;
+    audit
+        .record_config(&serde_json::to_value(&config).context("config as JSON")?)
+        .context("auditing the configuration")?;
     let checkpoints = CheckpointStore::open(&data.join("checkpoint"))?;
     let restored = restore(
         &checkpoints,
         &config.inventory,
+        &config.members,
         &config.runtime,
         &parser,
         log.start_offset(),
@@ -100,11 +174,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     rebuild_ingest_dedup(&log, &parser, &dedup, start)?;
 
     let visibility = Arc::new(VisibilityTracker::default());
-    let shared = Arc::new(Shared::new(
-        restored.inventory,
-        restored.alerts,
-        visibility.clone(),
-    ));
+    let shared = Arc::new(
+        Shared::new(restored.inventory, restored.alerts, visibility.clone())
+            .with_members(restored.members),
+    );
     let positions = restored.positions;
     shared
         .applied_end
@@ -125,6 +198,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let sink = LogDeadLetters(dead_letter_log.clone());
+    let member_sink = LogMemberLog(member_log.clone());
     let ctx = PipelineContext {
         shared: shared.clone(),
         parser: parser.clone(),
@@ -133,7 +207,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let pipeline_shutdown = shutdown.clone();
     let pipeline = tokio::spawn(async move {
-        run_pipeline(reader, &sink, ctx, positions, pipeline_shutdown).await
+        run_pipeline(
+            reader,
+            &sink,
+            &member_sink,
+            ctx,
+            positions,
+            pipeline_shutdown,
+        )
+        .await
     });
 
     let ingest_metrics = IngestMetrics::default();
@@ -143,14 +225,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let lag_shared = shared.clone();
     let lag_log = log.clone();
+    let appender: Arc<dyn EventAppender> = Arc::new(LogAppender {
+        events: log.clone(),
+        dead_letters: dead_letter_log.clone(),
+    });
+    let first_store = stores
+        .iter()
+        .next()
+        .map(|(_, s)| s.store_id.clone())
+        .unwrap_or_default();
+    let members_api = MemberApiState {
+        shared: shared.clone(),
+        access,
+        audit,
+        erase: erase_submitter(appender.clone(), shared.clone(), first_store),
+    };
     let ingest = IngestState {
         config: Arc::new(config.ingest.clone()),
         parser,
         keys,
-        appender: Arc::new(LogAppender {
-            events: log.clone(),
-            dead_letters: dead_letter_log.clone(),
-        }),
+        appender,
         dedup,
         metrics: ingest_metrics,
         visibility,
@@ -174,6 +268,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             shared: shared.clone(),
             dead_letters,
         }))
+        .merge(member_router(members_api))
         .merge(
             Router::new()
                 .route("/healthz", get(healthz))
@@ -203,6 +298,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .close()
         .await
         .context("closing the dead-letter log")?;
+    member_log.close().await.context("closing the member log")?;
     log.close().await.context("closing the event log")?;
     served.context("http server")?;
     processed.context("processing")?;

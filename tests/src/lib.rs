@@ -290,3 +290,83 @@ pub async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum()
 }
+
+/// The demo key of `storepulse.toml` with roles hq, member_data, privacy
+/// and auditor.
+pub const HQ_KEY: &str = "storepulse-demo-hq";
+/// The demo key of `storepulse.toml` of KM-001's store manager (no
+/// member_data role).
+pub const STORE_KEY: &str = "storepulse-demo-km001";
+
+/// A member as `members.ndjson` and the API both give it, without `as_of`.
+pub type MemberLine = (Vec<String>, i64, Vec<String>, Option<String>);
+
+fn member_line(v: &serde_json::Value) -> (String, MemberLine) {
+    let strings = |key: &str| -> Vec<String> {
+        let mut list: Vec<String> = v[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        list.sort();
+        list
+    };
+    (
+        v["member_id"].as_str().unwrap_or_default().to_owned(),
+        (
+            strings("aliases"),
+            v["points_balance"].as_i64().unwrap_or(i64::MIN),
+            strings("tags"),
+            v["favorite_store"].as_str().map(String::from),
+        ),
+    )
+}
+
+/// `members.ndjson` of a replay output directory, by member id.
+///
+/// # Panics
+/// When the file is missing or malformed.
+pub fn read_members(path: &Path) -> BTreeMap<String, MemberLine> {
+    std::fs::read_to_string(path)
+        .expect("members.ndjson")
+        .lines()
+        .map(|l| member_line(&serde_json::from_str(l).expect("members.ndjson line")))
+        .collect()
+}
+
+/// Every member the server holds, paging `GET /v1/members` with `key`.
+///
+/// # Panics
+/// On an HTTP error.
+pub async fn all_members(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+) -> BTreeMap<String, MemberLine> {
+    let mut out = BTreeMap::new();
+    let mut cursor = 0u64;
+    loop {
+        let page: serde_json::Value = client
+            .get(format!("{base}/v1/members?limit=1000&cursor={cursor}"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("GET /v1/members")
+            .error_for_status()
+            .expect("GET /v1/members status")
+            .json()
+            .await
+            .expect("members page");
+        for m in page["members"].as_array().expect("members") {
+            let (id, line) = member_line(m);
+            out.insert(id, line);
+        }
+        match page["next_cursor"].as_u64() {
+            Some(next) => cursor = next,
+            None => return out,
+        }
+    }
+}

@@ -10,7 +10,10 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use storepulse_tests::{all_stock, free_port, replay, repo, storepulse, wait_caught_up, Server};
+use storepulse_tests::{
+    all_members, all_stock, free_port, read_members, replay, repo, storepulse, wait_caught_up,
+    Server, HQ_KEY,
+};
 
 const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
 
@@ -110,5 +113,20 @@ async fn kill_9_while_sending_loses_and_doubles_nothing() {
         expected.len(),
         "served and replayed stock have different (store, sku) sets"
     );
+    // Members, points and tags too: the same as replay's, after the kills.
+    let served = all_members(&client, &server.base, HQ_KEY).await;
+    let expected = read_members(&dir.path().join("replay/members.ndjson"));
+    assert!(expected.len() > 100, "only {} members", expected.len());
+    let differing: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| served.get(*k) != Some(*v))
+        .take(5)
+        .map(|(k, v)| (k, v, served.get(k)))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "members differ from replay of acknowledged events: {differing:?}"
+    );
+    assert_eq!(served.len(), expected.len());
     drop(server);
 }
