@@ -32,6 +32,8 @@ use serde::{Deserialize, Serialize};
 use storepulse_core::time::china_day;
 use storepulse_core::{Id, StoreIdx, Ts};
 
+use super::history::{reserve_one, trim};
+
 /// What a ledger entry does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -113,6 +115,7 @@ fn push_lot(lots: &mut Vec<Lot>, lot: Lot) {
             return;
         }
     }
+    reserve_one(lots);
     lots.push(lot);
 }
 
@@ -281,6 +284,7 @@ impl Ledger {
         let at = self
             .pending
             .partition_point(|e| (e.at, e.event_id.as_str()) < key);
+        reserve_one(&mut self.pending);
         self.pending.insert(at, entry);
     }
 
@@ -294,6 +298,10 @@ impl Ledger {
         for e in self.pending.drain(..n) {
             apply_entry(&mut self.lots, &e, fr, flows);
         }
+        // Most members have no entry of the last `exact_days` most of the
+        // time: give the pending vector's memory back.
+        trim(&mut self.pending);
+        trim(&mut self.lots);
     }
 
     /// Event time of the oldest pending entry.
@@ -314,6 +322,7 @@ impl Ledger {
             let at = self
                 .pending
                 .partition_point(|p| (p.at, p.event_id.as_str()) < key);
+            reserve_one(&mut self.pending);
             self.pending.insert(at, e);
         }
         if other.lots.is_empty() {

@@ -42,6 +42,7 @@ pub mod custom;
 pub mod history;
 pub mod ledger;
 pub mod output;
+pub mod partitioned;
 pub mod query;
 
 use std::collections::BTreeMap;
@@ -202,7 +203,7 @@ pub struct MemberProcessor {
     overdrafts: Vec<Overdraft>,
 }
 
-fn phone_bytes(hex: &str) -> Option<[u8; 32]> {
+pub(crate) fn phone_bytes(hex: &str) -> Option<[u8; 32]> {
     let bytes = hex.as_bytes();
     if bytes.len() != 64 {
         return None;
@@ -703,14 +704,16 @@ impl MemberProcessor {
         });
     }
 
-    fn on_register(
+    /// Registers `id` with `phone` at `at` (a `member_register`, or a
+    /// handover from another partition in Kafka mode).
+    pub(crate) fn register(
         &mut self,
-        event: &Event,
+        event_id: &Id,
+        at: Ts,
         id: &Id,
         phone: [u8; 32],
         out: &mut Vec<MemberOutput>,
     ) {
-        let at = event.occurred_at;
         let id_slot = self.state.ids.get(id.as_str()).copied();
         let phone_slot = self.state.phones.get(&phone).copied();
         // Already registered with this phone: keep the earliest time.
@@ -722,7 +725,7 @@ impl MemberProcessor {
                     }
                     p.sort_ids();
                 }
-                self.touch(slot, Some(&event.event_id), out);
+                self.touch(slot, Some(event_id), out);
                 self.schedule(slot, false);
                 return;
             }
@@ -742,7 +745,7 @@ impl MemberProcessor {
                 }
                 self.state.phones.insert(phone, slot);
                 let before: Vec<_> = before.into_iter().collect();
-                self.reevaluate(slot, &before, Some(&event.event_id), out);
+                self.reevaluate(slot, &before, Some(event_id), out);
                 self.schedule(slot, false);
             }
             (None, Some(slot)) => {
@@ -753,17 +756,18 @@ impl MemberProcessor {
                         id: id.clone(),
                         registered_at: Some(at),
                     });
+                    p.ids.shrink_to_fit();
                     p.sort_ids();
                 }
                 self.state.ids.insert(id.clone(), slot);
                 let before: Vec<_> = before.into_iter().collect();
-                self.reevaluate(slot, &before, Some(&event.event_id), out);
+                self.reevaluate(slot, &before, Some(event_id), out);
                 self.schedule(slot, false);
             }
             (Some(own), Some(slot)) => {
                 // An id with history of its own joins the phone's person:
                 // merge (the late link).
-                self.merge(own, slot, id, at, &event.event_id, out);
+                self.merge(own, slot, id, at, event_id, out);
             }
         }
     }
@@ -817,6 +821,7 @@ impl MemberProcessor {
                 }
                 p.ids.push(m);
             }
+            p.ids.shrink_to_fit();
             p.sort_ids();
             p.history.merge(history);
         }
@@ -924,7 +929,7 @@ impl MemberProcessor {
             EventBody::MemberRegister(reg) => {
                 // The parser checked 64 lower-case hex characters.
                 if let Some(phone) = phone_bytes(&reg.phone_hash) {
-                    self.on_register(event, id, phone, out);
+                    self.register(&event.event_id, at, id, phone, out);
                 }
             }
             EventBody::MemberErase => self.erase(id, at, &event.event_id, out),
@@ -987,15 +992,19 @@ impl MemberProcessor {
     }
 }
 
-impl Processor for MemberProcessor {
-    type Output = MemberOutput;
-
-    fn apply(&mut self, event: &Event, out: &mut Vec<MemberOutput>) -> Result<Outcome, Rejection> {
+impl MemberProcessor {
+    /// The first half of [`Processor::apply`]: checks the event, de-duplicates
+    /// it and advances the clock. `Ok(false)` for a duplicate.
+    ///
+    /// # Errors
+    /// A registration with a second phone, or an event too late to tell
+    /// from a duplicate.
+    pub fn admit(&mut self, event: &Event, out: &mut Vec<MemberOutput>) -> Result<bool, Rejection> {
         self.check(event)?;
         if let Some(dedup) = &mut self.state.dedup {
             match dedup.check(&event.event_id, event.occurred_at, self.state.clock) {
                 DedupVerdict::New => {}
-                DedupVerdict::Duplicate => return Ok(Outcome::Duplicate),
+                DedupVerdict::Duplicate => return Ok(false),
                 DedupVerdict::TooLate => {
                     return Err(Rejection::semantic(
                         "occurred_at",
@@ -1010,13 +1019,121 @@ impl Processor for MemberProcessor {
             }
         }
         self.advance_clock(event.occurred_at, out);
+        Ok(true)
+    }
+
+    /// The second half of [`Processor::apply`], for an admitted event.
+    pub fn apply_admitted(&mut self, event: &Event, out: &mut Vec<MemberOutput>) -> Outcome {
         let Some(id) = &event.member_id else {
-            return Ok(Outcome::Ignored);
+            return Outcome::Ignored;
         };
         if self.is_erased(id, event.occurred_at) {
-            return Ok(Outcome::Ignored);
+            return Outcome::Ignored;
         }
-        Ok(self.apply_member_event(event, id, out))
+        self.apply_member_event(event, id, out)
+    }
+
+    /// Remembers a control record's id (Kafka mode); false when seen before.
+    pub(crate) fn remember(&mut self, id: &str, at: Ts) -> bool {
+        match &mut self.state.dedup {
+            Some(dedup) => dedup.check(id, at, self.state.clock) != DedupVerdict::Duplicate,
+            None => true,
+        }
+    }
+
+    /// Whether an id is a member of its own with no registration (the only
+    /// kind of person that moves between partitions).
+    pub(crate) fn is_unregistered(&self, id: &str) -> bool {
+        self.person_by_id(id)
+            .is_some_and(|p| p.phone.is_none() && p.ids.len() == 1)
+    }
+
+    /// Takes an unregistered member out of this processor (Kafka mode: its
+    /// registration belongs to another partition), emitting the removal of
+    /// its tags here. Its pending points flows leave this settlement table
+    /// with it.
+    pub(crate) fn take_unregistered(
+        &mut self,
+        id: &str,
+        cause: &Id,
+        out: &mut Vec<MemberOutput>,
+    ) -> Option<PersonParts> {
+        if !self.is_unregistered(id) {
+            return None;
+        }
+        let slot = *self.state.ids.get(id)?;
+        self.count(slot, -1);
+        let person = self
+            .state
+            .persons
+            .get_mut(slot as usize)
+            .and_then(Option::take)?;
+        self.state.free.push(slot);
+        self.state.ids.remove(id);
+        let fr = FranchiseeOf(&self.franchisee_of);
+        self.flows.clear();
+        person.ledger.pending_flows(&fr, &mut self.flows);
+        self.state.settlement.apply(&self.flows, &fr, -1);
+        for bit in person.tags.bits() {
+            out.push(MemberOutput::Tag(TagChange {
+                member_id: person.canonical().clone(),
+                tag: self.tag_name(bit),
+                change: Change::Removed,
+                as_of: self.state.clock,
+                event_id: Some(cause.clone()),
+            }));
+        }
+        Some(PersonParts {
+            history: person.history,
+            ledger: person.ledger,
+        })
+    }
+
+    /// Adds a moved member's history and ledger under `id` (a person of its
+    /// own until its registration, which follows, merges it).
+    pub(crate) fn insert_parts(&mut self, id: &str, parts: PersonParts) {
+        let slot = self.slot_of(id);
+        if let Some(p) = self.person_mut(slot) {
+            p.history.merge(parts.history);
+        }
+        let mut ignored = Vec::new();
+        self.with_ledger(slot, &mut ignored, |mine, _, fr, flows, _| {
+            mine.merge(parts.ledger, fr, flows);
+        });
+    }
+
+    /// Marks an id erased at `at` (an alias erased on another partition).
+    pub(crate) fn forget(&mut self, id: &str, at: Ts) {
+        let e = self
+            .state
+            .erased
+            .entry(xxh3_64(id.as_bytes()))
+            .or_insert(at);
+        *e = (*e).max(at);
+    }
+
+    /// Advances the clock (Kafka mode ticks every partition with the
+    /// instance's clock, so quiet partitions' tags move on too).
+    pub fn tick(&mut self, at: Ts, out: &mut Vec<MemberOutput>) {
+        self.advance_clock(at, out);
+    }
+}
+
+/// A member's history and ledger as they move between partitions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonParts {
+    pub history: History,
+    pub ledger: Ledger,
+}
+
+impl Processor for MemberProcessor {
+    type Output = MemberOutput;
+
+    fn apply(&mut self, event: &Event, out: &mut Vec<MemberOutput>) -> Result<Outcome, Rejection> {
+        if !self.admit(event, out)? {
+            return Ok(Outcome::Duplicate);
+        }
+        Ok(self.apply_admitted(event, out))
     }
 
     fn on_tick(&mut self, event_time: Ts, out: &mut Vec<MemberOutput>) {

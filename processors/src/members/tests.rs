@@ -8,7 +8,7 @@ use storepulse_core::*;
 
 use super::*;
 
-fn stores() -> Arc<StoreMaster> {
+pub(super) fn stores() -> Arc<StoreMaster> {
     static STORES: std::sync::OnceLock<Arc<StoreMaster>> = std::sync::OnceLock::new();
     STORES
         .get_or_init(|| {
@@ -19,13 +19,13 @@ fn stores() -> Arc<StoreMaster> {
 }
 
 /// China day 20_000 is 2024-10-04; events are placed at `day_at(d, h)`.
-const D0: i32 = 20_000;
+pub(super) const D0: i32 = 20_000;
 
 fn day_at(day: i32, hour: i64) -> Ts {
     i64::from(day) * DAY - 8 * HOUR + hour * HOUR
 }
 
-fn phone(n: u32) -> String {
+pub(super) fn phone(n: u32) -> String {
     format!("{n:064x}")
 }
 
@@ -60,11 +60,11 @@ fn sale_body(total: u64, lines: usize, promo: usize) -> EventBody {
     })
 }
 
-fn sale(id: &str, member: &str, at: Ts, store: &str, total: u64) -> Event {
+pub(super) fn sale(id: &str, member: &str, at: Ts, store: &str, total: u64) -> Event {
     ev(id, member, at, store, sale_body(total, 1, 0))
 }
 
-fn register(id: &str, member: &str, at: Ts, n: u32) -> Event {
+pub(super) fn register(id: &str, member: &str, at: Ts, n: u32) -> Event {
     ev(
         id,
         member,
@@ -107,7 +107,7 @@ fn refund(id: &str, member: &str, at: Ts, store: &str, cents: u64) -> Event {
     )
 }
 
-fn erase(id: &str, member: &str, at: Ts) -> Event {
+pub(super) fn erase(id: &str, member: &str, at: Ts) -> Event {
     ev(id, member, at, "KM-001", EventBody::MemberErase)
 }
 
@@ -673,7 +673,7 @@ fn an_erased_member_is_gone_and_stays_gone() {
 }
 
 #[derive(Debug, Clone)]
-enum Op {
+pub(super) enum Op {
     Register(u8, u8),
     Sale(u8, u8, u32, bool, u8),
     Return(u8, u32),
@@ -683,7 +683,7 @@ enum Op {
 const IDS: [&str; 6] = ["M1", "APP-1", "M2", "APP-2", "M3", "CARD-3"];
 const STORES: [&str; 6] = ["KM-001", "KM-002", "DL-001", "MZ-001", "ZT-001", "LJ-001"];
 
-fn op() -> impl Strategy<Value = Op> {
+pub(super) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         // Each id registers with its person's phone (ids 2k and 2k+1 share).
         (0u8..6, 0u8..2).prop_map(|(i, _)| Op::Register(i, i / 2)),
@@ -694,7 +694,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn build(ops: &[(Op, u32)], span_hours: u32) -> Vec<Event> {
+pub(super) fn build(ops: &[(Op, u32)], span_hours: u32) -> Vec<Event> {
     ops.iter()
         .enumerate()
         .map(|(n, (op, at))| {
@@ -722,6 +722,18 @@ fn build(ops: &[(Op, u32)], span_hours: u32) -> Vec<Event> {
             }
         })
         .collect()
+}
+
+/// A deterministic shuffle of `events` by `seed`.
+pub(super) fn shuffle(mut events: Vec<Event>, seed: u64) -> Vec<Event> {
+    let mut rng = seed;
+    for i in (1..events.len()).rev() {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        events.swap(i, (rng >> 33) as usize % (i + 1));
+    }
+    events
 }
 
 fn run(config: &MemberConfig, events: &[Event], dedup: bool) -> Harness {

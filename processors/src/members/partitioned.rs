@@ -1,0 +1,449 @@
+//! Members across Kafka partitions: one [`MemberProcessor`] per partition of
+//! `<p>.events.by-member`, and the records that keep a person in one place.
+//!
+//! **Routing.** Member events are keyed by their raw `member_id`, so every
+//! event of an id, its registrations included, reaches the id's own
+//! partition `h(id)` first (`h` is the producer's partitioner). That
+//! partition is the arbiter of the id: the first phone it registers with
+//! stands, exactly as in the single processor.
+//!
+//! **A person lives at its phone's partition** `h(phone_hash)`. An id whose
+//! registration names a phone homed elsewhere is *handed over*: its own
+//! partition takes the id's history and ledger out of its state (they were
+//! built under the raw key while the link was unknown) and sends a
+//! [`Control::Handover`] with them and the registration to the phone's
+//! partition, which merges them exactly as the single processor merges a
+//! late link; it remembers "id -> phone's partition" and forwards every later
+//! event of the id there. The handover is produced before any forwarded
+//! event by the same producer to the same partition, so it arrives first.
+//! An erasure at the person's partition sends [`Control::Forget`] to each
+//! alias's own partition, which drops the redirect and marks the id erased.
+//!
+//! **Same result as one processor.** Every event is applied exactly once, at
+//! the person's partition, and merging is commutative, so once every record
+//! is delivered and the partitions' clocks agree, the union of the
+//! partitions equals a single processor over all events (the property test
+//! below checks it with shuffled input and random interleavings).
+//! Control records carry deterministic ids (`handover:<registration id>`,
+//! `forget:<erasure id>:<member id>`), so a record re-sent after a crash is a
+//! duplicate at its receiver.
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use storepulse_core::{Event, EventBody, Id, Rejection, Ts};
+
+use super::{phone_bytes, MemberOutput, MemberProcessor, MemberState, PersonParts};
+use crate::processor::Outcome;
+
+/// Maps a record key to a partition (Kafka's murmur2 in production).
+pub type Partitioner = fn(&[u8], u32) -> u32;
+
+/// A record between member partitions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "control", rename_all = "snake_case")]
+pub enum Control {
+    /// `member_id` registered with `phone` (hex) at `registered_at`; its
+    /// history until then, if it had any.
+    Handover {
+        control_id: Id,
+        member_id: Id,
+        phone: String,
+        #[serde(with = "storepulse_core::time::rfc3339")]
+        registered_at: Ts,
+        registration_id: Id,
+        parts: Option<PersonParts>,
+        /// The sender's event-time clock: at least every time in `parts`.
+        #[serde(with = "storepulse_core::time::rfc3339")]
+        clock: Ts,
+    },
+    /// `member_id` was erased at its person's partition.
+    Forget {
+        control_id: Id,
+        member_id: Id,
+        #[serde(with = "storepulse_core::time::rfc3339")]
+        erased_at: Ts,
+    },
+}
+
+/// Where something must go besides this partition's outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Routed {
+    /// The event being applied belongs to another partition's person:
+    /// produce its raw bytes there unchanged.
+    Forward { partition: u32 },
+    /// A control record for another partition (key: the member id).
+    Control { partition: u32, control: Control },
+}
+
+/// An id registered with a phone whose person lives elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Redirect {
+    phone: [u8; 32],
+    home: u32,
+}
+
+/// The checkpointable state of one member partition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub members: MemberState,
+    redirects: FxHashMap<Id, Redirect>,
+}
+
+/// The member processor of one partition.
+#[derive(Debug)]
+pub struct MemberPartition {
+    pub members: MemberProcessor,
+    redirects: FxHashMap<Id, Redirect>,
+    partition: u32,
+    partitions: u32,
+    partitioner: Partitioner,
+}
+
+impl MemberPartition {
+    /// The processor of `partition` of `partitions`, around `members` (which
+    /// must de-duplicate: do not use `without_dedup`).
+    pub fn new(
+        members: MemberProcessor,
+        partition: u32,
+        partitions: u32,
+        partitioner: Partitioner,
+    ) -> Self {
+        Self {
+            members,
+            redirects: FxHashMap::default(),
+            partition,
+            partitions: partitions.max(1),
+            partitioner,
+        }
+    }
+
+    /// Restores a checkpointed partition.
+    ///
+    /// # Errors
+    /// A state that does not fit the configuration or the store master.
+    pub fn from_state(
+        state: PartitionState,
+        make: impl FnOnce(MemberState) -> Result<MemberProcessor, String>,
+        partition: u32,
+        partitions: u32,
+        partitioner: Partitioner,
+    ) -> Result<Self, String> {
+        let mut p = Self::new(make(state.members)?, partition, partitions, partitioner);
+        p.redirects = state.redirects;
+        Ok(p)
+    }
+
+    /// A copy of the state, for a checkpoint.
+    pub fn state(&self) -> PartitionState {
+        PartitionState {
+            members: self.members.state().clone(),
+            redirects: self.redirects.clone(),
+        }
+    }
+
+    /// The partition of a key.
+    pub fn partition_of(&self, key: &str) -> u32 {
+        (self.partitioner)(key.as_bytes(), self.partitions)
+    }
+
+    /// Applies one event of this partition. `routed` gets what must be
+    /// produced elsewhere.
+    ///
+    /// # Errors
+    /// As [`MemberProcessor::admit`], plus a registration of a redirected id
+    /// with another phone.
+    pub fn apply(
+        &mut self,
+        event: &Event,
+        out: &mut Vec<MemberOutput>,
+        routed: &mut Vec<Routed>,
+    ) -> Result<Outcome, Rejection> {
+        let Some(id) = &event.member_id else {
+            self.members.tick(event.occurred_at, out);
+            return Ok(Outcome::Ignored);
+        };
+        let registration = match &event.body {
+            EventBody::MemberRegister(r) => phone_bytes(&r.phone_hash),
+            _ => None,
+        };
+        if let (Some(r), Some(phone)) = (self.redirects.get(id.as_str()), registration) {
+            if r.phone != phone {
+                return Err(Rejection::semantic(
+                    "phone_hash",
+                    "member_id is already registered with a different phone_hash",
+                    &event.event_id,
+                ));
+            }
+        }
+        if !self.members.admit(event, out)? {
+            return Ok(Outcome::Duplicate);
+        }
+        if let Some(r) = self.redirects.get(id.as_str()) {
+            routed.push(Routed::Forward { partition: r.home });
+            return Ok(Outcome::Applied);
+        }
+        if let (Some(phone), EventBody::MemberRegister(reg)) = (registration, &event.body) {
+            let home = self.partition_of(&reg.phone_hash);
+            if home != self.partition && !self.members.is_erased(id, event.occurred_at) {
+                let parts = self.members.take_unregistered(id, &event.event_id, out);
+                self.redirects.insert(id.clone(), Redirect { phone, home });
+                routed.push(Routed::Control {
+                    partition: home,
+                    control: Control::Handover {
+                        control_id: format!("handover:{}", event.event_id).into(),
+                        member_id: id.clone(),
+                        phone: reg.phone_hash.to_string(),
+                        registered_at: event.occurred_at,
+                        registration_id: event.event_id.clone(),
+                        parts,
+                        clock: self.members.clock(),
+                    },
+                });
+                return Ok(Outcome::Applied);
+            }
+        }
+        let outcome = self.members.apply_admitted(event, out);
+        self.route_forgets(out, routed);
+        Ok(outcome)
+    }
+
+    /// Applies a control record addressed to this partition.
+    pub fn apply_control(
+        &mut self,
+        control: Control,
+        out: &mut Vec<MemberOutput>,
+        routed: &mut Vec<Routed>,
+    ) {
+        match control {
+            Control::Handover {
+                control_id,
+                member_id,
+                phone,
+                registered_at,
+                registration_id,
+                parts,
+                clock,
+            } => {
+                if !self.members.remember(&control_id, registered_at)
+                    || self.members.is_erased(&member_id, registered_at)
+                {
+                    return;
+                }
+                let Some(phone) = phone_bytes(&phone) else {
+                    return;
+                };
+                // The moved history is as new as the sender's clock.
+                self.members.tick(clock, out);
+                if let Some(parts) = parts {
+                    self.members.insert_parts(&member_id, parts);
+                }
+                self.members
+                    .register(&registration_id, registered_at, &member_id, phone, out);
+                self.route_forgets(out, routed);
+            }
+            Control::Forget {
+                control_id,
+                member_id,
+                erased_at,
+            } => {
+                if !self.members.remember(&control_id, erased_at) {
+                    return;
+                }
+                self.redirects.remove(member_id.as_str());
+                self.members.forget(&member_id, erased_at);
+            }
+        }
+    }
+
+    /// Sends `Forget` to the own partitions of an erased person's ids.
+    fn route_forgets(&self, out: &[MemberOutput], routed: &mut Vec<Routed>) {
+        for o in out {
+            let MemberOutput::Erased(e) = o else { continue };
+            for id in std::iter::once(&e.member_id).chain(e.aliases.iter()) {
+                let partition = self.partition_of(id);
+                if partition != self.partition {
+                    routed.push(Routed::Control {
+                        partition,
+                        control: Control::Forget {
+                            control_id: format!("forget:{}:{id}", e.event_id).into(),
+                            member_id: id.clone(),
+                            erased_at: e.erased_at,
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    /// Number of redirected ids.
+    pub fn redirects(&self) -> usize {
+        self.redirects.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use proptest::prelude::*;
+    use storepulse_core::time::HOUR;
+
+    use super::super::tests::{build, op, shuffle, stores, D0};
+    use super::super::{MemberConfig, MemberProcessor};
+    use super::*;
+    use crate::processor::Processor;
+
+    fn partitioner(key: &[u8], n: u32) -> u32 {
+        (xxhash_rust::xxh3::xxh3_64(key) % u64::from(n)) as u32
+    }
+
+    /// A message on the by-member topic.
+    #[derive(Debug, Clone)]
+    enum Msg {
+        Event(Event),
+        Control(Control),
+    }
+
+    /// Runs `events` through `n` partitions, delivering queued messages in
+    /// an order driven by `choices`, and returns the partitions.
+    fn run_partitioned(events: &[Event], n: u32, choices: &[u8]) -> Vec<MemberPartition> {
+        let config = MemberConfig {
+            ledger_exact_days: 366,
+            allowed_lateness_hours: 24 * 366,
+            ..MemberConfig::default()
+        };
+        let mut parts: Vec<MemberPartition> = (0..n)
+            .map(|p| {
+                MemberPartition::new(
+                    MemberProcessor::new(config.clone(), stores()).unwrap(),
+                    p,
+                    n,
+                    partitioner,
+                )
+            })
+            .collect();
+        // One FIFO queue per (producer, partition): Kafka keeps a producer's
+        // order within a partition, nothing else. Producer n is "ingest".
+        let mut queues: Vec<VecDeque<Msg>> = vec![VecDeque::new(); ((n + 1) * n) as usize];
+        for e in events {
+            let to = partitioner(e.member_id.as_deref().unwrap_or("").as_bytes(), n);
+            queues[(n * n + to) as usize].push_back(Msg::Event(e.clone()));
+        }
+        let mut out = Vec::new();
+        let mut routed = Vec::new();
+        let mut step = 0usize;
+        loop {
+            let ready: Vec<usize> = (0..queues.len())
+                .filter(|&q| !queues[q].is_empty())
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            let pick = ready[usize::from(
+                choices
+                    .get(step % choices.len().max(1))
+                    .copied()
+                    .unwrap_or(0),
+            ) % ready.len()];
+            step += 1;
+            let to = (pick as u32) % n;
+            let Some(msg) = queues[pick].pop_front() else {
+                continue;
+            };
+            routed.clear();
+            match &msg {
+                Msg::Event(e) => {
+                    let _ = parts[to as usize].apply(e, &mut out, &mut routed);
+                }
+                Msg::Control(c) => {
+                    parts[to as usize].apply_control(c.clone(), &mut out, &mut routed)
+                }
+            }
+            for r in routed.drain(..) {
+                match r {
+                    Routed::Forward { partition } => {
+                        queues[(to * n + partition) as usize].push_back(msg.clone());
+                    }
+                    Routed::Control { partition, control } => {
+                        queues[(to * n + partition) as usize].push_back(Msg::Control(control));
+                    }
+                }
+            }
+        }
+        let clock = parts.iter().map(|p| p.members.clock()).max().unwrap_or(0);
+        for p in &mut parts {
+            p.members.tick(clock, &mut out);
+        }
+        parts
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Members split over 1-4 partitions, with shuffled input and random
+        /// interleavings: together they equal one processor over all events.
+        #[test]
+        fn partitions_together_equal_one_processor(
+            ops in prop::collection::vec((op(), 0u32..90 * 24), 1..80),
+            seed in any::<u64>(),
+            n in 1u32..5,
+            choices in prop::collection::vec(any::<u8>(), 1..64),
+        ) {
+            let mut events = build(&ops, 90 * 24);
+            events.sort_by_key(|e| e.occurred_at);
+            let config = MemberConfig { ledger_exact_days: 366, ..MemberConfig::default() };
+            let mut one = MemberProcessor::new(config, stores()).unwrap();
+            let mut out = Vec::new();
+            for e in &events {
+                let _ = one.apply(e, &mut out);
+            }
+            let shuffled = shuffle(events, seed);
+            let parts = run_partitioned(&shuffled, n, &choices);
+            let mut together: Vec<_> = parts.iter().flat_map(|p| p.members.all_members()).collect();
+            together.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+            let mut alone: Vec<_> = one.all_members().collect();
+            alone.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+            prop_assert_eq!(together, alone);
+            let mut owed = std::collections::BTreeMap::new();
+            for p in &parts {
+                for (k, v) in &p.members.state().settlement.owed {
+                    *owed.entry(*k).or_insert(0) += v;
+                }
+            }
+            owed.retain(|_, v| *v != 0);
+            prop_assert_eq!(&owed, &one.state().settlement.owed);
+        }
+    }
+
+    #[test]
+    fn a_handover_moves_history_to_the_phone_partition_and_erasure_forgets_it() {
+        // Find ids whose partitions differ from the phone's, for n = 4.
+        let n = 4;
+        let phone = super::super::tests::phone(1);
+        let home = partitioner(phone.as_bytes(), n);
+        let alias = (0..100)
+            .map(|i| format!("APP-{i}"))
+            .find(|id| partitioner(id.as_bytes(), n) != home)
+            .unwrap();
+        let t = |h: i64| i64::from(D0) * 24 * HOUR + h * HOUR;
+        let events = vec![
+            super::super::tests::sale("s1", &alias, t(1), "KM-001", 100_000),
+            super::super::tests::register("r1", &alias, t(0), 1),
+            super::super::tests::sale("s2", &alias, t(2), "DL-001", 50_000),
+        ];
+        let parts = run_partitioned(&events, n, &[0]);
+        let own = &parts[partitioner(alias.as_bytes(), n) as usize];
+        assert_eq!(own.redirects(), 1);
+        assert!(own.members.member(&alias).is_none(), "moved away");
+        let m = parts[home as usize].members.member(&alias).unwrap();
+        assert_eq!((m.orders_90d, m.points_balance), (2, 1500));
+        let mut with_erase = events.clone();
+        with_erase.push(super::super::tests::erase("x1", &alias, t(3)));
+        let parts = run_partitioned(&with_erase, n, &[0]);
+        assert!(parts.iter().all(|p| p.members.member(&alias).is_none()));
+        assert!(
+            parts.iter().all(|p| p.redirects() == 0),
+            "redirect forgotten"
+        );
+    }
+}
