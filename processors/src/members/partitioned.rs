@@ -72,7 +72,10 @@ pub enum Routed {
     /// produce its raw bytes there unchanged.
     Forward { partition: u32 },
     /// A control record for another partition (key: the member id).
-    Control { partition: u32, control: Control },
+    Control {
+        partition: u32,
+        control: Box<Control>,
+    },
 }
 
 /// An id registered with a phone whose person lives elsewhere.
@@ -189,7 +192,7 @@ impl MemberPartition {
                 self.redirects.insert(id.clone(), Redirect { phone, home });
                 routed.push(Routed::Control {
                     partition: home,
-                    control: Control::Handover {
+                    control: Box::new(Control::Handover {
                         control_id: format!("handover:{}", event.event_id).into(),
                         member_id: id.clone(),
                         phone: reg.phone_hash.to_string(),
@@ -197,7 +200,7 @@ impl MemberPartition {
                         registration_id: event.event_id.clone(),
                         parts,
                         clock: self.members.clock(),
-                    },
+                    }),
                 });
                 return Ok(Outcome::Applied);
             }
@@ -264,11 +267,11 @@ impl MemberPartition {
                 if partition != self.partition {
                     routed.push(Routed::Control {
                         partition,
-                        control: Control::Forget {
+                        control: Box::new(Control::Forget {
                             control_id: format!("forget:{}:{id}", e.event_id).into(),
                             member_id: id.clone(),
                             erased_at: e.erased_at,
-                        },
+                        }),
                     });
                 }
             }
@@ -365,7 +368,7 @@ mod tests {
                         queues[(to * n + partition) as usize].push_back(msg.clone());
                     }
                     Routed::Control { partition, control } => {
-                        queues[(to * n + partition) as usize].push_back(Msg::Control(control));
+                        queues[(to * n + partition) as usize].push_back(Msg::Control(*control));
                     }
                 }
             }
