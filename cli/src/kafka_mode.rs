@@ -36,7 +36,7 @@ use storepulse_dashboards::{DeadLetterReader, QueryState};
 use storepulse_ingest::http::{IngestMetrics, IngestState};
 use storepulse_ingest::keys::KeyTable;
 use storepulse_kafka::materialize::ReadModel;
-use storepulse_kafka::process::{ProcessMetrics, ProcessSettings};
+use storepulse_kafka::process::{ProcessMetrics, ProcessSettings, Stage};
 use storepulse_kafka::producer::KafkaAppender;
 use storepulse_kafka::Topics;
 use storepulse_processors::inventory::InventoryProcessor;
@@ -127,34 +127,46 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         metrics
     });
     if let Some(metrics) = &process_metrics {
-        let settings = ProcessSettings {
-            kafka: kafka.clone(),
-            topics: topics.clone(),
-            partitions,
-            state_dir: kafka
-                .state_dir
-                .clone()
-                .unwrap_or_else(|| config.storage.data_dir.join("kafka-state")),
-            inventory: config.inventory.clone(),
-            batch_size: config.runtime.batch_size,
-            checkpoint_interval: Duration::from_secs_f64(config.runtime.checkpoint_interval_secs),
-        };
-        let (parser, metrics, stop, failed) = (
-            parser.clone(),
-            metrics.clone(),
-            stop.clone(),
-            failed_tx.clone(),
-        );
-        threads.push(
-            std::thread::Builder::new()
-                .name("storepulse-process".into())
-                .spawn(move || {
-                    if let Err(e) = process_with_restarts(&settings, &parser, &metrics, &stop) {
-                        let _ = failed.send(anyhow::Error::new(e).context("processing"));
-                    }
-                })
-                .context("starting the processing thread")?,
-        );
+        // Two loops: stock per store on the events topic, and members per
+        // person on the by-member topic (its metrics under `members_`).
+        let member_metrics = ProcessMetrics::with_pipeline(Default::default());
+        member_metrics.register(registry.sub_registry_with_prefix("members"));
+        for (stage, metrics) in [
+            (Stage::Stock, metrics.clone()),
+            (Stage::Members, member_metrics),
+        ] {
+            let settings = ProcessSettings {
+                kafka: kafka.clone(),
+                topics: topics.clone(),
+                partitions,
+                state_dir: kafka
+                    .state_dir
+                    .clone()
+                    .unwrap_or_else(|| config.storage.data_dir.join("kafka-state")),
+                inventory: config.inventory.clone(),
+                members: config.members.clone(),
+                stage,
+                batch_size: config.runtime.batch_size,
+                checkpoint_interval: Duration::from_secs_f64(
+                    config.runtime.checkpoint_interval_secs,
+                ),
+            };
+            let (parser, stop, failed) = (parser.clone(), stop.clone(), failed_tx.clone());
+            let name = match stage {
+                Stage::Stock => "storepulse-process",
+                Stage::Members => "storepulse-members",
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn(move || {
+                        if let Err(e) = process_with_restarts(&settings, &parser, &metrics, &stop) {
+                            let _ = failed.send(anyhow::Error::new(e).context(name));
+                        }
+                    })
+                    .context("starting a processing thread")?,
+            );
+        }
     }
 
     let read_model = ReadModel::default();

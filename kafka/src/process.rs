@@ -55,7 +55,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError as RdKafkaError;
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
@@ -67,9 +67,12 @@ use storepulse_core::{EventParser, EventType};
 use storepulse_processors::inventory::{
     InventoryConfig, InventoryOutput, InventoryProcessor, InventoryState, StockChange,
 };
+use storepulse_processors::members::partitioned::{Control, MemberPartition, Routed};
+use storepulse_processors::members::{MemberConfig, MemberOutput, MemberProcessor, MemberState};
 use storepulse_processors::{Outcome, Processor};
 use storepulse_runtime::alerts::{Alert, AlertBook, AlertRecord};
 use storepulse_runtime::checkpoint::{CheckpointRef, CheckpointStore};
+use storepulse_runtime::driver::MemberLogRecord;
 use storepulse_runtime::metrics::{AlertLabels, PipelineMetrics, ProcessedLabels};
 use tracing::{debug, error, info, warn};
 
@@ -82,6 +85,19 @@ use crate::topics::Topics;
 
 /// Header on a forwarded event: where it was first read (`partition/offset`).
 pub const HEADER_FORWARDED_FROM: &str = "storepulse.forwarded-from";
+/// Header marking a control record between member partitions.
+pub const HEADER_CONTROL: &str = "storepulse.control";
+
+/// Which processors a `process` loop runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Inventory per store, on `<p>.events`; forwards member events to
+    /// `<p>.events.by-member`.
+    Stock,
+    /// Members per person, on `<p>.events.by-member` (see
+    /// `storepulse_processors::members::partitioned`).
+    Members,
+}
 
 /// Everything `process` needs besides the broker.
 #[derive(Debug, Clone)]
@@ -93,10 +109,31 @@ pub struct ProcessSettings {
     /// `<state_dir>`; checkpoints go to `<state_dir>/<events topic>/p<N>/`.
     pub state_dir: PathBuf,
     pub inventory: InventoryConfig,
+    pub members: MemberConfig,
+    /// Which processors this loop runs.
+    pub stage: Stage,
     /// Most records processed between output flushes. Default 2000.
     pub batch_size: usize,
     /// Time between checkpoints.
     pub checkpoint_interval: Duration,
+}
+
+impl ProcessSettings {
+    /// The topic this loop consumes.
+    pub fn input_topic(&self) -> &str {
+        match self.stage {
+            Stage::Stock => &self.topics.events,
+            Stage::Members => &self.topics.events_by_member,
+        }
+    }
+
+    /// The consumer group of this loop.
+    pub fn group_id(&self) -> String {
+        match self.stage {
+            Stage::Stock => self.kafka.group_id.clone(),
+            Stage::Members => format!("{}-members", self.kafka.group_id),
+        }
+    }
 }
 
 /// Labels of per-partition gauges.
@@ -198,9 +235,93 @@ impl ProcessMetrics {
     }
 }
 
+/// The processor of one partition.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per owned partition, never moved in a hot loop
+enum Task {
+    Stock(InventoryProcessor),
+    Members(Box<MemberPartition>),
+}
+
+/// A copy of a task's state for a background checkpoint.
+#[allow(clippy::large_enum_variant)] // one per partition per checkpoint
+enum TaskCopy {
+    Stock(InventoryState),
+    Members(Box<MemberState>),
+}
+
+impl Task {
+    fn copy(&self) -> TaskCopy {
+        match self {
+            Task::Stock(p) => TaskCopy::Stock(p.state().clone()),
+            Task::Members(m) => TaskCopy::Members(Box::new(m.state().clone())),
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Task::Stock(p) => p.len(),
+            Task::Members(m) => m.members.len(),
+        }
+    }
+}
+
+/// Encodes and writes one partition's checkpoint.
+fn write_checkpoint(
+    store: &CheckpointStore,
+    partition: i32,
+    next: i64,
+    task: &TaskCopyRef<'_>,
+    blank: &InventoryState,
+    taken_at: i64,
+) -> Result<()> {
+    let positions = [SourcePosition {
+        partition: partition as u32,
+        offset: next as u64,
+    }];
+    let alerts = AlertBook::new(1);
+    let (inventory, members) = match task {
+        TaskCopyRef::Stock(i) => (*i, None),
+        TaskCopyRef::Members(m) => (blank, Some(*m)),
+    };
+    let bytes = store.encode(&CheckpointRef {
+        positions: &positions,
+        inventory,
+        members,
+        alerts: &alerts,
+        taken_at,
+    })?;
+    store.write(&bytes)?;
+    Ok(())
+}
+
+/// A borrowed task state to checkpoint.
+enum TaskCopyRef<'a> {
+    Stock(&'a InventoryState),
+    Members(&'a MemberState),
+}
+
+impl Task {
+    fn as_copy_ref(&self) -> TaskCopyRef<'_> {
+        match self {
+            Task::Stock(p) => TaskCopyRef::Stock(p.state()),
+            Task::Members(m) => TaskCopyRef::Members(m.state()),
+        }
+    }
+}
+
+impl TaskCopy {
+    fn as_ref(&self) -> TaskCopyRef<'_> {
+        match self {
+            TaskCopy::Stock(i) => TaskCopyRef::Stock(i),
+            TaskCopy::Members(m) => TaskCopyRef::Members(m),
+        }
+    }
+}
+
 /// One owned partition: its processor and where it stands.
 struct PartitionState {
-    processor: InventoryProcessor,
+    task: Task,
     /// Next offset to apply.
     next: i64,
     /// Offset of the last checkpoint (`next` when it was written).
@@ -335,6 +456,8 @@ struct GroupContext {
     failure: Mutex<Option<KafkaError>>,
     /// The background checkpoint in progress, if any.
     in_flight: Mutex<Option<CheckpointJob>>,
+    /// An empty inventory state (member checkpoints carry one).
+    blank: Arc<InventoryState>,
 }
 
 impl ClientContext for GroupContext {}
@@ -392,7 +515,7 @@ impl GroupContext {
     fn partition_dir(&self, partition: i32) -> PathBuf {
         partition_dir(
             &self.settings.state_dir,
-            &self.settings.topics.events,
+            self.settings.input_topic(),
             partition,
         )
     }
@@ -400,7 +523,7 @@ impl GroupContext {
     /// Loads each assigned partition's checkpoint and sets where its
     /// consumption starts.
     fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) -> Result<()> {
-        let topic = self.settings.topics.events.clone();
+        let topic = self.settings.input_topic().to_owned();
         let partitions: Vec<i32> = tpl
             .elements_for_topic(&topic)
             .iter()
@@ -422,7 +545,7 @@ impl GroupContext {
             info!(
                 partition,
                 start = state.next,
-                pairs = state.processor.len(),
+                size = state.task.size(),
                 "partition assigned"
             );
             owned.insert(partition, state);
@@ -436,7 +559,7 @@ impl GroupContext {
         consumer: &BaseConsumer<Self>,
         partition: i32,
     ) -> Result<PartitionState> {
-        let topic = &self.settings.topics.events;
+        let topic = &self.settings.input_topic().to_owned();
         let store = CheckpointStore::open(&self.partition_dir(partition))?;
         let (low, _high) = consumer
             .fetch_watermarks(topic, partition, Duration::from_secs(10))
@@ -455,17 +578,37 @@ impl GroupContext {
             }
             Err(e) => return Err(e.into()),
         };
-        let (processor, next) = match loaded {
+        let members = |state: Option<MemberState>| -> Result<Task> {
+            let config = self.settings.members.clone();
+            let processor = match state {
+                Some(state) => MemberProcessor::from_state(state, config, stores.clone()),
+                None => MemberProcessor::new(config, stores.clone()),
+            }
+            .map_err(state_error)?;
+            Ok(Task::Members(Box::new(MemberPartition::new(
+                processor,
+                partition as u32,
+                self.settings.partitions,
+                partition_for,
+            ))))
+        };
+        let (task, next) = match loaded {
             None if low > 0 => {
                 return Err(state_error(format!(
                     "no checkpoint, and the topic no longer holds offsets before {low} (retention): restore {} from a backup",
                     self.partition_dir(partition).display()
                 )))
             }
-            None => (
-                InventoryProcessor::new(self.settings.inventory.clone(), stores),
-                0,
-            ),
+            None => match self.settings.stage {
+                Stage::Stock => (
+                    Task::Stock(InventoryProcessor::new(
+                        self.settings.inventory.clone(),
+                        stores.clone(),
+                    )),
+                    0,
+                ),
+                Stage::Members => (members(None)?, 0),
+            },
             Some(cp) => {
                 let position = cp
                     .positions
@@ -486,14 +629,22 @@ impl GroupContext {
                         "the checkpoint resumes at offset {next} but the topic starts at {low}: events in between were deleted by retention"
                     )));
                 }
-                let processor =
-                    InventoryProcessor::from_state(cp.inventory, self.settings.inventory.clone(), stores)
-                        .map_err(state_error)?;
-                (processor, next)
+                let task = match self.settings.stage {
+                    Stage::Stock => Task::Stock(
+                        InventoryProcessor::from_state(
+                            cp.inventory,
+                            self.settings.inventory.clone(),
+                            stores.clone(),
+                        )
+                        .map_err(state_error)?,
+                    ),
+                    Stage::Members => members(cp.members)?,
+                };
+                (task, next)
             }
         };
         Ok(PartitionState {
-            processor,
+            task,
             next,
             checkpointed: next,
             store,
@@ -506,7 +657,7 @@ impl GroupContext {
     /// Sends pending outputs, flushes, checkpoints (unless `lost`) and drops
     /// the revoked partitions.
     fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList, lost: bool) {
-        let topic = self.settings.topics.events.clone();
+        let topic = self.settings.input_topic().to_owned();
         let revoked: Vec<i32> = tpl
             .elements_for_topic(&topic)
             .iter()
@@ -559,28 +710,22 @@ impl GroupContext {
         self.outputs
             .context()
             .wait_delivered(barrier, flush_timeout)?;
-        let alerts = AlertBook::new(1);
         let taken_at = storepulse_core::time::now();
+        let blank = &*self.blank;
         let results: Vec<Result<()>> = std::thread::scope(|scope| {
             let handles: Vec<_> = parts
                 .iter()
                 .filter(|(_, s)| s.next != s.checkpointed)
                 .map(|(partition, state)| {
-                    let alerts = &alerts;
                     scope.spawn(move || -> Result<()> {
-                        let positions = [SourcePosition {
-                            partition: *partition as u32,
-                            offset: state.next as u64,
-                        }];
-                        let bytes = state.store.encode(&CheckpointRef {
-                            positions: &positions,
-                            inventory: state.processor.state(),
-                            members: None,
-                            alerts,
+                        write_checkpoint(
+                            &state.store,
+                            *partition,
+                            state.next,
+                            &state.task.as_copy_ref(),
+                            blank,
                             taken_at,
-                        })?;
-                        state.store.write(&bytes)?;
-                        Ok(())
+                        )
                     })
                 })
                 .collect();
@@ -618,11 +763,12 @@ impl GroupContext {
         }
         let outputs = self.outputs.context().clone();
         let barrier = outputs.tracker().next_seq();
-        let copies: Vec<(i32, i64, InventoryState, CheckpointStore)> = parts
+        let copies: Vec<(i32, i64, TaskCopy, CheckpointStore)> = parts
             .iter()
             .filter(|(_, s)| s.next != s.checkpointed)
-            .map(|(p, s)| (*p, s.next, s.processor.state().clone(), s.store.clone()))
+            .map(|(p, s)| (*p, s.next, s.task.copy(), s.store.clone()))
             .collect();
+        let blank = self.blank.clone();
         if copies.is_empty() {
             return Ok(());
         }
@@ -630,22 +776,10 @@ impl GroupContext {
             .name("storepulse-checkpoint".into())
             .spawn(move || -> Result<Vec<(i32, i64)>> {
                 outputs.wait_delivered(barrier, Duration::from_secs(120))?;
-                let alerts = AlertBook::new(1);
                 let taken_at = storepulse_core::time::now();
                 let mut written = Vec::with_capacity(copies.len());
-                for (partition, next, inventory, store) in copies {
-                    let positions = [SourcePosition {
-                        partition: partition as u32,
-                        offset: next as u64,
-                    }];
-                    let bytes = store.encode(&CheckpointRef {
-                        positions: &positions,
-                        inventory: &inventory,
-                        members: None,
-                        alerts: &alerts,
-                        taken_at,
-                    })?;
-                    store.write(&bytes)?;
+                for (partition, next, task, store) in copies {
+                    write_checkpoint(&store, partition, next, &task.as_ref(), &blank, taken_at)?;
                     written.push((partition, next));
                 }
                 Ok(written)
@@ -694,13 +828,16 @@ impl GroupContext {
 
     /// Sends the stock records of the entries changed since the last emit.
     fn emit_stock(&self, partition: i32, state: &mut PartitionState) -> Result<()> {
+        let Task::Stock(processor) = &state.task else {
+            return Ok(());
+        };
         if state.pending.is_empty() {
             return Ok(());
         }
-        let clock = state.processor.clock().unwrap_or(0);
+        let clock = processor.clock().unwrap_or(0);
         let mut pending = std::mem::take(&mut state.pending);
         for (_, (change, source, ingested_at_ms)) in pending.drain() {
-            let Some((store_id, sku, snapshot)) = state.processor.snapshot_of(&change) else {
+            let Some((store_id, sku, snapshot)) = processor.snapshot_of(&change) else {
                 continue;
             };
             let record = StockRecord {
@@ -771,12 +908,14 @@ impl GroupContext {
     }
 
     /// Parses and applies one record of `partition`, producing its outputs.
+    #[allow(clippy::too_many_arguments)]
     fn process(
         &self,
         partition: i32,
         state: &mut PartitionState,
         offset: i64,
         payload: Option<&[u8]>,
+        control: bool,
         ingested_at_ms: i64,
         outputs: &mut Vec<InventoryOutput>,
     ) -> Result<()> {
@@ -787,6 +926,9 @@ impl GroupContext {
         let Some(payload) = payload else {
             return self.dead_letter(source, "", "message: has no value", None, b"");
         };
+        if let Task::Members(members) = &mut state.task {
+            return self.process_member(partition, members, source, payload, control);
+        }
         let event = match self.parser.parse(payload) {
             Ok(event) => event,
             Err(rejection) => {
@@ -814,13 +956,19 @@ impl GroupContext {
         }
         let kind = event.event_type();
         outputs.clear();
-        match state.processor.apply(&event, outputs) {
+        let Task::Stock(processor) = &mut state.task else {
+            return Ok(());
+        };
+        match processor.apply(&event, outputs) {
             Ok(outcome) => {
                 let label = match outcome {
                     Outcome::Duplicate => "duplicate",
                     Outcome::Applied | Outcome::Ignored => "applied",
                 };
                 self.count(kind.as_str(), label, 1);
+                if outcome != Outcome::Duplicate {
+                    self.route_to_members(&event, payload)?;
+                }
             }
             Err(rejection) => {
                 self.count(kind.as_str(), "rejected", 1);
@@ -863,6 +1011,228 @@ impl GroupContext {
         Ok(())
     }
 
+    /// Sends an event that names a member to `<p>.events.by-member`, keyed
+    /// (and partitioned) by its raw `member_id`.
+    fn route_to_members(&self, event: &storepulse_core::Event, payload: &[u8]) -> Result<()> {
+        let Some(member) = &event.member_id else {
+            return Ok(());
+        };
+        if !matches!(
+            event.event_type(),
+            EventType::Sale
+                | EventType::Return
+                | EventType::PointsRedeem
+                | EventType::MemberRegister
+                | EventType::MemberErase
+        ) {
+            return Ok(());
+        }
+        let partition = partition_for(member.as_bytes(), self.settings.partitions) as i32;
+        self.send(
+            &self.settings.topics.events_by_member,
+            Some(partition),
+            member,
+            payload,
+            None,
+        )
+    }
+
+    /// Applies one record of a member partition: an event, or a control
+    /// record from another member partition.
+    fn process_member(
+        &self,
+        partition: i32,
+        members: &mut MemberPartition,
+        source: SourceRef,
+        payload: &[u8],
+        control: bool,
+    ) -> Result<()> {
+        let mut outputs = Vec::new();
+        let mut routed = Vec::new();
+        let mut key = String::new();
+        if control {
+            match serde_json::from_slice::<Control>(payload) {
+                Ok(c) => members.apply_control(c, &mut outputs, &mut routed),
+                Err(e) => {
+                    let reason = format!("control record: {e}");
+                    return self.dead_letter(source, "", &reason, None, payload);
+                }
+            }
+        } else {
+            let event = match self.parser.parse(payload) {
+                Ok(event) => event,
+                Err(rejection) => {
+                    self.count(EventType::sniff(payload), "rejected", 1);
+                    let reason = rejection.reason();
+                    return self.dead_letter(source, "", &reason, rejection.event_id, payload);
+                }
+            };
+            key = event.member_id.as_deref().unwrap_or_default().to_owned();
+            let kind = event.event_type();
+            match members.apply(&event, &mut outputs, &mut routed) {
+                Ok(outcome) => {
+                    let label = match outcome {
+                        Outcome::Duplicate => "duplicate",
+                        Outcome::Applied | Outcome::Ignored => "applied",
+                    };
+                    self.count(kind.as_str(), label, 1);
+                }
+                Err(rejection) => {
+                    self.count(kind.as_str(), "rejected", 1);
+                    let reason = rejection.reason();
+                    return self.dead_letter(source, &key, &reason, rejection.event_id, payload);
+                }
+            }
+        }
+        for r in routed {
+            match r {
+                Routed::Forward { partition: to } => {
+                    let headers = OwnedHeaders::new().insert(Header {
+                        key: HEADER_FORWARDED_FROM,
+                        value: Some(&format!("{partition}/{}", source.offset)),
+                    });
+                    self.send(
+                        &self.settings.topics.events_by_member,
+                        Some(to as i32),
+                        &key,
+                        payload,
+                        Some(headers),
+                    )?;
+                    self.metrics.forwarded.inc();
+                }
+                Routed::Control {
+                    partition: to,
+                    control,
+                } => {
+                    let member = match &*control {
+                        Control::Handover { member_id, .. } | Control::Forget { member_id, .. } => {
+                            member_id.to_string()
+                        }
+                        Control::Clock { .. } => String::new(),
+                    };
+                    let value = serde_json::to_vec(&*control)
+                        .map_err(|e| KafkaError::Config(format!("encode control record: {e}")))?;
+                    let headers = OwnedHeaders::new().insert(Header {
+                        key: HEADER_CONTROL,
+                        value: Some("1"),
+                    });
+                    self.send(
+                        &self.settings.topics.events_by_member,
+                        Some(to as i32),
+                        &member,
+                        &value,
+                        Some(headers),
+                    )?;
+                }
+            }
+        }
+        self.emit_members(outputs)
+    }
+
+    /// Sends member outputs: tag changes and erasures to `<p>.member-tags`,
+    /// overdraft alerts to `<p>.alerts`.
+    fn emit_members(&self, outputs: Vec<MemberOutput>) -> Result<()> {
+        for output in outputs {
+            let (topic, key, value) = match &output {
+                MemberOutput::Tag(change) => {
+                    self.metrics.pipeline.member_tag_changes.inc();
+                    (
+                        &self.settings.topics.member_tags,
+                        change.member_id.to_string(),
+                        serde_json::to_vec(&MemberLogRecord::TagChange(change)),
+                    )
+                }
+                MemberOutput::Erased(erased) => (
+                    &self.settings.topics.member_tags,
+                    erased.member_id.to_string(),
+                    serde_json::to_vec(&MemberLogRecord::MemberErased(erased)),
+                ),
+                MemberOutput::Overdraft(alert) => {
+                    self.metrics
+                        .pipeline
+                        .alerts
+                        .get_or_create(&AlertLabels {
+                            kind: "points_overdraft",
+                        })
+                        .inc();
+                    let record = AlertRecord {
+                        family: "points".into(),
+                        alert: Alert::PointsOverdraft((**alert).clone()),
+                    };
+                    (
+                        &self.settings.topics.alerts,
+                        alert.alert_id.clone(),
+                        serde_json::to_vec(&record),
+                    )
+                }
+            };
+            let value =
+                value.map_err(|e| KafkaError::Config(format!("encode member output: {e}")))?;
+            self.send(topic, None, &key, &value, None)?;
+        }
+        Ok(())
+    }
+
+    /// Stock stage: tells every member partition the newest event time of
+    /// the owned stock partitions when it moved on (once per batch at most).
+    fn broadcast_clock(&self, last: &mut i64) -> Result<()> {
+        let newest = self
+            .owned()
+            .values()
+            .filter_map(|s| match &s.task {
+                Task::Stock(p) => p.clock(),
+                Task::Members(_) => None,
+            })
+            .max();
+        let Some(newest) = newest else {
+            return Ok(());
+        };
+        if newest <= *last {
+            return Ok(());
+        }
+        *last = newest;
+        let value = serde_json::to_vec(&Control::Clock { at: newest })
+            .map_err(|e| KafkaError::Config(format!("encode clock: {e}")))?;
+        for partition in 0..self.settings.partitions {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: HEADER_CONTROL,
+                value: Some("1"),
+            });
+            self.send(
+                &self.settings.topics.events_by_member,
+                Some(partition as i32),
+                "",
+                &value,
+                Some(headers),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Moves every owned member partition's clock to the newest among them,
+    /// so that tags change with time on quiet partitions too.
+    fn tick_members(&self) -> Result<()> {
+        let mut owned = self.owned();
+        let newest = owned
+            .values()
+            .filter_map(|s| match &s.task {
+                Task::Members(m) => Some(m.members.clock()),
+                Task::Stock(_) => None,
+            })
+            .max();
+        let Some(newest) = newest else {
+            return Ok(());
+        };
+        let mut outputs = Vec::new();
+        for state in owned.values_mut() {
+            if let Task::Members(m) = &mut state.task {
+                m.members.tick(newest, &mut outputs);
+            }
+        }
+        drop(owned);
+        self.emit_members(outputs)
+    }
+
     fn count(&self, event_type: &'static str, outcome: &'static str, n: u64) {
         self.metrics
             .pipeline
@@ -890,7 +1260,9 @@ impl GroupContext {
             .map_err(|e| KafkaError::Config(format!("encode dead letter: {e}")))?;
         let origin = format!(
             "{}/{}/{}",
-            self.settings.topics.events, source.partition, source.offset
+            self.settings.input_topic(),
+            source.partition,
+            source.offset
         );
         let headers = dead_letter_headers(&letter, Some(&origin));
         debug!(
@@ -1024,7 +1396,13 @@ pub fn run(
     let outputs: OutputProducer = crate::client::producer(&settings.kafka, "storepulse-process", 0)
         .create_with_context(OutputContext::default())
         .map_err(KafkaError::client("output producer"))?;
-    let topic = settings.topics.events.clone();
+    let topic = settings.input_topic().to_owned();
+    let group_id = settings.group_id();
+    let blank = Arc::new(
+        InventoryProcessor::new(InventoryConfig::default(), parser.stores().clone())
+            .state()
+            .clone(),
+    );
     let batch_size = settings.batch_size.max(1);
     let interval = settings.checkpoint_interval;
     let context = GroupContext {
@@ -1035,22 +1413,21 @@ pub fn run(
         metrics: metrics.clone(),
         failure: Mutex::new(None),
         in_flight: Mutex::new(None),
+        blank,
     };
-    let consumer: BaseConsumer<GroupContext> = crate::client::consumer(
-        &context.settings.kafka,
-        "storepulse-process",
-        &context.settings.kafka.group_id,
-    )
-    .create_with_context(context)
-    .map_err(KafkaError::client("consumer"))?;
+    let consumer: BaseConsumer<GroupContext> =
+        crate::client::consumer(&context.settings.kafka, "storepulse-process", &group_id)
+            .create_with_context(context)
+            .map_err(KafkaError::client("consumer"))?;
     consumer
         .subscribe(&[&topic])
         .map_err(KafkaError::client("subscribe"))?;
-    info!(topic = %topic, group = %consumer.context().settings.kafka.group_id, "processing: joined the consumer group");
+    info!(topic = %topic, group = %group_id, "processing: joined the consumer group");
 
     let mut outputs_buf: Vec<InventoryOutput> = Vec::new();
     let mut last_checkpoint = Instant::now();
     let mut last_lag = Instant::now();
+    let mut last_clock = i64::MIN;
     let mut watch = OrphanWatch::new(Duration::from_millis(
         consumer.context().settings.kafka.session_timeout_ms,
     ));
@@ -1127,11 +1504,15 @@ pub fn run(
                     .input_age_seconds
                     .observe(age_ms.max(0) as f64 / 1000.0);
             }
+            let control = message
+                .headers()
+                .is_some_and(|h| h.iter().any(|h| h.key == HEADER_CONTROL));
             if let Err(e) = ctx.process(
                 partition,
                 state,
                 offset,
                 message.payload(),
+                control,
                 ingested_at_ms,
                 &mut outputs_buf,
             ) {
@@ -1151,6 +1532,15 @@ pub fn run(
                     failed = Some(e);
                     break;
                 }
+            }
+        }
+        if failed.is_none() && taken > 0 {
+            let ticked = match ctx.settings.stage {
+                Stage::Members => ctx.tick_members(),
+                Stage::Stock => ctx.broadcast_clock(&mut last_clock),
+            };
+            if let Err(e) = ticked {
+                failed = Some(e);
             }
         }
         if let Some(e) = failed {

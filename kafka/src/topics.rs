@@ -3,10 +3,11 @@
 //! | topic | key | value | cleanup |
 //! |---|---|---|---|
 //! | `<p>.events` | `store_id` | contract event (EVENTS.md), unchanged | delete (retention) |
-//! | `<p>.events.by-member` | canonical member id | contract event | delete |
+//! | `<p>.events.by-member` | raw `member_id` | contract event, or a control record between member partitions (header `storepulse.control`, [`Control`](storepulse_processors::members::partitioned::Control) JSON) | delete |
 //! | `<p>.dlq` | original key | [`DeadLetter`](storepulse_core::dead_letter::DeadLetter), reason also in a header | delete |
 //! | `<p>.stock` | `store_id/sku` | [`StockRecord`](crate::records::StockRecord) | compact |
 //! | `<p>.alerts` | `alert_id` | [`AlertRecord`](storepulse_runtime::alerts::AlertRecord) | compact |
+//! | `<p>.member-tags` | canonical member id | a member-log record (`{"type":"tag_change",...}` or `{"type":"member_erased",...}`) | delete |
 //!
 //! `events.by-member` is the repartition topic for member-keyed work
 //! (members, points, fraud; ARCHITECTURE.md "Repartitioning by member"). It
@@ -31,6 +32,8 @@ pub struct Topics {
     pub dlq: String,
     pub stock: String,
     pub alerts: String,
+    /// Member tag changes and erasures (issue 4), keyed by member id.
+    pub member_tags: String,
 }
 
 impl Topics {
@@ -42,16 +45,18 @@ impl Topics {
             dlq: format!("{prefix}.dlq"),
             stock: format!("{prefix}.stock"),
             alerts: format!("{prefix}.alerts"),
+            member_tags: format!("{prefix}.member-tags"),
         }
     }
 
-    fn all(&self) -> [(&str, bool); 5] {
+    fn all(&self) -> [(&str, bool); 6] {
         [
             (&self.events, false),
             (&self.events_by_member, false),
             (&self.dlq, false),
             (&self.stock, true),
             (&self.alerts, true),
+            (&self.member_tags, false),
         ]
     }
 }

@@ -233,3 +233,103 @@ impl Drop for OwnBroker {
         self.kill9();
     }
 }
+
+/// One record of a topic: partition, offset, key, value.
+pub type TopicRecord = (i32, i64, String, Vec<u8>);
+
+/// Every record of `topic` from its beginning to its end now, in
+/// (partition, offset) order.
+///
+/// # Panics
+/// When the broker cannot be read within a minute.
+pub fn read_topic(broker: &str, topic: &str) -> Vec<TopicRecord> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", format!("read-{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .expect("metadata");
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    assert!(!partitions.is_empty(), "topic {topic} has no partitions");
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .expect("offset");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut at_end = std::collections::BTreeSet::new();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while at_end.len() < partitions.len() {
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic} took over a minute"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                records.push((
+                    m.partition(),
+                    m.offset(),
+                    m.key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                        .unwrap_or_default(),
+                    m.payload().unwrap_or_default().to_vec(),
+                ));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(_)) | None => {}
+        }
+    }
+    records.sort_by_key(|r| (r.0, r.1));
+    records
+}
+
+/// Each member's tags, rebuilt from a member-tags topic: changes applied in
+/// order per member (one key, one partition), erasures clearing.
+pub fn tags_from_topic(records: &[TopicRecord]) -> BTreeMap<String, Vec<String>> {
+    let mut tags: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for (_, _, _, value) in records {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(value) else {
+            continue;
+        };
+        let member = v["member_id"].as_str().unwrap_or_default().to_owned();
+        match v["type"].as_str() {
+            Some("tag_change") => {
+                let tag = v["tag"].as_str().unwrap_or_default().to_owned();
+                let set = tags.entry(member).or_default();
+                if v["change"] == "added" {
+                    set.insert(tag);
+                } else {
+                    set.remove(&tag);
+                }
+            }
+            Some("member_erased") => {
+                tags.remove(&member);
+                for alias in v["aliases"].as_array().into_iter().flatten() {
+                    tags.remove(alias.as_str().unwrap_or_default());
+                }
+            }
+            _ => {}
+        }
+    }
+    tags.into_iter()
+        .filter(|(_, set)| !set.is_empty())
+        .map(|(m, set)| (m, set.into_iter().collect()))
+        .collect()
+}

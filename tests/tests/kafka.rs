@@ -532,3 +532,89 @@ async fn poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing() {
     assert_eq!(dead as usize, poison.len());
     drop(server);
 }
+
+/// Members on Kafka: member events go through `<p>.events.by-member`
+/// (handovers for late links, forwarding, erasures), and the tags rebuilt
+/// from `<p>.member-tags` equal `replay`'s members of the same events.
+#[tokio::test(flavor = "multi_thread")]
+async fn member_tags_on_kafka_equal_replay() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Setup {
+        dir,
+        broker,
+        prefix,
+        env,
+        data,
+    } = setup("members");
+    let server = Server::start_role(EXE, &config(), &data, 0, "run", &env_refs(&env));
+    let acked = dir.path().join("acked.ndjson");
+    let mut sim = simulate(
+        &data,
+        &server.base,
+        20_000,
+        0,
+        &[
+            "--duplicate-share",
+            "0.03",
+            "--jitter",
+            "600",
+            "--seed",
+            "5",
+        ],
+        &acked,
+    );
+    wait_exit(&mut sim, Duration::from_secs(180), "simulate");
+    let expected = replay(EXE, &acked, &dir.path().join("replay"));
+    let client = reqwest::Client::new();
+    wait_stock_equals(&client, &server.base, &expected, Duration::from_secs(120)).await;
+    let members = storepulse_tests::read_members(&dir.path().join("replay/members.ndjson"));
+    let expected: std::collections::BTreeMap<String, Vec<String>> = members
+        .into_iter()
+        .filter(|(_, m)| !m.2.is_empty())
+        .map(|(id, m)| (id, m.2))
+        .collect();
+    assert!(
+        expected.len() > 50,
+        "only {} tagged members",
+        expected.len()
+    );
+    let topic = format!("{prefix}.member-tags");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let served = storepulse_tests::kafka::tags_from_topic(
+            &storepulse_tests::kafka::read_topic(&broker, &topic),
+        );
+        if served == expected {
+            break;
+        }
+        if Instant::now() > deadline {
+            let differing: Vec<_> = expected
+                .iter()
+                .filter(|(k, v)| served.get(*k) != Some(*v))
+                .take(5)
+                .map(|(k, v)| (k.clone(), v.clone(), served.get(k).cloned()))
+                .collect();
+            panic!(
+                "member tags on {topic} differ from replay ({} vs {} tagged): {differing:?}",
+                served.len(),
+                expected.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The points alerts reached the alerts topic as they do in replay.
+    let replayed = std::fs::read_to_string(dir.path().join("replay/alerts.ndjson")).unwrap();
+    let points = replayed.matches("points_overdraft:").count();
+    let alerts = storepulse_tests::kafka::read_topic(&broker, &format!("{prefix}.alerts"));
+    let on_topic = alerts
+        .iter()
+        .filter(|r| r.2.starts_with("points_overdraft:"))
+        .map(|r| r.2.clone())
+        .collect::<std::collections::BTreeSet<_>>();
+    assert!(
+        on_topic.len() >= points.min(1),
+        "{} points alerts on the topic, replay has {points}",
+        on_topic.len()
+    );
+    assert!(server.stop(), "clean stop");
+}

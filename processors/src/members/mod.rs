@@ -173,6 +173,8 @@ pub struct MemberState {
     regulars: Vec<Regulars>,
     dedup: Option<DedupWindow>,
     clock: Ts,
+    /// Kafka mode: ids registered with a phone homed on another partition.
+    redirects: FxHashMap<Id, partitioned::Redirect>,
 }
 
 /// Store -> franchisee index.
@@ -246,6 +248,7 @@ impl MemberProcessor {
             regulars: vec![Regulars::default(); stores.len()],
             dedup,
             clock: Ts::MIN,
+            redirects: FxHashMap::default(),
         };
         Self::from_state(state, config, stores)
     }

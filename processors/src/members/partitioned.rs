@@ -28,7 +28,6 @@
 //! `forget:<erasure id>:<member id>`), so a record re-sent after a crash is a
 //! duplicate at its receiver.
 
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use storepulse_core::{Event, EventBody, Id, Rejection, Ts};
 
@@ -56,6 +55,12 @@ pub enum Control {
         #[serde(with = "storepulse_core::time::rfc3339")]
         clock: Ts,
     },
+    /// The event-time clock of the stock stage, which sees every event
+    /// (member events are only part of them): `T` is the pipeline's clock.
+    Clock {
+        #[serde(with = "storepulse_core::time::rfc3339")]
+        at: Ts,
+    },
     /// `member_id` was erased at its person's partition.
     Forget {
         control_id: Id,
@@ -78,25 +83,18 @@ pub enum Routed {
     },
 }
 
-/// An id registered with a phone whose person lives elsewhere.
+/// An id registered with a phone whose person lives elsewhere (kept in
+/// [`MemberState`], so it is checkpointed with the members).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Redirect {
+pub struct Redirect {
     phone: [u8; 32],
     home: u32,
-}
-
-/// The checkpointable state of one member partition.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PartitionState {
-    pub members: MemberState,
-    redirects: FxHashMap<Id, Redirect>,
 }
 
 /// The member processor of one partition.
 #[derive(Debug)]
 pub struct MemberPartition {
     pub members: MemberProcessor,
-    redirects: FxHashMap<Id, Redirect>,
     partition: u32,
     partitions: u32,
     partitioner: Partitioner,
@@ -113,35 +111,15 @@ impl MemberPartition {
     ) -> Self {
         Self {
             members,
-            redirects: FxHashMap::default(),
             partition,
             partitions: partitions.max(1),
             partitioner,
         }
     }
 
-    /// Restores a checkpointed partition.
-    ///
-    /// # Errors
-    /// A state that does not fit the configuration or the store master.
-    pub fn from_state(
-        state: PartitionState,
-        make: impl FnOnce(MemberState) -> Result<MemberProcessor, String>,
-        partition: u32,
-        partitions: u32,
-        partitioner: Partitioner,
-    ) -> Result<Self, String> {
-        let mut p = Self::new(make(state.members)?, partition, partitions, partitioner);
-        p.redirects = state.redirects;
-        Ok(p)
-    }
-
-    /// A copy of the state, for a checkpoint.
-    pub fn state(&self) -> PartitionState {
-        PartitionState {
-            members: self.members.state().clone(),
-            redirects: self.redirects.clone(),
-        }
+    /// The state to checkpoint (redirects included).
+    pub fn state(&self) -> &MemberState {
+        self.members.state()
     }
 
     /// The partition of a key.
@@ -169,7 +147,9 @@ impl MemberPartition {
             EventBody::MemberRegister(r) => phone_bytes(&r.phone_hash),
             _ => None,
         };
-        if let (Some(r), Some(phone)) = (self.redirects.get(id.as_str()), registration) {
+        if let (Some(r), Some(phone)) =
+            (self.members.state.redirects.get(id.as_str()), registration)
+        {
             if r.phone != phone {
                 return Err(Rejection::semantic(
                     "phone_hash",
@@ -181,7 +161,7 @@ impl MemberPartition {
         if !self.members.admit(event, out)? {
             return Ok(Outcome::Duplicate);
         }
-        if let Some(r) = self.redirects.get(id.as_str()) {
+        if let Some(r) = self.members.state.redirects.get(id.as_str()) {
             routed.push(Routed::Forward { partition: r.home });
             return Ok(Outcome::Applied);
         }
@@ -189,7 +169,10 @@ impl MemberPartition {
             let home = self.partition_of(&reg.phone_hash);
             if home != self.partition && !self.members.is_erased(id, event.occurred_at) {
                 let parts = self.members.take_unregistered(id, &event.event_id, out);
-                self.redirects.insert(id.clone(), Redirect { phone, home });
+                self.members
+                    .state
+                    .redirects
+                    .insert(id.clone(), Redirect { phone, home });
                 routed.push(Routed::Control {
                     partition: home,
                     control: Box::new(Control::Handover {
@@ -244,6 +227,7 @@ impl MemberPartition {
                     .register(&registration_id, registered_at, &member_id, phone, out);
                 self.route_forgets(out, routed);
             }
+            Control::Clock { at } => self.members.tick(at, out),
             Control::Forget {
                 control_id,
                 member_id,
@@ -252,7 +236,7 @@ impl MemberPartition {
                 if !self.members.remember(&control_id, erased_at) {
                     return;
                 }
-                self.redirects.remove(member_id.as_str());
+                self.members.state.redirects.remove(member_id.as_str());
                 self.members.forget(&member_id, erased_at);
             }
         }
@@ -280,7 +264,7 @@ impl MemberPartition {
 
     /// Number of redirected ids.
     pub fn redirects(&self) -> usize {
-        self.redirects.len()
+        self.members.state.redirects.len()
     }
 }
 
