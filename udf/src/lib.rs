@@ -79,8 +79,9 @@
 //! `BIGINT`; unsigned 64-bit columns must be cast. The workspace pins
 //! DataFusion 54 (the newest release whose rust-version, 1.88, is within the
 //! workspace's 1.89) with default features off and only `sql` on: no parquet,
-//! compression, regex or unicode functions, which the mart does not need. A
-//! cold debug build of it is about 4 minutes on 2 cores.
+//! compression, regex or unicode functions, which these UDFs do not need (a
+//! crate that does adds the feature to its own dependency line). A cold
+//! debug build of this crate with DataFusion took 4 minutes on 2 cores.
 //!
 //! # Arroyo
 //!
@@ -96,6 +97,10 @@
 //! # -> udf/arroyo/target/release/libstorepulse_arroyo_udf.so
 //! cargo test --locked --manifest-path udf/arroyo/Cargo.toml   # loads built plugins through __run
 //! ```
+//!
+//! Being its own workspace, it is not in `cargo test --workspace`: its
+//! clippy and tests need their own CI step with
+//! `--manifest-path udf/arroyo/Cargo.toml`.
 //!
 //! Arroyo itself does not accept a prebuilt `.so`: its API and web UI take a
 //! UDF definition (Rust source with one `#[udf]` function and a

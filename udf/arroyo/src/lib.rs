@@ -78,9 +78,11 @@
 //!
 //! The next build with another feature overwrites that file, so copy it
 //! away (e.g. to `sp_high_value.so`) before building the next UDF. Its one
-//! exported entry point is `__run`; `tests/plugin_abi.rs` builds three of
+//! exported entry point is `__run`; `tests/plugin_abi.rs` builds four of
 //! them, loads them with `libloading` and calls `__run` through the plugin's
-//! Arrow C data interface, as Arroyo's worker does.
+//! Arrow C data interface, as Arroyo's worker does. It also builds one
+//! [`arroyo_definition`] the way Arroyo's compiler service does (next
+//! section) and runs that library the same way.
 //!
 //! # Registering in Arroyo
 //!
@@ -111,7 +113,9 @@
 //! ```
 //!
 //! The compiler machine needs a Rust toolchain and access to that git
-//! repository; the first build of each UDF takes minutes (arrow 51).
+//! repository. Its first UDF build compiles arrow 51 and the rest (minutes);
+//! later ones reuse the compiler's build directory. A definition can be
+//! checked without saving it with `POST /api/v1/udfs/validate`.
 //!
 //! # NULL
 //!
