@@ -32,7 +32,11 @@ use prometheus_client::registry::Registry;
 use storepulse_core::dedup::{DedupWindow, SharedDedup};
 use storepulse_core::latency::VisibilityTracker;
 use storepulse_core::{EventParser, StoreMaster};
+use storepulse_dashboards::access::AccessTable;
+use storepulse_dashboards::audit::AuditLog;
+use storepulse_dashboards::members::{member_router, MemberApiState};
 use storepulse_dashboards::{DeadLetterReader, QueryState};
+use storepulse_ingest::append::EventAppender;
 use storepulse_ingest::http::{IngestMetrics, IngestState};
 use storepulse_ingest::keys::KeyTable;
 use storepulse_kafka::materialize::ReadModel;
@@ -40,6 +44,7 @@ use storepulse_kafka::process::{ProcessMetrics, ProcessSettings, Stage};
 use storepulse_kafka::producer::KafkaAppender;
 use storepulse_kafka::Topics;
 use storepulse_processors::inventory::InventoryProcessor;
+use storepulse_processors::members::MemberProcessor;
 use storepulse_runtime::alerts::AlertBook;
 use storepulse_runtime::Shared;
 use tokio::sync::mpsc;
@@ -109,11 +114,20 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     let parser = EventParser::new(stores.clone());
 
     let visibility = Arc::new(VisibilityTracker::default());
-    let shared = Arc::new(Shared::new(
+    let mut shared = Shared::new(
         InventoryProcessor::new(config.inventory.clone(), stores.clone()),
         AlertBook::new(config.runtime.alert_book_capacity),
         visibility.clone(),
-    ));
+    );
+    if roles.serve {
+        // The member read model, fed from `<p>.members`.
+        shared = shared.with_members(
+            MemberProcessor::new(config.members.clone(), stores.clone())
+                .map_err(anyhow::Error::msg)?
+                .without_dedup(),
+        );
+    }
+    let shared = Arc::new(shared);
     let mut registry = Registry::default();
     shared.metrics.register(&mut registry);
 
@@ -243,6 +257,29 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         app = app.merge(storepulse_dashboards::router(QueryState {
             shared: shared.clone(),
             dead_letters,
+        }));
+        let access =
+            Arc::new(AccessTable::build(&config.access, &stores).map_err(anyhow::Error::msg)?);
+        let audit = AuditLog::open(&config.storage.data_dir.join("audit"))
+            .context("opening the audit log")?;
+        audit
+            .record_config(&serde_json::to_value(&config).context("config as JSON")?)
+            .context("auditing the configuration")?;
+        // Erasures go through the events topic like any event.
+        let eraser: Arc<dyn EventAppender> = match &appender {
+            Some(producer) => Arc::new(producer.clone()),
+            None => Arc::new(KafkaAppender::new(&kafka, topics.clone(), partitions)?),
+        };
+        let first_store = stores
+            .iter()
+            .next()
+            .map(|(_, s)| s.store_id.clone())
+            .unwrap_or_default();
+        app = app.merge(member_router(MemberApiState {
+            shared: shared.clone(),
+            access,
+            audit,
+            erase: crate::serve::erase_submitter(eraser, shared.clone(), first_store),
         }));
     }
     let ops = OpsState {

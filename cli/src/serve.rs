@@ -74,8 +74,8 @@ impl MemberLogSink for LogMemberLog {
 }
 
 /// `DELETE /v1/members/{id}`: appends a `member_erase` event to the event
-/// log (so the erasure is durable, replayed after a crash and ordered with
-/// every other event) and waits until the processor has applied it.
+/// log or topic (so the erasure is durable, replayed after a crash and
+/// ordered with every other event) and waits until it has been applied.
 pub(crate) fn erase_submitter(
     appender: Arc<dyn EventAppender>,
     shared: Arc<Shared>,
@@ -106,16 +106,23 @@ pub(crate) fn erase_submitter(
                 }])
                 .await
                 .map_err(|e| e.to_string())?;
-            if let Some(end) = end {
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-                while shared.applied_end() < end {
-                    if std::time::Instant::now() > deadline {
-                        return Err(format!(
-                            "erasure {event_id} is in the event log but not applied yet; it will be"
-                        ));
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            // Embedded: until the processor has applied the log up to it.
+            // Kafka: until the read model no longer holds the member.
+            let done = || match end {
+                Some(end) => shared.applied_end() >= end,
+                None => shared
+                    .members()
+                    .as_ref()
+                    .is_none_or(|m| m.member(&request.member_id).is_none()),
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !done() {
+                if std::time::Instant::now() > deadline {
+                    return Err(format!(
+                        "erasure {event_id} is accepted but not applied yet; it will be"
+                    ));
                 }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
             Ok(event_id)
         })

@@ -16,26 +16,33 @@
 //! a record older than the one already held for its key is ignored, so the
 //! view never steps back.
 //!
+//! **Members.** The compacted `<p>.members` topic holds one record per
+//! person (its whole record, keyed by `phone:<hash>` once registered, else
+//! by its id) and each member partition's settlement table; it is read into
+//! a [`MemberProcessor`](storepulse_processors::members::MemberProcessor) in
+//! read-model mode, so the member API answers the same as embedded.
+//!
 //! Reading starts at the beginning of every partition (no consumer-group
 //! offsets): the compacted topic holds one record per (store, SKU), so a
 //! start costs one pass over the current stock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use storepulse_core::dead_letter::DeadLetter;
+use storepulse_processors::members::ledger::Settlement;
 use storepulse_runtime::alerts::AlertRecord;
 use storepulse_runtime::Shared;
 use tracing::{debug, info, warn};
 
 use crate::config::KafkaConfig;
 use crate::error::{KafkaError, Result};
-use crate::records::{SourceRef, StockRecord};
+use crate::records::{MemberSnapshot, SettlementSnapshot, SourceRef, StockRecord, HEADER_KIND};
 use crate::topics::Topics;
 
 /// Dead letters kept for `GET /v1/dlq`.
@@ -101,7 +108,7 @@ pub fn run(
         .create()
         .map_err(KafkaError::client("read-model consumer"))?;
     let mut tpl = TopicPartitionList::new();
-    for topic in [&topics.stock, &topics.alerts, &topics.dlq] {
+    for topic in [&topics.stock, &topics.alerts, &topics.dlq, &topics.members] {
         let n = crate::topics::partition_count(config, topic)?;
         for p in 0..n as i32 {
             tpl.add_partition_offset(topic, p, Offset::Beginning)
@@ -113,6 +120,7 @@ pub fn run(
         .map_err(KafkaError::client("assign"))?;
     info!(stock = %topics.stock, "read model: reading the stock, alerts and dead-letter topics");
     let mut versions: HashMap<String, SourceRef> = HashMap::new();
+    let mut settlement: BTreeMap<u32, Settlement> = BTreeMap::new();
     let mut stock: Vec<StockRecord> = Vec::new();
     while !stop.load(Ordering::Acquire) {
         let mut wait = Duration::from_millis(100);
@@ -129,10 +137,14 @@ pub fn run(
                     continue;
                 }
             };
+            let topic = message.topic();
+            if topic == topics.members {
+                apply_member_record(shared, &message, &mut settlement, progress);
+                continue;
+            }
             let Some(payload) = message.payload() else {
                 continue; // a tombstone
             };
-            let topic = message.topic();
             if topic == topics.stock {
                 match serde_json::from_slice::<StockRecord>(payload) {
                     Ok(record) => {
@@ -195,6 +207,48 @@ pub fn run(
         progress.stock_records.fetch_add(applied, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// Applies one record of `<p>.members` to the served member processor.
+fn apply_member_record(
+    shared: &Shared,
+    message: &rdkafka::message::BorrowedMessage<'_>,
+    settlement: &mut BTreeMap<u32, Settlement>,
+    progress: &MaterializeProgress,
+) {
+    let mut members = shared.members_mut();
+    let Some(members) = members.as_mut() else {
+        return;
+    };
+    let is_settlement = message.headers().is_some_and(|h| {
+        h.iter()
+            .any(|h| h.key == HEADER_KIND && h.value == Some(b"settlement"))
+    });
+    let key = message
+        .key()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .unwrap_or_default();
+    match (is_settlement, message.payload()) {
+        (true, Some(payload)) => match serde_json::from_slice::<SettlementSnapshot>(payload) {
+            Ok(s) => {
+                settlement.insert(s.partition, s.table());
+                members.put_settlement(settlement);
+            }
+            Err(e) => {
+                progress.unreadable.fetch_add(1, Ordering::Relaxed);
+                warn!(error = %e, "unreadable settlement record");
+            }
+        },
+        (true, None) => {}
+        (false, None) => members.put_person(&key, None, 0),
+        (false, Some(payload)) => match serde_json::from_slice::<MemberSnapshot>(payload) {
+            Ok(s) => members.put_person(&key, Some(s.person), s.clock),
+            Err(e) => {
+                progress.unreadable.fetch_add(1, Ordering::Relaxed);
+                warn!(error = %e, "unreadable member record");
+            }
+        },
+    }
 }
 
 /// Shared handles of a running read model.

@@ -68,7 +68,9 @@ use storepulse_processors::inventory::{
     InventoryConfig, InventoryOutput, InventoryProcessor, InventoryState, StockChange,
 };
 use storepulse_processors::members::partitioned::{Control, MemberPartition, Routed};
-use storepulse_processors::members::{MemberConfig, MemberOutput, MemberProcessor, MemberState};
+use storepulse_processors::members::{
+    MemberConfig, MemberOutput, MemberProcessor, MemberState, PersonChange,
+};
 use storepulse_processors::{Outcome, Processor};
 use storepulse_runtime::alerts::{Alert, AlertBook, AlertRecord};
 use storepulse_runtime::checkpoint::{CheckpointRef, CheckpointStore};
@@ -80,7 +82,7 @@ use crate::config::KafkaConfig;
 use crate::error::{KafkaError, Result};
 use crate::partitioner::partition_for;
 use crate::producer::dead_letter_headers;
-use crate::records::{SourceRef, StockRecord};
+use crate::records::{MemberSnapshot, SettlementSnapshot, SourceRef, StockRecord, HEADER_KIND};
 use crate::topics::Topics;
 
 /// Header on a forwarded event: where it was first read (`partition/offset`).
@@ -584,7 +586,8 @@ impl GroupContext {
                 Some(state) => MemberProcessor::from_state(state, config, stores.clone()),
                 None => MemberProcessor::new(config, stores.clone()),
             }
-            .map_err(state_error)?;
+            .map_err(state_error)?
+            .tracking_changes();
             Ok(Task::Members(Box::new(MemberPartition::new(
                 processor,
                 partition as u32,
@@ -828,8 +831,9 @@ impl GroupContext {
 
     /// Sends the stock records of the entries changed since the last emit.
     fn emit_stock(&self, partition: i32, state: &mut PartitionState) -> Result<()> {
-        let Task::Stock(processor) = &state.task else {
-            return Ok(());
+        let processor = match &mut state.task {
+            Task::Stock(processor) => processor,
+            Task::Members(members) => return self.emit_persons(partition, members),
         };
         if state.pending.is_empty() {
             return Ok(());
@@ -864,6 +868,74 @@ impl GroupContext {
         }
         state.pending = pending;
         Ok(())
+    }
+
+    /// Sends the persons changed since the last emit to `<p>.members`
+    /// (tombstones for keys no longer held), then the partition's
+    /// settlement table when anything changed.
+    fn emit_persons(&self, partition: i32, members: &mut MemberPartition) -> Result<()> {
+        let clock = members.members.clock();
+        let mut records: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        let mut failed = None;
+        members.members.drain_changes(|change| match change {
+            PersonChange::Put(key, person) => {
+                let snapshot = MemberSnapshot {
+                    person: person.clone(),
+                    clock,
+                };
+                match serde_json::to_vec(&snapshot) {
+                    Ok(v) => records.push((key, Some(v))),
+                    Err(e) => failed = Some(e),
+                }
+            }
+            PersonChange::Retire(key) => records.push((key, None)),
+        });
+        if let Some(e) = failed {
+            return Err(KafkaError::Config(format!("encode member snapshot: {e}")));
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        let topic = &self.settings.topics.members;
+        for (key, value) in &records {
+            match value {
+                Some(v) => self.send(topic, None, key, v, None)?,
+                None => self.send_tombstone(topic, key)?,
+            }
+        }
+        let table = SettlementSnapshot::of(partition as u32, members.members.settlement_table());
+        let value = serde_json::to_vec(&table)
+            .map_err(|e| KafkaError::Config(format!("encode settlement: {e}")))?;
+        let headers = OwnedHeaders::new().insert(Header {
+            key: HEADER_KIND,
+            value: Some("settlement"),
+        });
+        self.send(topic, None, &format!("p{partition}"), &value, Some(headers))
+    }
+
+    /// Produces a tombstone (no value) for `key`.
+    fn send_tombstone(&self, topic: &str, key: &str) -> Result<()> {
+        let seq = self.outputs.context().tracker().push();
+        let mut record: BaseRecord<'_, str, [u8], usize> =
+            BaseRecord::with_opaque_to(topic, seq as usize).key(key);
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.outputs.send(record) {
+                Ok(()) => return Ok(()),
+                Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                    waited += Duration::from_millis(2);
+                    self.metrics.output_queue_full_waits.inc();
+                    if waited > Duration::from_secs(600) {
+                        return Err(KafkaError::OutputLost(
+                            "output queue full for 10 minutes".into(),
+                        ));
+                    }
+                }
+                Err((e, _)) => return Err(KafkaError::client("produce tombstone")(e)),
+            }
+        }
     }
 
     /// Produces one output, waiting while the producer's queue is full.

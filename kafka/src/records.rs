@@ -98,3 +98,65 @@ mod tests {
         assert_eq!(back, record);
     }
 }
+
+/// A person of the member read model (`<p>.members`): the processor's
+/// whole record of it, with the event-time clock of its partition.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MemberSnapshot {
+    pub person: storepulse_processors::members::Person,
+    #[serde(with = "storepulse_core::time::rfc3339")]
+    pub clock: storepulse_core::Ts,
+}
+
+/// A member partition's settlement table (`<p>.members`, key `p<N>`):
+/// rows of (China day, owing franchisee index, owed franchisee index,
+/// points).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SettlementSnapshot {
+    pub partition: u32,
+    pub rows: Vec<(i32, u16, u16, i64)>,
+}
+
+impl SettlementSnapshot {
+    /// The rows of a table.
+    pub fn of(partition: u32, table: &storepulse_processors::members::ledger::Settlement) -> Self {
+        Self {
+            partition,
+            rows: table
+                .owed
+                .iter()
+                .map(|(&(d, a, b), &p)| (d, a, b, p))
+                .collect(),
+        }
+    }
+
+    /// The table of the rows.
+    pub fn table(&self) -> storepulse_processors::members::ledger::Settlement {
+        storepulse_processors::members::ledger::Settlement {
+            owed: self
+                .rows
+                .iter()
+                .map(|&(d, a, b, p)| ((d, a, b), p))
+                .collect(),
+        }
+    }
+}
+
+/// Header naming the kind of a `<p>.members` record that is not a person.
+pub const HEADER_KIND: &str = "storepulse.kind";
+
+#[cfg(test)]
+mod member_record_tests {
+    use super::SettlementSnapshot;
+    use storepulse_processors::members::ledger::Settlement;
+
+    #[test]
+    fn settlement_tables_survive_json() {
+        let mut table = Settlement::default();
+        table.owed.insert((20_000, 1, 3), 120);
+        table.owed.insert((20_001, 0, 2), 5);
+        let json = serde_json::to_vec(&SettlementSnapshot::of(4, &table)).unwrap();
+        let back: SettlementSnapshot = serde_json::from_slice(&json).unwrap();
+        assert_eq!((back.partition, back.table()), (4, table));
+    }
+}

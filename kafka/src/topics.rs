@@ -7,6 +7,7 @@
 //! | `<p>.dlq` | original key | [`DeadLetter`](storepulse_core::dead_letter::DeadLetter), reason also in a header | delete |
 //! | `<p>.stock` | `store_id/sku` | [`StockRecord`](crate::records::StockRecord) | compact |
 //! | `<p>.alerts` | `alert_id` | [`AlertRecord`](storepulse_runtime::alerts::AlertRecord) | compact |
+//! | `<p>.members` | `phone:<hash>` of a registered person, else its member id; `p<N>` with header `storepulse.kind: settlement` | [`MemberSnapshot`](crate::records::MemberSnapshot), a tombstone when the person is gone (erased, merged, moved); a partition's settlement table | compact |
 //! | `<p>.member-tags` | canonical member id | a member-log record (`{"type":"tag_change",...}` or `{"type":"member_erased",...}`) | delete |
 //!
 //! `events.by-member` is the repartition topic for member-keyed work
@@ -34,6 +35,8 @@ pub struct Topics {
     pub alerts: String,
     /// Member tag changes and erasures (issue 4), keyed by member id.
     pub member_tags: String,
+    /// The member read model: one record per person (compacted).
+    pub members: String,
 }
 
 impl Topics {
@@ -46,10 +49,11 @@ impl Topics {
             stock: format!("{prefix}.stock"),
             alerts: format!("{prefix}.alerts"),
             member_tags: format!("{prefix}.member-tags"),
+            members: format!("{prefix}.members"),
         }
     }
 
-    fn all(&self) -> [(&str, bool); 6] {
+    fn all(&self) -> [(&str, bool); 7] {
         [
             (&self.events, false),
             (&self.events_by_member, false),
@@ -57,6 +61,7 @@ impl Topics {
             (&self.stock, true),
             (&self.alerts, true),
             (&self.member_tags, false),
+            (&self.members, true),
         ]
     }
 }

@@ -602,6 +602,57 @@ async fn member_tags_on_kafka_equal_replay() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // The member API of `serve` (read from `<p>.members`) answers as replay.
+    let replayed = storepulse_tests::read_members(&dir.path().join("replay/members.ndjson"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let served =
+            storepulse_tests::all_members(&client, &server.base, storepulse_tests::HQ_KEY).await;
+        if served == replayed {
+            break;
+        }
+        if Instant::now() > deadline {
+            let differing: Vec<_> = replayed
+                .iter()
+                .filter(|(k, v)| served.get(*k) != Some(*v))
+                .take(5)
+                .map(|(k, v)| (k.clone(), v.clone(), served.get(k).cloned()))
+                .collect();
+            panic!(
+                "members served on Kafka differ from replay ({} vs {}): {differing:?}",
+                served.len(),
+                replayed.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // An erasure through the API goes through the events topic.
+    let (erased, line) = replayed
+        .iter()
+        .find(|(_, m)| !m.0.is_empty())
+        .expect("a member with an alias");
+    let r = client
+        .delete(format!("{}/v1/members/{}", server.base, line.0[0]))
+        .bearer_auth(storepulse_tests::HQ_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    for id in std::iter::once(erased).chain(line.0.iter()) {
+        let r = client
+            .get(format!("{}/v1/members/{id}", server.base))
+            .bearer_auth(storepulse_tests::HQ_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{id} after erasure");
+    }
+    let tags = storepulse_tests::kafka::read_topic(&broker, &topic);
+    assert!(
+        tags.iter().any(|r| r.2 == *erased
+            && String::from_utf8_lossy(&r.3).contains(r#""type":"member_erased""#)),
+        "the erasure is on {topic}"
+    );
     // The points alerts reached the alerts topic as they do in replay.
     let replayed = std::fs::read_to_string(dir.path().join("replay/alerts.ndjson")).unwrap();
     let points = replayed.matches("points_overdraft:").count();

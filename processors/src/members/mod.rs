@@ -203,6 +203,26 @@ pub struct MemberProcessor {
     state: MemberState,
     flows: Vec<Flow>,
     overdrafts: Vec<Overdraft>,
+    /// Persons changed since the last [`MemberProcessor::drain_changes`]
+    /// (Kafka mode publishes them), when tracking.
+    changes: Option<ChangeLog>,
+}
+
+/// What changed since the last drain.
+#[derive(Debug, Default)]
+struct ChangeLog {
+    dirty: rustc_hash::FxHashSet<Slot>,
+    /// Keys of persons that are gone (erased, merged, moved away).
+    retired: Vec<String>,
+}
+
+/// A change of the member read model (Kafka mode's `<p>.members` topic).
+#[derive(Debug)]
+pub enum PersonChange<'a> {
+    /// The person under its key now.
+    Put(String, &'a Person),
+    /// Nobody under this key any more.
+    Retire(String),
 }
 
 pub(crate) fn phone_bytes(hex: &str) -> Option<[u8; 32]> {
@@ -221,6 +241,19 @@ pub(crate) fn phone_bytes(hex: &str) -> Option<[u8; 32]> {
         out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
     }
     Some(out)
+}
+
+/// Prefix of a registered person's key in the read model: 69 characters
+/// with the hash, longer than any member id (1-64), so keys cannot collide.
+pub const PHONE_KEY_PREFIX: &str = "phone:";
+
+/// The key a person is published under: `phone:<hash>` once registered
+/// (stable when its canonical id changes), else its only id.
+pub fn snapshot_key(p: &Person) -> String {
+    match &p.phone {
+        Some(phone) => format!("{PHONE_KEY_PREFIX}{}", phone_hex(phone)),
+        None => p.canonical().to_string(),
+    }
 }
 
 /// Hex of a phone hash (for the export).
@@ -310,7 +343,143 @@ impl MemberProcessor {
             state,
             flows: Vec::new(),
             overdrafts: Vec::new(),
+            changes: None,
         })
+    }
+
+    /// Records which persons change, for [`MemberProcessor::drain_changes`].
+    pub fn tracking_changes(mut self) -> Self {
+        self.changes = Some(ChangeLog::default());
+        self
+    }
+
+    fn mark_dirty(&mut self, slot: Slot) {
+        if let Some(c) = &mut self.changes {
+            c.dirty.insert(slot);
+        }
+    }
+
+    fn mark_retired(&mut self, key: String) {
+        if let Some(c) = &mut self.changes {
+            c.retired.push(key);
+        }
+    }
+
+    /// Hands every change since the last call to `f`: retired keys first,
+    /// then the persons as they are now.
+    pub fn drain_changes(&mut self, mut f: impl FnMut(PersonChange<'_>)) {
+        let Some(changes) = self.changes.take() else {
+            return;
+        };
+        for key in changes.retired {
+            let alive = match key.strip_prefix(PHONE_KEY_PREFIX) {
+                Some(hex) => phone_bytes(hex).is_some_and(|b| self.state.phones.contains_key(&b)),
+                None => self
+                    .person_by_id(&key)
+                    .is_some_and(|p| snapshot_key(p) == key),
+            };
+            if !alive {
+                f(PersonChange::Retire(key));
+            }
+        }
+        let mut dirty: Vec<Slot> = changes.dirty.into_iter().collect();
+        dirty.sort_unstable();
+        for slot in dirty {
+            if let Some(p) = self.person(slot) {
+                f(PersonChange::Put(snapshot_key(p), p));
+            }
+        }
+        self.changes = Some(ChangeLog::default());
+    }
+
+    /// Read-model mode (Kafka `serve`): puts a person published under `key`
+    /// (or removes it), keeping ids, regulars and the clock consistent.
+    /// A stale snapshot of an unregistered id that is now an alias of a
+    /// registered person is ignored; such a person evicts the stale one.
+    pub fn put_person(&mut self, key: &str, person: Option<Person>, clock: Ts) {
+        self.state.clock = self.state.clock.max(clock);
+        // Remove the person held under this key.
+        let held = self
+            .state
+            .persons
+            .iter()
+            .position(|p| p.as_ref().is_some_and(|p| snapshot_key(p) == key));
+        if let Some(slot) = held {
+            self.remove_slot(slot as Slot);
+        }
+        let Some(person) = person else { return };
+        let registered = person.phone.is_some();
+        for m in &person.ids {
+            if let Some(&other) = self.state.ids.get(m.id.as_str()) {
+                let other_registered = self.person(other).is_some_and(|p| p.phone.is_some());
+                if !registered && other_registered {
+                    return; // stale: the id was linked since
+                }
+                self.remove_slot(other);
+            }
+        }
+        let slot = match self.state.free.pop() {
+            Some(slot) => {
+                self.state.persons[slot as usize] = Some(person);
+                slot
+            }
+            None => {
+                self.state.persons.push(Some(person));
+                (self.state.persons.len() - 1) as Slot
+            }
+        };
+        if let Some(p) = self.person(slot) {
+            let ids: Vec<Id> = p.ids.iter().map(|m| m.id.clone()).collect();
+            let phone = p.phone;
+            for id in ids {
+                self.state.ids.insert(id, slot);
+            }
+            if let Some(phone) = phone {
+                self.state.phones.insert(phone, slot);
+            }
+        }
+        self.count(slot, 1);
+    }
+
+    fn remove_slot(&mut self, slot: Slot) {
+        self.count(slot, -1);
+        let Some(p) = self
+            .state
+            .persons
+            .get_mut(slot as usize)
+            .and_then(Option::take)
+        else {
+            return;
+        };
+        self.state.free.push(slot);
+        for m in &p.ids {
+            if self.state.ids.get(m.id.as_str()) == Some(&slot) {
+                self.state.ids.remove(m.id.as_str());
+            }
+        }
+        if let Some(phone) = p.phone {
+            if self.state.phones.get(&phone) == Some(&slot) {
+                self.state.phones.remove(&phone);
+            }
+        }
+    }
+
+    /// Read-model mode: the settlement table of one processing partition
+    /// (the served table is their sum).
+    pub fn put_settlement(&mut self, tables: &BTreeMap<u32, Settlement>) {
+        let mut sum = Settlement::default();
+        for t in tables.values() {
+            for (k, v) in &t.owed {
+                *sum.owed.entry(*k).or_insert(0) += v;
+            }
+        }
+        sum.owed.retain(|_, v| *v != 0);
+        self.state.settlement = sum;
+    }
+
+    /// This processor's settlement table (Kafka mode publishes it).
+    pub fn settlement_table(&self) -> &Settlement {
+        &self.state.settlement
     }
 
     /// The state, for checkpoints.
@@ -566,6 +735,7 @@ impl MemberProcessor {
         let Some(p) = self.person(slot) else { return };
         let (tags, favorite) = self.evaluate(p, today);
         let canonical = p.canonical().clone();
+        self.mark_dirty(slot);
         self.count(slot, -1);
         if let Some(p) = self.person_mut(slot) {
             p.tags = tags;
@@ -747,6 +917,8 @@ impl MemberProcessor {
                     p.sort_ids();
                 }
                 self.state.phones.insert(phone, slot);
+                // Published under its id until now, under its phone from now.
+                self.mark_retired(id.to_string());
                 let before: Vec<_> = before.into_iter().collect();
                 self.reevaluate(slot, &before, Some(event_id), out);
                 self.schedule(slot, false);
@@ -803,6 +975,9 @@ impl MemberProcessor {
             return;
         };
         self.state.free.push(from);
+        if let Some(c) = &mut self.changes {
+            c.retired.push(absorbed.canonical().to_string());
+        }
         self.flows.clear();
         absorbed.ledger.pending_flows(&fr, &mut self.flows);
         let flows = std::mem::take(&mut self.flows);
@@ -862,6 +1037,7 @@ impl MemberProcessor {
             self.state.phones.remove(&phone);
         }
         let canonical = p.canonical().clone();
+        self.mark_retired(snapshot_key(&p));
         out.push(MemberOutput::Erased(Box::new(MemberErased {
             member_id: canonical,
             aliases: p.ids.iter().skip(1).map(|m| m.id.clone()).collect(),
@@ -1073,6 +1249,7 @@ impl MemberProcessor {
             .and_then(Option::take)?;
         self.state.free.push(slot);
         self.state.ids.remove(id);
+        self.mark_retired(id.to_string());
         let fr = FranchiseeOf(&self.franchisee_of);
         self.flows.clear();
         person.ledger.pending_flows(&fr, &mut self.flows);

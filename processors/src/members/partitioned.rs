@@ -291,9 +291,17 @@ mod tests {
         Control(Control),
     }
 
+    /// What the partitions published for the read model: key, person.
+    type Published = Vec<(String, Option<super::super::Person>, Ts)>;
+
     /// Runs `events` through `n` partitions, delivering queued messages in
-    /// an order driven by `choices`, and returns the partitions.
-    fn run_partitioned(events: &[Event], n: u32, choices: &[u8]) -> Vec<MemberPartition> {
+    /// an order driven by `choices`; returns the partitions and what they
+    /// published, in order.
+    fn run_partitioned(
+        events: &[Event],
+        n: u32,
+        choices: &[u8],
+    ) -> (Vec<MemberPartition>, Published) {
         let config = MemberConfig {
             ledger_exact_days: 366,
             allowed_lateness_hours: 24 * 366,
@@ -302,7 +310,9 @@ mod tests {
         let mut parts: Vec<MemberPartition> = (0..n)
             .map(|p| {
                 MemberPartition::new(
-                    MemberProcessor::new(config.clone(), stores()).unwrap(),
+                    MemberProcessor::new(config.clone(), stores())
+                        .unwrap()
+                        .tracking_changes(),
                     p,
                     n,
                     partitioner,
@@ -318,6 +328,7 @@ mod tests {
         }
         let mut out = Vec::new();
         let mut routed = Vec::new();
+        let mut published = Vec::new();
         let mut step = 0usize;
         loop {
             let ready: Vec<usize> = (0..queues.len())
@@ -346,6 +357,13 @@ mod tests {
                     parts[to as usize].apply_control(c.clone(), &mut out, &mut routed)
                 }
             }
+            let clock = parts[to as usize].members.clock();
+            parts[to as usize].members.drain_changes(|c| match c {
+                super::super::PersonChange::Put(key, p) => {
+                    published.push((key, Some(p.clone()), clock))
+                }
+                super::super::PersonChange::Retire(key) => published.push((key, None, clock)),
+            });
             for r in routed.drain(..) {
                 match r {
                     Routed::Forward { partition } => {
@@ -360,8 +378,54 @@ mod tests {
         let clock = parts.iter().map(|p| p.members.clock()).max().unwrap_or(0);
         for p in &mut parts {
             p.members.tick(clock, &mut out);
+            p.members.drain_changes(|c| match c {
+                super::super::PersonChange::Put(key, person) => {
+                    published.push((key, Some(person.clone()), clock));
+                }
+                super::super::PersonChange::Retire(key) => published.push((key, None, clock)),
+            });
         }
-        parts
+        (parts, published)
+    }
+
+    /// A read model fed with `published`, keys spread over 3 topic
+    /// partitions read in an interleaving driven by `choices`.
+    fn serve(published: Published, parts: &[MemberPartition], choices: &[u8]) -> MemberProcessor {
+        let mut queues: Vec<VecDeque<_>> = vec![VecDeque::new(); 3];
+        for record in published {
+            queues[partitioner(record.0.as_bytes(), 3) as usize].push_back(record);
+        }
+        let config = MemberConfig {
+            ledger_exact_days: 366,
+            ..MemberConfig::default()
+        };
+        let mut served = MemberProcessor::new(config, stores())
+            .unwrap()
+            .without_dedup();
+        let mut step = 0usize;
+        loop {
+            let ready: Vec<usize> = (0..3).filter(|&q| !queues[q].is_empty()).collect();
+            if ready.is_empty() {
+                break;
+            }
+            let c = usize::from(
+                choices
+                    .get(step % choices.len().max(1))
+                    .copied()
+                    .unwrap_or(0),
+            );
+            step += 1;
+            if let Some((key, person, clock)) = queues[ready[c % ready.len()]].pop_front() {
+                served.put_person(&key, person, clock);
+            }
+        }
+        let tables = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i as u32, p.members.settlement_table().clone()))
+            .collect();
+        served.put_settlement(&tables);
+        served
     }
 
     proptest! {
@@ -385,12 +449,12 @@ mod tests {
                 let _ = one.apply(e, &mut out);
             }
             let shuffled = shuffle(events, seed);
-            let parts = run_partitioned(&shuffled, n, &choices);
+            let (parts, published) = run_partitioned(&shuffled, n, &choices);
             let mut together: Vec<_> = parts.iter().flat_map(|p| p.members.all_members()).collect();
             together.sort_by(|a, b| a.member_id.cmp(&b.member_id));
             let mut alone: Vec<_> = one.all_members().collect();
             alone.sort_by(|a, b| a.member_id.cmp(&b.member_id));
-            prop_assert_eq!(together, alone);
+            prop_assert_eq!(&together, &alone);
             let mut owed = std::collections::BTreeMap::new();
             for p in &parts {
                 for (k, v) in &p.members.state().settlement.owed {
@@ -399,6 +463,14 @@ mod tests {
             }
             owed.retain(|_, v| *v != 0);
             prop_assert_eq!(&owed, &one.state().settlement.owed);
+            // The read model of `serve`, fed from what the partitions
+            // published, read in another interleaving, answers the same.
+            let reversed: Vec<u8> = choices.iter().rev().copied().collect();
+            let served = serve(published, &parts, &reversed);
+            let mut from_topic: Vec<_> = served.all_members().collect();
+            from_topic.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+            prop_assert_eq!(&from_topic, &alone);
+            prop_assert_eq!(&served.state().settlement.owed, &one.state().settlement.owed);
         }
     }
 
@@ -418,7 +490,7 @@ mod tests {
             super::super::tests::register("r1", &alias, t(0), 1),
             super::super::tests::sale("s2", &alias, t(2), "DL-001", 50_000),
         ];
-        let parts = run_partitioned(&events, n, &[0]);
+        let (parts, _) = run_partitioned(&events, n, &[0]);
         let own = &parts[partitioner(alias.as_bytes(), n) as usize];
         assert_eq!(own.redirects(), 1);
         assert!(own.members.member(&alias).is_none(), "moved away");
@@ -426,7 +498,7 @@ mod tests {
         assert_eq!((m.orders_90d, m.points_balance), (2, 1500));
         let mut with_erase = events.clone();
         with_erase.push(super::super::tests::erase("x1", &alias, t(3)));
-        let parts = run_partitioned(&with_erase, n, &[0]);
+        let (parts, _) = run_partitioned(&with_erase, n, &[0]);
         assert!(parts.iter().all(|p| p.members.member(&alias).is_none()));
         assert!(
             parts.iter().all(|p| p.redirects() == 0),
