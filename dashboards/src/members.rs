@@ -318,6 +318,44 @@ impl MemberApiState {
     }
 }
 
+/// What a read of one member needs: the role, whether the store scope
+/// applies, the audit action and the view.
+struct OneMember<F> {
+    allowed: bool,
+    role: &'static str,
+    scoped: bool,
+    action: &'static str,
+    view: F,
+}
+
+/// Reads one member's data: role check (refusals audited), scope, audit
+/// record *before* the answer, then the data.
+async fn read_one<T, F>(
+    st: &MemberApiState,
+    who: &Principal,
+    uri: &OriginalUri,
+    id: &str,
+    spec: OneMember<F>,
+) -> Answer
+where
+    T: serde::Serialize + Send,
+    F: FnOnce(&MemberProcessor) -> Option<T>,
+{
+    let attempt = Attempt::new("GET", uri);
+    st.require_role(who, spec.allowed, spec.role, &attempt, Some(id))
+        .await?;
+    let found = with_members(&st.shared, |m| find(m, who, id, spec.scoped, spec.view))?;
+    let (member, view) = st.reveal(who, &attempt, found).await?;
+    st.record(
+        who,
+        spec.action,
+        Some(member),
+        json!({ "requested_id": id }),
+    )
+    .await?;
+    Ok(Json(view).into_response())
+}
+
 /// `GET /v1/members/{member_id}`: the member's profile (`MemberView`).
 async fn read(
     State(st): State<MemberApiState>,
@@ -325,25 +363,14 @@ async fn read(
     uri: OriginalUri,
     Path(id): Path<String>,
 ) -> Answer {
-    let attempt = Attempt::new("GET", &uri);
-    st.require_role(
-        &who,
-        who.can_read_member_data(),
-        "member_data",
-        &attempt,
-        Some(&id),
-    )
-    .await?;
-    let found = with_members(&st.shared, |m| find(m, &who, &id, true, |m| m.member(&id)))?;
-    let (member, view) = st.reveal(&who, &attempt, found).await?;
-    st.record(
-        &who,
-        action::MEMBER_READ,
-        Some(member),
-        json!({ "requested_id": id }),
-    )
-    .await?;
-    Ok(Json(view).into_response())
+    let spec = OneMember {
+        allowed: who.can_read_member_data(),
+        role: "member_data",
+        scoped: true,
+        action: action::MEMBER_READ,
+        view: |m: &MemberProcessor| m.member(&id),
+    };
+    read_one(&st, &who, &uri, &id, spec).await
 }
 
 /// `GET /v1/members/{member_id}/ledger`: the points ledger (`LedgerView`).
@@ -353,25 +380,14 @@ async fn ledger(
     uri: OriginalUri,
     Path(id): Path<String>,
 ) -> Answer {
-    let attempt = Attempt::new("GET", &uri);
-    st.require_role(
-        &who,
-        who.can_read_member_data(),
-        "member_data",
-        &attempt,
-        Some(&id),
-    )
-    .await?;
-    let found = with_members(&st.shared, |m| find(m, &who, &id, true, |m| m.ledger(&id)))?;
-    let (member, view) = st.reveal(&who, &attempt, found).await?;
-    st.record(
-        &who,
-        action::MEMBER_LEDGER,
-        Some(member),
-        json!({ "requested_id": id }),
-    )
-    .await?;
-    Ok(Json(view).into_response())
+    let spec = OneMember {
+        allowed: who.can_read_member_data(),
+        role: "member_data",
+        scoped: true,
+        action: action::MEMBER_LEDGER,
+        view: |m: &MemberProcessor| m.ledger(&id),
+    };
+    read_one(&st, &who, &uri, &id, spec).await
 }
 
 #[derive(Deserialize)]
@@ -454,25 +470,14 @@ async fn export(
     uri: OriginalUri,
     Path(id): Path<String>,
 ) -> Answer {
-    let attempt = Attempt::new("GET", &uri);
-    st.require_role(
-        &who,
-        who.can_erase_members(),
-        "privacy",
-        &attempt,
-        Some(&id),
-    )
-    .await?;
-    let found = with_members(&st.shared, |m| find(m, &who, &id, false, |m| m.export(&id)))?;
-    let (member, data) = st.reveal(&who, &attempt, found).await?;
-    st.record(
-        &who,
-        action::MEMBER_EXPORT,
-        Some(member),
-        json!({ "requested_id": id }),
-    )
-    .await?;
-    Ok(Json(data).into_response())
+    let spec = OneMember {
+        allowed: who.can_erase_members(),
+        role: "privacy",
+        scoped: false,
+        action: action::MEMBER_EXPORT,
+        view: |m: &MemberProcessor| m.export(&id),
+    };
+    read_one(&st, &who, &uri, &id, spec).await
 }
 
 /// `DELETE /v1/members/{member_id}`: erases the member (all its ids) through

@@ -900,7 +900,7 @@ impl GroupContext {
         for (key, value) in &records {
             match value {
                 Some(v) => self.send(topic, None, key, v, None)?,
-                None => self.send_tombstone(topic, key)?,
+                None => self.send_record(topic, None, key, None, None)?,
             }
         }
         let table = SettlementSnapshot::of(partition as u32, members.members.settlement_table());
@@ -913,31 +913,6 @@ impl GroupContext {
         self.send(topic, None, &format!("p{partition}"), &value, Some(headers))
     }
 
-    /// Produces a tombstone (no value) for `key`.
-    fn send_tombstone(&self, topic: &str, key: &str) -> Result<()> {
-        let seq = self.outputs.context().tracker().push();
-        let mut record: BaseRecord<'_, str, [u8], usize> =
-            BaseRecord::with_opaque_to(topic, seq as usize).key(key);
-        let mut waited = Duration::ZERO;
-        loop {
-            match self.outputs.send(record) {
-                Ok(()) => return Ok(()),
-                Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(2));
-                    waited += Duration::from_millis(2);
-                    self.metrics.output_queue_full_waits.inc();
-                    if waited > Duration::from_secs(600) {
-                        return Err(KafkaError::OutputLost(
-                            "output queue full for 10 minutes".into(),
-                        ));
-                    }
-                }
-                Err((e, _)) => return Err(KafkaError::client("produce tombstone")(e)),
-            }
-        }
-    }
-
     /// Produces one output, waiting while the producer's queue is full.
     fn send(
         &self,
@@ -947,10 +922,24 @@ impl GroupContext {
         value: &[u8],
         headers: Option<OwnedHeaders>,
     ) -> Result<()> {
+        self.send_record(topic, partition, key, Some(value), headers)
+    }
+
+    /// [`Self::send`], or a tombstone when `value` is `None`.
+    fn send_record(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &str,
+        value: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<()> {
         let seq = self.outputs.context().tracker().push();
-        let mut record = BaseRecord::with_opaque_to(topic, seq as usize)
-            .key(key)
-            .payload(value);
+        let mut record: BaseRecord<'_, str, [u8], usize> =
+            BaseRecord::with_opaque_to(topic, seq as usize).key(key);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
         if let Some(p) = partition {
             record = record.partition(p);
         }

@@ -154,18 +154,7 @@ pub fn replay(
         path: out_dir.to_owned(),
         source,
     })?;
-    let out_io = |name: &str| {
-        let path = out_dir.join(name);
-        move |source| RuntimeError::ReplayIo {
-            path: path.clone(),
-            source,
-        }
-    };
-    let create = |name: &str| -> Result<BufWriter<File>> {
-        File::create(out_dir.join(name))
-            .map(|f| BufWriter::with_capacity(1 << 20, f))
-            .map_err(out_io(name))
-    };
+    let (out_io, create) = (out_io(out_dir), create_in(out_dir));
     let mut alerts_out = create("alerts.ndjson")?;
     let mut dlq_out = create("dlq.ndjson")?;
     let mut tags_out = create("member_tags.ndjson")?;
@@ -333,6 +322,26 @@ pub fn replay(
     Ok((summary, inventory))
 }
 
+/// Maps an I/O error on `DIR/name` to a replay error naming the file.
+fn out_io(out_dir: &Path) -> impl Fn(&str) -> Box<dyn Fn(std::io::Error) -> RuntimeError> + '_ {
+    move |name: &str| {
+        let path = out_dir.join(name);
+        Box::new(move |source| RuntimeError::ReplayIo {
+            path: path.clone(),
+            source,
+        })
+    }
+}
+
+/// Creates `DIR/name`, buffered.
+fn create_in(out_dir: &Path) -> impl Fn(&str) -> Result<BufWriter<File>> + '_ {
+    move |name: &str| {
+        File::create(out_dir.join(name))
+            .map(|f| BufWriter::with_capacity(1 << 20, f))
+            .map_err(out_io(out_dir)(name))
+    }
+}
+
 fn write_line(out: &mut impl Write, value: &impl Serialize) -> std::io::Result<()> {
     serde_json::to_writer(&mut *out, value).map_err(std::io::Error::from)?;
     out.write_all(b"\n")
@@ -351,18 +360,7 @@ struct MemberLine<'a> {
 
 /// Writes `members.ndjson` (sorted by member id) and `settlement.csv`.
 fn write_members(members: &MemberProcessor, out_dir: &Path) -> Result<()> {
-    let out_io = |name: &str| {
-        let path = out_dir.join(name);
-        move |source| RuntimeError::ReplayIo {
-            path: path.clone(),
-            source,
-        }
-    };
-    let create = |name: &str| -> Result<BufWriter<File>> {
-        File::create(out_dir.join(name))
-            .map(|f| BufWriter::with_capacity(1 << 20, f))
-            .map_err(out_io(name))
-    };
+    let (out_io, create) = (out_io(out_dir), create_in(out_dir));
     let mut all: Vec<_> = members.all_members().collect();
     all.sort_by(|a, b| a.member_id.cmp(&b.member_id));
     let mut out = create("members.ndjson")?;

@@ -418,16 +418,7 @@ impl MemberProcessor {
                 self.remove_slot(other);
             }
         }
-        let slot = match self.state.free.pop() {
-            Some(slot) => {
-                self.state.persons[slot as usize] = Some(person);
-                slot
-            }
-            None => {
-                self.state.persons.push(Some(person));
-                (self.state.persons.len() - 1) as Slot
-            }
-        };
+        let slot = self.alloc_slot(person);
         if let Some(p) = self.person(slot) {
             let ids: Vec<Id> = p.ids.iter().map(|m| m.id.clone()).collect();
             let phone = p.phone;
@@ -441,17 +432,32 @@ impl MemberProcessor {
         self.count(slot, 1);
     }
 
-    fn remove_slot(&mut self, slot: Slot) {
+    /// Puts a person in a free slot.
+    fn alloc_slot(&mut self, person: Person) -> Slot {
+        match self.state.free.pop() {
+            Some(slot) => {
+                self.state.persons[slot as usize] = Some(person);
+                slot
+            }
+            None => {
+                self.state.persons.push(Some(person));
+                (self.state.persons.len() - 1) as Slot
+            }
+        }
+    }
+
+    /// Takes a person out of its slot (and out of the regulars counts).
+    fn take_slot(&mut self, slot: Slot) -> Option<Person> {
         self.count(slot, -1);
-        let Some(p) = self
-            .state
-            .persons
-            .get_mut(slot as usize)
-            .and_then(Option::take)
-        else {
+        let person = self.state.persons.get_mut(slot as usize)?.take()?;
+        self.state.free.push(slot);
+        Some(person)
+    }
+
+    fn remove_slot(&mut self, slot: Slot) {
+        let Some(p) = self.take_slot(slot) else {
             return;
         };
-        self.state.free.push(slot);
         for m in &p.ids {
             if self.state.ids.get(m.id.as_str()) == Some(&slot) {
                 self.state.ids.remove(m.id.as_str());
@@ -571,16 +577,7 @@ impl MemberProcessor {
             return slot;
         }
         let person = Person::new(id);
-        let slot = match self.state.free.pop() {
-            Some(slot) => {
-                self.state.persons[slot as usize] = Some(person);
-                slot
-            }
-            None => {
-                self.state.persons.push(Some(person));
-                (self.state.persons.len() - 1) as Slot
-            }
-        };
+        let slot = self.alloc_slot(person);
         self.state.ids.insert(id.into(), slot);
         slot
     }
@@ -962,22 +959,13 @@ impl MemberProcessor {
             .iter()
             .filter_map(|&s| self.person(s).map(|p| (p.canonical().clone(), p.tags)))
             .collect();
-        self.count(from, -1);
+        let Some(absorbed) = self.take_slot(from) else {
+            return;
+        };
+        self.mark_retired(absorbed.canonical().to_string());
         // Take `from`'s pending flows out of the table; `into`'s are taken
         // out by `with_ledger` below.
         let fr = FranchiseeOf(&self.franchisee_of);
-        let Some(absorbed) = self
-            .state
-            .persons
-            .get_mut(from as usize)
-            .and_then(Option::take)
-        else {
-            return;
-        };
-        self.state.free.push(from);
-        if let Some(c) = &mut self.changes {
-            c.retired.push(absorbed.canonical().to_string());
-        }
         self.flows.clear();
         absorbed.ledger.pending_flows(&fr, &mut self.flows);
         let flows = std::mem::take(&mut self.flows);
@@ -1019,16 +1007,9 @@ impl MemberProcessor {
         let Some(&slot) = self.state.ids.get(id) else {
             return;
         };
-        self.count(slot, -1);
-        let Some(p) = self
-            .state
-            .persons
-            .get_mut(slot as usize)
-            .and_then(Option::take)
-        else {
+        let Some(p) = self.take_slot(slot) else {
             return;
         };
-        self.state.free.push(slot);
         for m in &p.ids {
             self.state.ids.remove(m.id.as_str());
             mark(&mut self.state.erased, &m.id);
@@ -1241,13 +1222,7 @@ impl MemberProcessor {
             return None;
         }
         let slot = *self.state.ids.get(id)?;
-        self.count(slot, -1);
-        let person = self
-            .state
-            .persons
-            .get_mut(slot as usize)
-            .and_then(Option::take)?;
-        self.state.free.push(slot);
+        let person = self.take_slot(slot)?;
         self.state.ids.remove(id);
         self.mark_retired(id.to_string());
         let fr = FranchiseeOf(&self.franchisee_of);
