@@ -19,3 +19,23 @@ pub mod processor;
 
 pub use processor::{Outcome, Processor};
 pub use storepulse_core::dedup;
+
+/// What the processors' unit tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use storepulse_core::StoreMaster;
+
+    /// The shipped store master, loaded once.
+    pub(crate) fn stores() -> Arc<StoreMaster> {
+        static STORES: std::sync::OnceLock<Arc<StoreMaster>> = std::sync::OnceLock::new();
+        STORES
+            .get_or_init(|| {
+                let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv");
+                Arc::new(StoreMaster::load(&path).expect("data/stores.csv"))
+            })
+            .clone()
+    }
+}

@@ -1,6 +1,3 @@
-use std::path::Path;
-use std::sync::Arc;
-
 use proptest::prelude::*;
 use storepulse_core::time::{DAY, HOUR, MINUTE};
 use storepulse_core::*;
@@ -8,15 +5,7 @@ use storepulse_core::*;
 use super::routing::{GeoPoint, RouteLine};
 use super::*;
 
-fn stores() -> Arc<StoreMaster> {
-    static STORES: std::sync::OnceLock<Arc<StoreMaster>> = std::sync::OnceLock::new();
-    STORES
-        .get_or_init(|| {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv");
-            Arc::new(StoreMaster::load(&path).unwrap())
-        })
-        .clone()
-}
+use crate::test_support::stores;
 
 fn processor() -> InventoryProcessor {
     InventoryProcessor::new(InventoryConfig::default(), stores())

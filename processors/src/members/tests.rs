@@ -1,6 +1,4 @@
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::sync::Arc;
 
 use proptest::prelude::*;
 use storepulse_core::time::{DAY, HOUR, MINUTE};
@@ -8,15 +6,7 @@ use storepulse_core::*;
 
 use super::*;
 
-pub(super) fn stores() -> Arc<StoreMaster> {
-    static STORES: std::sync::OnceLock<Arc<StoreMaster>> = std::sync::OnceLock::new();
-    STORES
-        .get_or_init(|| {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv");
-            Arc::new(StoreMaster::load(&path).unwrap())
-        })
-        .clone()
-}
+pub(super) use crate::test_support::stores;
 
 /// China day 20_000 is 2024-10-04; events are placed at `day_at(d, h)`.
 pub(super) const D0: i32 = 20_000;
