@@ -12,6 +12,9 @@
 //! - [`processor`]: the [`Processor`] trait and [`Outcome`].
 //! - [`inventory`]: on-hand stock per (store, SKU), alerts, velocity,
 //!   suggestions, nearby availability and fulfilment routing.
+//! - [`members`]: unified members (late alias links), the points ledger and
+//!   franchise settlement, tags on event-time timers, PIPL erasure, and the
+//!   partitioned form of all that for Kafka.
 
 pub mod inventory;
 pub mod members;
