@@ -1454,6 +1454,9 @@ pub fn run(
     metrics: ProcessMetrics,
     stop: Arc<AtomicBool>,
 ) -> Result<()> {
+    // Every log line of this loop says which stage it is.
+    let span = tracing::info_span!("process", stage = ?settings.stage);
+    let _entered = span.enter();
     let outputs: OutputProducer = crate::client::producer(&settings.kafka, "storepulse-process", 0)
         .create_with_context(OutputContext::default())
         .map_err(KafkaError::client("output producer"))?;
