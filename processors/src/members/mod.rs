@@ -787,25 +787,22 @@ impl MemberProcessor {
                 candidates.push(d);
             }
         }
-        let fold_day = p.ledger.oldest_pending().map(|at| {
-            china_day(at.saturating_add(i64::from(self.config.ledger_exact_days) * DAY)) + 1
-        });
-        let mut due = fold_day.unwrap_or(NO_TIMER);
+        // Folding old points entries needs no timer: it changes no answer
+        // (balance and settlement are the same either way) and happens on
+        // the member's next event or timer, so quiet members cost nothing.
+        let mut due = NO_TIMER;
         if exact {
             candidates.sort_unstable();
             candidates.dedup();
             let now = (p.tags, p.favorite);
             for &day in candidates.iter().take(MAX_TIMER_PROBES) {
-                if day >= due {
-                    break;
-                }
                 if self.evaluate(p, day) != now {
                     due = day;
                     break;
                 }
             }
-            if candidates.len() > MAX_TIMER_PROBES && due == fold_day.unwrap_or(NO_TIMER) {
-                due = due.min(candidates[MAX_TIMER_PROBES - 1]);
+            if due == NO_TIMER && candidates.len() > MAX_TIMER_PROBES {
+                due = candidates[MAX_TIMER_PROBES - 1];
             }
         } else if let Some(&first) = candidates.iter().min() {
             due = due.min(first);

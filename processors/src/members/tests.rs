@@ -339,6 +339,10 @@ fn points_move_across_stores_and_franchisees_with_fifo_settlement() {
     // The report becomes final once the clock is past the exact window.
     h.tick(day_at(D0 + 10, 0));
     assert!(h.p.settlement(D0 + 1).is_final);
+    // Old entries fold into lots on the member's next event (the new sale
+    // earns nothing: 99 cents).
+    h.apply(&sale("s9", "M1", day_at(D0 + 10, 9), "KM-001", 99))
+        .unwrap();
     assert_eq!(
         h.p.settlement(D0 + 1).rows.len(),
         2,
