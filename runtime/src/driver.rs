@@ -447,20 +447,11 @@ async fn send_member_log<M: MemberLogSink>(
     records: Vec<Vec<u8>>,
     shutdown: &CancellationToken,
 ) -> Result<()> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match sink.send(records.clone()).await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                warn!(error = %e, count = records.len(), "member log failed; retrying");
-                if shutdown.is_cancelled() {
-                    return Err(RuntimeError::MemberLog(e));
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+    until_durable("member log", records.len(), shutdown, || {
+        sink.send(records.clone())
+    })
+    .await
+    .map_err(RuntimeError::MemberLog)
 }
 
 async fn send_letters<D: DeadLetterSink>(
@@ -468,14 +459,33 @@ async fn send_letters<D: DeadLetterSink>(
     letters: Vec<DeadLetter>,
     shutdown: &CancellationToken,
 ) -> Result<()> {
+    until_durable("dead-letter sink", letters.len(), shutdown, || {
+        sink.send(letters.clone())
+    })
+    .await
+    .map_err(RuntimeError::DeadLetter)
+}
+
+/// Retries a write with backoff (100 ms doubling to 10 s) until it is
+/// durable; gives up with the last error only once shutdown was asked for.
+async fn until_durable<F, Fut>(
+    what: &str,
+    count: usize,
+    shutdown: &CancellationToken,
+    mut write: F,
+) -> std::result::Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<(), String>>,
+{
     let mut backoff = Duration::from_millis(100);
     loop {
-        match sink.send(letters.clone()).await {
+        match write().await {
             Ok(()) => return Ok(()),
             Err(e) => {
-                warn!(error = %e, count = letters.len(), "dead-letter sink failed; retrying");
+                warn!(error = %e, count, what, "write failed; retrying");
                 if shutdown.is_cancelled() {
-                    return Err(RuntimeError::DeadLetter(e));
+                    return Err(e);
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
