@@ -152,10 +152,24 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// `Config::load` inside a figment `Jail` with a clean environment:
+    /// the jail's lock keeps this from running while another test has
+    /// `STOREPULSE__*` variables set (tests share one process).
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the error type
+    fn load(path: &Path) -> anyhow::Result<Config> {
+        let mut out = None;
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            out = Some(Config::load(path, true));
+            Ok(())
+        });
+        out.unwrap_or_else(|| Err(anyhow::anyhow!("the jail did not run")))
+    }
+
     #[test]
     fn checked_in_config_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../storepulse.toml");
-        let config = Config::load(&path, true).unwrap();
+        let config = load(&path).unwrap();
         assert!(!config.ingest.keys.is_empty());
     }
 
@@ -188,7 +202,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap();
-        let err = format!("{:#}", Config::load(&path, true).unwrap_err());
+        let err = format!("{:#}", load(&path).unwrap_err());
         assert!(err.contains("lisen"), "{err}");
     }
 
@@ -197,10 +211,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "[inventory]\nvelocity_days = 40\n").unwrap();
-        let err = format!("{:#}", Config::load(&path, true).unwrap_err());
+        let err = format!("{:#}", load(&path).unwrap_err());
         assert!(err.contains("inventory.velocity_days"), "{err}");
         std::fs::write(&path, "[runtime]\nbatch_size = \"many\"\n").unwrap();
-        let err = format!("{:#}", Config::load(&path, true).unwrap_err());
+        let err = format!("{:#}", load(&path).unwrap_err());
         assert!(err.contains("batch_size"), "{err}");
     }
 
@@ -213,7 +227,7 @@ mod tests {
             "[members.tags]\nhigh_value_days = 120\n[[members.custom_tags]]\nname = \"lapsed\"\nexpr = \"sales_90d == 0 && total_sales >= 3\"\naction = \"call\"\n",
         )
         .unwrap();
-        let config = Config::load(&path, true).unwrap();
+        let config = load(&path).unwrap();
         assert_eq!(config.members.tags.high_value_days, 120);
         assert_eq!(config.members.custom_tags[0].name, "lapsed");
         std::fs::write(
@@ -221,10 +235,10 @@ mod tests {
             "[[members.custom_tags]]\nname = \"lapsed\"\nexpr = \"salez == 0\"\n",
         )
         .unwrap();
-        let err = format!("{:#}", Config::load(&path, true).unwrap_err());
+        let err = format!("{:#}", load(&path).unwrap_err());
         assert!(err.contains("members.custom_tags[0].expr"), "{err}");
         std::fs::write(&path, "[members.tags]\nfrequent_dayz = 3\n").unwrap();
-        let err = format!("{:#}", Config::load(&path, true).unwrap_err());
+        let err = format!("{:#}", load(&path).unwrap_err());
         assert!(err.contains("frequent_dayz"), "{err}");
     }
 
@@ -233,21 +247,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.toml");
         std::fs::write(&path, "[kafka]\ncompression = \"brotli\"\n").unwrap();
-        let config = Config::load(&path, true).unwrap();
+        let config = load(&path).unwrap();
         assert!(!config.kafka.enabled(), "no brokers: embedded mode");
         std::fs::write(
             &path,
             "[kafka]\nbrokers = \"127.0.0.1:9092\"\ncompression = \"brotli\"\n",
         )
         .unwrap();
-        let err = format!("{:#}", Config::load(&path, true).unwrap_err());
+        let err = format!("{:#}", load(&path).unwrap_err());
         assert!(err.contains("kafka.compression"), "{err}");
         std::fs::write(
             &path,
             "[kafka]\nbrokers = \"127.0.0.1:9092\"\n[kafka.client]\n\"security.protocol\" = \"SSL\"\n",
         )
         .unwrap();
-        let config = Config::load(&path, true).unwrap();
+        let config = load(&path).unwrap();
         assert_eq!(config.kafka.client["security.protocol"], "SSL");
     }
 }
