@@ -380,8 +380,11 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
-    let members = env_u64("MEMBERS", 1_000_000);
-    let tick_days = env_u64("TICK_DAYS", 30) as i64;
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+    // too, unoptimised: then only a smoke run of a few thousand members.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let members = env_u64("MEMBERS", if benching { 1_000_000 } else { 2_000 });
+    let tick_days = env_u64("TICK_DAYS", if benching { 30 } else { 2 }) as i64;
     let dedup = env_u64("DEDUP", 1) != 0;
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv");
     let stores = Arc::new(StoreMaster::load(&path).expect("data/stores.csv"));
