@@ -299,37 +299,3 @@ pub fn read_topic(broker: &str, topic: &str) -> Vec<TopicRecord> {
     records.sort_by_key(|r| (r.0, r.1));
     records
 }
-
-/// Each member's tags, rebuilt from a member-tags topic: changes applied in
-/// order per member (one key, one partition), erasures clearing.
-pub fn tags_from_topic(records: &[TopicRecord]) -> BTreeMap<String, Vec<String>> {
-    let mut tags: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    for (_, _, _, value) in records {
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(value) else {
-            continue;
-        };
-        let member = v["member_id"].as_str().unwrap_or_default().to_owned();
-        match v["type"].as_str() {
-            Some("tag_change") => {
-                let tag = v["tag"].as_str().unwrap_or_default().to_owned();
-                let set = tags.entry(member).or_default();
-                if v["change"] == "added" {
-                    set.insert(tag);
-                } else {
-                    set.remove(&tag);
-                }
-            }
-            Some("member_erased") => {
-                tags.remove(&member);
-                for alias in v["aliases"].as_array().into_iter().flatten() {
-                    tags.remove(alias.as_str().unwrap_or_default());
-                }
-            }
-            _ => {}
-        }
-    }
-    tags.into_iter()
-        .filter(|(_, set)| !set.is_empty())
-        .map(|(m, set)| (m, set.into_iter().collect()))
-        .collect()
-}
