@@ -1171,19 +1171,7 @@ impl GroupContext {
                         }
                         Control::Clock { .. } => String::new(),
                     };
-                    let value = serde_json::to_vec(&*control)
-                        .map_err(|e| KafkaError::Config(format!("encode control record: {e}")))?;
-                    let headers = OwnedHeaders::new().insert(Header {
-                        key: HEADER_CONTROL,
-                        value: Some("1"),
-                    });
-                    self.send(
-                        &self.settings.topics.events_by_member,
-                        Some(to as i32),
-                        &member,
-                        &value,
-                        Some(headers),
-                    )?;
+                    self.send_control(to, &member, &control)?;
                 }
             }
         }
@@ -1252,22 +1240,28 @@ impl GroupContext {
             return Ok(());
         }
         *last = newest;
-        let value = serde_json::to_vec(&Control::Clock { at: newest })
-            .map_err(|e| KafkaError::Config(format!("encode clock: {e}")))?;
+        let clock = Control::Clock { at: newest };
         for partition in 0..self.settings.partitions {
-            let headers = OwnedHeaders::new().insert(Header {
-                key: HEADER_CONTROL,
-                value: Some("1"),
-            });
-            self.send(
-                &self.settings.topics.events_by_member,
-                Some(partition as i32),
-                "",
-                &value,
-                Some(headers),
-            )?;
+            self.send_control(partition, "", &clock)?;
         }
         Ok(())
+    }
+
+    /// Produces a control record to one partition of `<p>.events.by-member`.
+    fn send_control(&self, partition: u32, key: &str, control: &Control) -> Result<()> {
+        let value = serde_json::to_vec(control)
+            .map_err(|e| KafkaError::Config(format!("encode control record: {e}")))?;
+        let headers = OwnedHeaders::new().insert(Header {
+            key: HEADER_CONTROL,
+            value: Some("1"),
+        });
+        self.send(
+            &self.settings.topics.events_by_member,
+            Some(partition as i32),
+            key,
+            &value,
+            Some(headers),
+        )
     }
 
     /// Moves every owned member partition's clock to the newest among them,

@@ -77,29 +77,9 @@ fn mib(bytes: impl Into<f64>) -> f64 {
     bytes.into() / (1024.0 * 1024.0)
 }
 
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
-/// A stateless hash of a member index.
-fn mix(m: u64, salt: u64) -> u64 {
-    Rng(m.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ salt).next()
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::{mix, Rng};
 
 const DAYS: i64 = 365;
 /// Shops are open 08:00-22:00.

@@ -136,23 +136,50 @@ fn wait_progress(path: &Path, after: usize, what: &str) -> usize {
     }
 }
 
+/// `run` on Kafka, fed 20,000 simulated events (with `extra` options), once
+/// the served stock equals the replay of the acknowledged events.
+struct Streamed {
+    setup: Setup,
+    server: Server,
+    client: reqwest::Client,
+    /// The replay's stock (its files are in `<dir>/replay`).
+    expected: std::collections::BTreeMap<(String, String), i64>,
+}
+
+async fn stream_until_stock_equals_replay(name: &str, extra: &[&str]) -> Streamed {
+    let setup = setup(name);
+    let server = Server::start_role(EXE, &config(), &setup.data, 0, "run", &env_refs(&setup.env));
+    let acked = setup.dir.path().join("acked.ndjson");
+    let mut sim = simulate(&setup.data, &server.base, 20_000, 0, extra, &acked);
+    wait_exit(&mut sim, Duration::from_secs(180), "simulate");
+    let expected = replay(EXE, &acked, &setup.dir.path().join("replay"));
+    let client = reqwest::Client::new();
+    wait_stock_equals(&client, &server.base, &expected, Duration::from_secs(120)).await;
+    Streamed {
+        setup,
+        server,
+        client,
+        expected,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn simulate_to_kafka_to_api_equals_replay_with_duplicates_and_disorder() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let Setup {
-        dir,
-        broker,
-        prefix,
-        env,
-        data,
-    } = setup("e2e");
-    let server = Server::start_role(EXE, &config(), &data, 0, "run", &env_refs(&env));
-    let acked = dir.path().join("acked.ndjson");
-    let mut sim = simulate(
-        &data,
-        &server.base,
-        20_000,
-        0,
+    let Streamed {
+        setup:
+            Setup {
+                dir,
+                broker,
+                prefix,
+                data,
+                ..
+            },
+        server,
+        client,
+        expected,
+    } = stream_until_stock_equals_replay(
+        "e2e",
         &[
             "--duplicate-share",
             "0.05",
@@ -163,13 +190,9 @@ async fn simulate_to_kafka_to_api_equals_replay_with_duplicates_and_disorder() {
             "--seed",
             "11",
         ],
-        &acked,
-    );
-    wait_exit(&mut sim, Duration::from_secs(180), "simulate");
-    let expected = replay(EXE, &acked, &dir.path().join("replay"));
+    )
+    .await;
     assert!(expected.len() > 1000, "{} pairs", expected.len());
-    let client = reqwest::Client::new();
-    wait_stock_equals(&client, &server.base, &expected, Duration::from_secs(120)).await;
     // Malformed events were refused at ingest and reached the DLQ topic,
     // which the read model serves.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -540,20 +563,19 @@ async fn poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn member_tags_on_kafka_equal_replay() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let Setup {
-        dir,
-        broker,
-        prefix,
-        env,
-        data,
-    } = setup("members");
-    let server = Server::start_role(EXE, &config(), &data, 0, "run", &env_refs(&env));
-    let acked = dir.path().join("acked.ndjson");
-    let mut sim = simulate(
-        &data,
-        &server.base,
-        20_000,
-        0,
+    let Streamed {
+        setup:
+            Setup {
+                dir,
+                broker,
+                prefix,
+                ..
+            },
+        server,
+        client,
+        ..
+    } = stream_until_stock_equals_replay(
+        "members",
         &[
             "--duplicate-share",
             "0.03",
@@ -562,12 +584,8 @@ async fn member_tags_on_kafka_equal_replay() {
             "--seed",
             "5",
         ],
-        &acked,
-    );
-    wait_exit(&mut sim, Duration::from_secs(180), "simulate");
-    let expected = replay(EXE, &acked, &dir.path().join("replay"));
-    let client = reqwest::Client::new();
-    wait_stock_equals(&client, &server.base, &expected, Duration::from_secs(120)).await;
+    )
+    .await;
     let members = storepulse_tests::read_members(&dir.path().join("replay/members.ndjson"));
     let expected: std::collections::BTreeMap<String, Vec<String>> = members
         .into_iter()
