@@ -15,7 +15,10 @@
 //! - [`members`]: unified members (late alias links), the points ledger and
 //!   franchise settlement, tags on event-time timers, PIPL erasure, and the
 //!   partitioned form of all that for Kafka.
+//! - [`fraud`]: fraud rules as data on event-time sliding windows per
+//!   member, payment account or order; alerts independent of arrival order.
 
+pub mod fraud;
 pub mod inventory;
 pub mod members;
 pub mod processor;
