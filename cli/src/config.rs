@@ -39,6 +39,8 @@ pub struct Config {
     pub inventory: InventoryConfig,
     /// Members, points and tags (RULES.md "Points", "Member tags").
     pub members: MemberConfig,
+    /// Fraud rules, the review queue and alert webhooks (RULES.md "Fraud rules").
+    pub fraud: FraudSection,
     /// Keys and roles of the query API (`[[access.keys]]`).
     pub access: AccessConfig,
     /// Kafka mode (off unless `brokers` is set).
@@ -82,6 +84,59 @@ impl Default for HttpConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
         }
+    }
+}
+
+/// `[fraud]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FraudSection {
+    /// How late (behind the event-time clock) a sale may arrive and still
+    /// be grouped exactly into fraud windows. Later sales still count for
+    /// stock and points. Default 60.
+    pub allowed_lateness_minutes: u32,
+    /// The rules (`[[rule]]` tables); RULES.md's defaults when the file is
+    /// missing. Reloaded when it changes. Default `fraud-rules.toml`.
+    pub rules_file: PathBuf,
+    /// How often the rules file is checked for changes. Default 2.
+    pub reload_interval_secs: f64,
+    /// Decided or withdrawn alerts the review queue keeps (open ones are
+    /// always kept). Default 100000.
+    pub review_capacity: usize,
+}
+
+impl Default for FraudSection {
+    fn default() -> Self {
+        Self {
+            allowed_lateness_minutes: 60,
+            rules_file: PathBuf::from("fraud-rules.toml"),
+            reload_interval_secs: 2.0,
+            review_capacity: storepulse_runtime::review::DEFAULT_CAPACITY,
+        }
+    }
+}
+
+impl FraudSection {
+    /// The processor's part.
+    pub fn processor(&self) -> storepulse_processors::fraud::FraudConfig {
+        storepulse_processors::fraud::FraudConfig {
+            allowed_lateness_minutes: self.allowed_lateness_minutes,
+        }
+    }
+
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// A message naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        self.processor().validate()?;
+        if !(self.reload_interval_secs.is_finite() && self.reload_interval_secs > 0.0) {
+            return Err("fraud.reload_interval_secs: must be > 0".into());
+        }
+        if self.review_capacity == 0 {
+            return Err("fraud.review_capacity: must be > 0".into());
+        }
+        Ok(())
     }
 }
 
@@ -143,6 +198,7 @@ impl Config {
         self.runtime.validate().map_err(anyhow::Error::msg)?;
         self.inventory.validate().map_err(anyhow::Error::msg)?;
         self.members.validate().map_err(anyhow::Error::msg)?;
+        self.fraud.validate().map_err(anyhow::Error::msg)?;
         self.kafka.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }

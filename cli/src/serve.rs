@@ -35,7 +35,9 @@ use storepulse_ingest::http::{IngestMetrics, IngestState};
 use storepulse_ingest::keys::KeyTable;
 use storepulse_ingest::log::EventLog;
 use storepulse_runtime::checkpoint::CheckpointStore;
-use storepulse_runtime::driver::{restore, MemberLogSink, PipelineContext};
+use storepulse_runtime::decisions::DecisionLog;
+use storepulse_runtime::driver::{restore, FraudSetup, MemberLogSink, PipelineContext};
+use storepulse_runtime::rules_file::{RulesChange, RulesHandle};
 use storepulse_runtime::{run_pipeline, DeadLetterSink, Shared};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -161,14 +163,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .record_config(&serde_json::to_value(&config).context("config as JSON")?)
         .context("auditing the configuration")?;
     let checkpoints = CheckpointStore::open(&data.join("checkpoint"))?;
+    let (rules, rules_hash) = RulesHandle::load(&config.fraud.rules_file, &stores)
+        .map_err(|e| anyhow::anyhow!("fraud.rules_file: {e}"))?;
+    let fraud_setup = FraudSetup {
+        config: config.fraud.processor(),
+        rules,
+        review_capacity: config.fraud.review_capacity,
+    };
     let restored = restore(
         &checkpoints,
         &config.inventory,
         &config.members,
+        &fraud_setup,
         &config.runtime,
         &parser,
         log.start_offset(),
     )?;
+    let (_decision_log, decisions) =
+        DecisionLog::open(&data.join("decisions")).context("opening the decision log")?;
+    let mut review = restored.review;
+    for d in decisions {
+        review.decide(d);
+    }
 
     // Ingest's de-duplication window: the processor's window (it remembers
     // every event it applied, of any type) plus the ids of the log records
@@ -183,7 +199,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let visibility = Arc::new(VisibilityTracker::default());
     let shared = Arc::new(
         Shared::new(restored.inventory, restored.alerts, visibility.clone())
-            .with_members(restored.members),
+            .with_members(restored.members)
+            .with_fraud(restored.fraud, review),
+    );
+    let rules_handle = RulesHandle::new(
+        config.fraud.rules_file.clone(),
+        stores.clone(),
+        shared.clone(),
+        rules_hash,
     );
     let positions = restored.positions;
     shared
@@ -211,6 +234,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         parser: parser.clone(),
         checkpoints,
         config: config.runtime.clone(),
+        alert_sink: None,
     };
     let pipeline_shutdown = shutdown.clone();
     let pipeline = tokio::spawn(async move {
@@ -224,6 +248,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         )
         .await
     });
+
+    let watch_audit = audit.clone();
+    tokio::spawn(rules_handle.clone().watch(
+        std::time::Duration::from_secs_f64(config.fraud.reload_interval_secs),
+        shutdown.clone(),
+        move |change| audit_rules_change(&watch_audit, "file", &change),
+    ));
 
     let ingest_metrics = IngestMetrics::default();
     let mut registry = Registry::default();
@@ -311,6 +342,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     processed.context("processing")?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// Writes a change of the fraud rules to the audit log (a failure is
+/// logged: the change already happened).
+pub(crate) fn audit_rules_change(audit: &AuditLog, actor: &str, change: &RulesChange) {
+    let detail = match change {
+        RulesChange::Installed { by, rules } => serde_json::json!({
+            "outcome": "installed", "source": by, "rules": rules,
+        }),
+        RulesChange::Refused { reason } => serde_json::json!({
+            "outcome": "refused", "reason": reason,
+        }),
+    };
+    if let Err(e) = audit.append(
+        actor,
+        storepulse_dashboards::audit::action::RULES_CHANGE,
+        None,
+        detail,
+    ) {
+        warn!(error = %e, "could not audit a fraud rules change");
+    }
 }
 
 pub(crate) async fn wait_for_signal() {

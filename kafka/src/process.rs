@@ -291,6 +291,7 @@ fn write_checkpoint(
         inventory,
         members,
         alerts: &alerts,
+        fraud: None,
         taken_at,
     })?;
     store.write(&bytes)?;

@@ -15,14 +15,16 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use storepulse_core::source::SourcePosition;
+use storepulse_processors::fraud::FraudState;
 use storepulse_processors::inventory::InventoryState;
 use storepulse_processors::members::MemberState;
 
 use crate::alerts::AlertBook;
 use crate::error::{Result, RuntimeError};
+use crate::review::ReviewState;
 
 const MAGIC: &[u8; 8] = b"SPCKPT01";
-const FORMAT_VERSION: u32 = 3;
+const FORMAT_VERSION: u32 = 4;
 const FILE_NAME: &str = "checkpoint.bin";
 const PREVIOUS_NAME: &str = "checkpoint.prev.bin";
 
@@ -36,6 +38,8 @@ pub struct Checkpoint {
     /// checkpoints have none).
     pub members: Option<MemberState>,
     pub alerts: AlertBook,
+    /// Fraud windows and the review queue's alerts (embedded mode).
+    pub fraud: Option<(FraudState, ReviewState)>,
     /// Wall-clock time it was taken (nanoseconds).
     pub taken_at: i64,
 }
@@ -47,6 +51,7 @@ pub struct CheckpointRef<'a> {
     pub inventory: &'a InventoryState,
     pub members: Option<&'a MemberState>,
     pub alerts: &'a AlertBook,
+    pub fraud: Option<(&'a FraudState, &'a ReviewState)>,
     pub taken_at: i64,
 }
 
@@ -219,6 +224,7 @@ mod tests {
                 inventory: inventory.state(),
                 members: None,
                 alerts: &AlertBook::new(1),
+                fraud: None,
                 taken_at: 0,
             })
             .unwrap();

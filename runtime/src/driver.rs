@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use storepulse_core::dead_letter::{DeadLetter, RejectedAt};
 use storepulse_core::source::{EventSource, SourcePosition, SourceRecord};
-use storepulse_core::{EventParser, EventType};
+use storepulse_core::{EventBody, EventParser, EventType, Id};
+use storepulse_processors::fraud::{FraudConfig, FraudOutput, FraudProcessor, RuleSet};
 use storepulse_processors::inventory::{
     InventoryConfig, InventoryOutput, InventoryProcessor, InventoryState,
 };
@@ -37,7 +38,8 @@ use tracing::{debug, info, warn};
 use crate::alerts::{Alert, AlertBook, AlertRecord};
 use crate::checkpoint::{CheckpointRef, CheckpointStore};
 use crate::error::{Result, RuntimeError};
-use crate::metrics::{AlertLabels, ProcessedLabels};
+use crate::metrics::{AlertLabels, LateLabels, ProcessedLabels, RuleLabels};
+use crate::review::{ReviewAlert, ReviewQueue};
 use crate::shared::Shared;
 
 /// `[runtime]` section of `storepulse.toml`.
@@ -108,11 +110,75 @@ pub enum MemberLogRecord<'a> {
     MemberErased(&'a storepulse_processors::members::MemberErased),
 }
 
+/// A notification for the risk team's webhooks: an alert raised or
+/// withdrawn, or a decision. `id` is unique per notification and stable
+/// across re-emission (`raised:<alert_id>`, `withdrawn:<alert_id>`,
+/// `decided:<alert_id>:<n>`), so an outbox can keep one of each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertNotice {
+    pub id: String,
+    /// The alert's rule (webhooks may subscribe to some rules only).
+    pub rule: String,
+    /// The JSON body to deliver.
+    pub body: Vec<u8>,
+}
+
+impl AlertNotice {
+    /// The notice of a raised alert.
+    pub fn raised(alert: &storepulse_processors::fraud::FraudAlert) -> Self {
+        Self::new(
+            format!("raised:{}", alert.alert_id),
+            &alert.rule,
+            serde_json::json!({"type": "alert.raised", "alert": alert}),
+        )
+    }
+
+    /// The notice of a withdrawn alert.
+    pub fn withdrawn(w: &storepulse_processors::fraud::AlertWithdrawn) -> Self {
+        Self::new(
+            format!("withdrawn:{}", w.alert_id),
+            &w.rule,
+            serde_json::json!({"type": "alert.withdrawn", "withdrawn": w}),
+        )
+    }
+
+    /// A notice with a JSON body.
+    pub fn new(id: String, rule: &str, body: serde_json::Value) -> Self {
+        Self {
+            id,
+            rule: rule.to_owned(),
+            body: body.to_string().into_bytes(),
+        }
+    }
+}
+
+/// Where alert notices go (the webhook outbox). Must be durable when the
+/// future resolves to `Ok`.
+pub type AlertSink = Arc<
+    dyn Fn(
+            Vec<AlertNotice>,
+        )
+            -> std::pin::Pin<Box<dyn Future<Output = std::result::Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Fraud rules of the pipeline (`[fraud]` and the rules file).
+#[derive(Debug, Clone)]
+pub struct FraudSetup {
+    pub config: FraudConfig,
+    pub rules: RuleSet,
+    /// Closed alerts the review queue keeps.
+    pub review_capacity: usize,
+}
+
 /// What a restart restores.
 #[derive(Debug)]
 pub struct Restored {
     pub inventory: InventoryProcessor,
     pub members: MemberProcessor,
+    pub fraud: FraudProcessor,
+    pub review: ReviewQueue,
     pub alerts: AlertBook,
     /// Where reading resumes.
     pub positions: Vec<SourcePosition>,
@@ -133,6 +199,7 @@ pub fn restore(
     checkpoints: &CheckpointStore,
     inventory_config: &InventoryConfig,
     member_config: &MemberConfig,
+    fraud: &FraudSetup,
     driver: &DriverConfig,
     parser: &EventParser,
     log_start: u64,
@@ -170,6 +237,8 @@ pub fn restore(
             members: MemberProcessor::new(member_config.clone(), stores.clone())
                 .map_err(RuntimeError::Config)?
                 .without_dedup(),
+            fraud: FraudProcessor::new(fraud.config.clone(), fraud.rules.clone(), stores.clone()),
+            review: ReviewQueue::new(fraud.review_capacity),
             inventory: InventoryProcessor::new(inventory_config.clone(), stores),
             alerts: AlertBook::new(driver.alert_book_capacity),
             positions: Vec::new(),
@@ -187,6 +256,14 @@ pub fn restore(
                     .map_err(RuntimeError::Config)?,
             }
             .without_dedup();
+            let (fraud_state, review_state) = cp.fraud.unwrap_or_default();
+            let fraud_processor = FraudProcessor::from_state(
+                fraud_state,
+                fraud.config.clone(),
+                fraud.rules.clone(),
+                stores.clone(),
+            );
+            let review = ReviewQueue::from_state(review_state, fraud.review_capacity);
             let inventory =
                 InventoryProcessor::from_state(cp.inventory, inventory_config.clone(), stores)
                     .map_err(|reason| RuntimeError::CheckpointInvalid {
@@ -197,6 +274,8 @@ pub fn restore(
             Ok(Restored {
                 inventory,
                 members,
+                fraud: fraud_processor,
+                review,
                 alerts: cp.alerts,
                 positions: cp.positions,
             })
@@ -210,6 +289,8 @@ pub struct PipelineContext {
     pub parser: EventParser,
     pub checkpoints: CheckpointStore,
     pub config: DriverConfig,
+    /// The webhook outbox, if webhooks are configured.
+    pub alert_sink: Option<AlertSink>,
 }
 
 /// Runs the processing loop until `shutdown`, then writes a final checkpoint.
@@ -234,6 +315,7 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink, M: MemberLogSink>(
         parser,
         checkpoints,
         config,
+        alert_sink,
     } = ctx;
     let mut next: BTreeMap<u32, u64> = positions.iter().map(|p| (p.partition, p.offset)).collect();
     let interval = Duration::from_secs_f64(config.checkpoint_interval_secs);
@@ -244,6 +326,8 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink, M: MemberLogSink>(
     let mut records: Vec<SourceRecord> = Vec::with_capacity(config.batch_size);
     let mut outputs: Vec<InventoryOutput> = Vec::new();
     let mut member_outputs: Vec<MemberOutput> = Vec::new();
+    let mut fraud_outputs: Vec<FraudOutput> = Vec::new();
+    let mut late_seen = (0u64, 0u64);
     let mut latencies = Vec::new();
     loop {
         records.clear();
@@ -270,12 +354,21 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink, M: MemberLogSink>(
                 &records,
                 &mut outputs,
                 &mut member_outputs,
+                &mut fraud_outputs,
             );
+            let notices = publish_fraud(&shared, &mut fraud_outputs, &mut late_seen);
             if !letters.is_empty() {
                 send_letters(dead_letters, letters, &shutdown).await?;
             }
             if !member_lines.is_empty() {
                 send_member_log(member_log, member_lines, &shutdown).await?;
+            }
+            if let (Some(sink), false) = (&alert_sink, notices.is_empty()) {
+                until_durable("alert outbox", notices.len(), &shutdown, || {
+                    sink(notices.clone())
+                })
+                .await
+                .map_err(RuntimeError::AlertOutbox)?;
             }
             for r in &records {
                 next.insert(r.position.partition, r.position.offset + 1);
@@ -339,6 +432,7 @@ fn apply_batch(
     records: &[SourceRecord],
     outputs: &mut Vec<InventoryOutput>,
     member_outputs: &mut Vec<MemberOutput>,
+    fraud_outputs: &mut Vec<FraudOutput>,
 ) -> (Vec<DeadLetter>, Vec<Vec<u8>>) {
     let parsed: Vec<_> = records.iter().map(|r| parser.parse(&r.payload)).collect();
     let mut letters = Vec::new();
@@ -348,15 +442,28 @@ fn apply_batch(
     {
         let mut inventory = shared.inventory_mut();
         let mut members = shared.members_mut();
+        let mut fraud = shared.fraud_mut();
         for (record, parsed) in records.iter().zip(parsed) {
             let result = parsed.and_then(|event| {
                 let kind = event.event_type();
                 let outcome = inventory.apply(&event, outputs)?;
-                // Members see each event once: inventory de-duplicates.
-                if let (Some(members), Outcome::Applied | Outcome::Ignored) =
-                    (members.as_mut(), outcome)
-                {
+                // Members and fraud see each event once: inventory
+                // de-duplicates.
+                if outcome == Outcome::Duplicate {
+                    return Ok((kind, outcome));
+                }
+                let first_new = member_outputs.len();
+                if let Some(members) = members.as_mut() {
                     members.apply(&event, member_outputs)?;
+                }
+                if let Some(fraud) = fraud.as_mut() {
+                    apply_fraud(
+                        fraud,
+                        members.as_ref(),
+                        &event,
+                        &member_outputs[first_new..],
+                        fraud_outputs,
+                    );
                 }
                 Ok((kind, outcome))
             });
@@ -410,6 +517,15 @@ fn apply_batch(
                         kind: "points_overdraft",
                     })
                     .inc();
+                let to_review = shared
+                    .fraud()
+                    .as_ref()
+                    .is_some_and(|f| f.rules().points_overdraft_enabled());
+                if to_review {
+                    fraud_outputs.push(FraudOutput::Raised(Box::new(ReviewAlert::from_overdraft(
+                        alert,
+                    ))));
+                }
                 book.push(AlertRecord {
                     family: "points".into(),
                     alert: Alert::PointsOverdraft((**alert).clone()),
@@ -440,6 +556,89 @@ fn apply_batch(
     }
     shared.metrics.dead_letters.inc_by(letters.len() as u64);
     (letters, member_lines)
+}
+
+/// Feeds one event to the fraud processor: the canonical id of its member
+/// (the member processor has just applied it), re-linking after a
+/// registration, forgetting after an erasure.
+fn apply_fraud(
+    fraud: &mut FraudProcessor,
+    members: Option<&MemberProcessor>,
+    event: &storepulse_core::Event,
+    member_outputs: &[MemberOutput],
+    out: &mut Vec<FraudOutput>,
+) {
+    let canonical: Option<Id> = match (&event.member_id, members) {
+        (Some(id), Some(m)) => Some(m.canonical_of(id).cloned().unwrap_or_else(|| id.clone())),
+        (id, _) => id.clone(),
+    };
+    fraud.apply_sale(event, canonical.as_ref(), out);
+    if let (EventBody::MemberRegister(_), Some(id), Some(m)) =
+        (&event.body, &event.member_id, members)
+    {
+        if let Some(person) = m.person_by_id(id) {
+            let ids: Vec<Id> = person.ids.iter().map(|x| x.id.clone()).collect();
+            fraud.relink(&ids, person.canonical(), out);
+        }
+    }
+    for o in member_outputs {
+        if let MemberOutput::Erased(e) = o {
+            let mut ids = e.aliases.clone();
+            ids.push(e.member_id.clone());
+            fraud.forget_member(&ids);
+        }
+    }
+}
+
+/// Puts fraud outputs into the review queue and metrics; returns the
+/// notices for the webhooks.
+fn publish_fraud(
+    shared: &Shared,
+    fraud_outputs: &mut Vec<FraudOutput>,
+    late_seen: &mut (u64, u64),
+) -> Vec<AlertNotice> {
+    if let Some(stats) = shared.fraud().as_ref().map(|f| f.stats().clone()) {
+        let (evaluated, dropped) = *late_seen;
+        for (label, now, before) in [
+            ("true", stats.late_evaluated, evaluated),
+            ("false", stats.late_dropped, dropped),
+        ] {
+            if now > before {
+                shared
+                    .metrics
+                    .fraud_late_sales
+                    .get_or_create(&LateLabels { evaluated: label })
+                    .inc_by(now - before);
+            }
+        }
+        *late_seen = (stats.late_evaluated, stats.late_dropped);
+    }
+    if fraud_outputs.is_empty() {
+        return Vec::new();
+    }
+    let mut notices = Vec::with_capacity(fraud_outputs.len());
+    let mut review = shared.review_mut();
+    for output in fraud_outputs.drain(..) {
+        match output {
+            FraudOutput::Raised(alert) => {
+                notices.push(AlertNotice::raised(&alert));
+                shared
+                    .metrics
+                    .fraud_alerts
+                    .get_or_create(&RuleLabels {
+                        rule: alert.rule.clone(),
+                    })
+                    .inc();
+                review.raise(*alert, None);
+            }
+            FraudOutput::Withdrawn(w) => {
+                notices.push(AlertNotice::withdrawn(&w));
+                shared.metrics.fraud_withdrawn.inc();
+                review.withdraw(*w);
+            }
+        }
+    }
+    notices
 }
 
 async fn send_member_log<M: MemberLogSink>(
@@ -500,6 +699,10 @@ struct Snapshot {
     inventory: InventoryState,
     members: Option<storepulse_processors::members::MemberState>,
     alerts: AlertBook,
+    fraud: Option<(
+        storepulse_processors::fraud::FraudState,
+        crate::review::ReviewState,
+    )>,
     taken_at: i64,
 }
 
@@ -519,8 +722,13 @@ impl Snapshot {
             }
         };
         let members = shared.members().as_ref().map(|m| m.state().clone());
+        let fraud = shared
+            .fraud()
+            .as_ref()
+            .map(|f| (f.state().clone(), shared.review().state().clone()));
         Self {
             members,
+            fraud,
             positions: next
                 .iter()
                 .map(|(&partition, &offset)| SourcePosition { partition, offset })
@@ -551,6 +759,7 @@ fn start_checkpoint(store: CheckpointStore, snapshot: Snapshot) -> CheckpointTas
             inventory: &snapshot.inventory,
             members: snapshot.members.as_ref(),
             alerts: &snapshot.alerts,
+            fraud: snapshot.fraud.as_ref().map(|(f, r)| (f, r)),
             taken_at: snapshot.taken_at,
         })?;
         store.write(&bytes)?;

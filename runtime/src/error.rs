@@ -29,6 +29,12 @@ pub enum RuntimeError {
     /// The member log failed.
     #[error("member log: {0}")]
     MemberLog(String),
+    /// The decision log could not be read or written.
+    #[error("decision log {path}: {reason}")]
+    DecisionLog { path: PathBuf, reason: String },
+    /// The alert outbox (webhooks) failed.
+    #[error("alert outbox: {0}")]
+    AlertOutbox(String),
     /// Replay input or output failed.
     #[error("replay {path}: {source}")]
     ReplayIo {
@@ -44,7 +50,9 @@ impl RuntimeError {
         match self {
             RuntimeError::CheckpointIo { .. }
             | RuntimeError::DeadLetter(_)
-            | RuntimeError::MemberLog(_) => RetryHint::Backoff,
+            | RuntimeError::MemberLog(_)
+            | RuntimeError::DecisionLog { .. }
+            | RuntimeError::AlertOutbox(_) => RetryHint::Backoff,
             RuntimeError::CheckpointInvalid { .. }
             | RuntimeError::ReplayIo { .. }
             | RuntimeError::Config(_) => RetryHint::Never,

@@ -13,16 +13,22 @@
 //! - [`checkpoint`]: atomic, checksummed checkpoint files.
 //! - [`shared`]: the state queries read while the driver writes.
 //! - [`alerts`]: the bounded, de-duplicated book of recent alerts.
+//! - [`review`]: the risk team's review queue of fraud alerts.
+//! - [`decisions`]: the fsynced log of review decisions.
+//! - [`rules_file`]: the fraud rules file, its hot reload and API edits.
 //! - [`metrics`]: Prometheus metrics of the pipeline.
 //! - [`replay`]: offline processing of an NDJSON file with the same processors.
 //! - [`error`]: this crate's error enum.
 
 pub mod alerts;
 pub mod checkpoint;
+pub mod decisions;
 pub mod driver;
 pub mod error;
 pub mod metrics;
 pub mod replay;
+pub mod review;
+pub mod rules_file;
 pub mod shared;
 
 pub use driver::{run_pipeline, DeadLetterSink, DriverConfig};

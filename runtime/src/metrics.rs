@@ -26,6 +26,18 @@ pub struct AlertLabels {
     pub kind: &'static str,
 }
 
+/// Labels of fraud alert counters (rule names are few: at most 64 rules).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: String,
+}
+
+/// Labels of the late-sales counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LateLabels {
+    pub evaluated: &'static str,
+}
+
 /// Metrics the runtime updates.
 #[derive(Debug, Clone)]
 pub struct PipelineMetrics {
@@ -33,6 +45,9 @@ pub struct PipelineMetrics {
     pub alerts: Family<AlertLabels, Counter>,
     pub dead_letters: Counter,
     pub member_tag_changes: Counter,
+    pub fraud_alerts: Family<RuleLabels, Counter>,
+    pub fraud_withdrawn: Counter,
+    pub fraud_late_sales: Family<LateLabels, Counter>,
     pub checkpoints: Counter,
     pub applied_offset: Gauge,
     pub lag_records: Gauge,
@@ -48,6 +63,9 @@ impl Default for PipelineMetrics {
             alerts: Family::default(),
             dead_letters: Counter::default(),
             member_tag_changes: Counter::default(),
+            fraud_alerts: Family::default(),
+            fraud_withdrawn: Counter::default(),
+            fraud_late_sales: Family::default(),
             checkpoints: Counter::default(),
             applied_offset: Gauge::default(),
             lag_records: Gauge::default(),
@@ -81,6 +99,21 @@ impl PipelineMetrics {
             "storepulse_member_tag_changes",
             "Member tag changes emitted (added or removed)",
             self.member_tag_changes.clone(),
+        );
+        registry.register(
+            "storepulse_fraud_alerts",
+            "Fraud alerts raised (and points overdrafts sent to review), by rule",
+            self.fraud_alerts.clone(),
+        );
+        registry.register(
+            "storepulse_fraud_alerts_withdrawn",
+            "Fraud alerts withdrawn because a late sale or link regrouped the sales",
+            self.fraud_withdrawn.clone(),
+        );
+        registry.register(
+            "storepulse_fraud_late_sales",
+            "Sales later than fraud.allowed_lateness_minutes: evaluated (window state still kept) or not",
+            self.fraud_late_sales.clone(),
         );
         registry.register(
             "storepulse_checkpoints",

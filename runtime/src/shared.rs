@@ -8,17 +8,21 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use storepulse_core::latency::VisibilityTracker;
+use storepulse_processors::fraud::FraudProcessor;
 use storepulse_processors::inventory::InventoryProcessor;
 use storepulse_processors::members::MemberProcessor;
 
 use crate::alerts::AlertBook;
 use crate::metrics::PipelineMetrics;
+use crate::review::ReviewQueue;
 
 /// State shared between the driver and the query API.
 #[derive(Debug)]
 pub struct Shared {
     inventory: RwLock<InventoryProcessor>,
     members: RwLock<Option<MemberProcessor>>,
+    fraud: RwLock<Option<FraudProcessor>>,
+    review: RwLock<ReviewQueue>,
     alerts: RwLock<AlertBook>,
     /// Exclusive end offset of what has been applied (partition 0).
     pub applied_end: AtomicU64,
@@ -38,6 +42,8 @@ impl Shared {
         Self {
             inventory: RwLock::new(inventory),
             members: RwLock::new(None),
+            fraud: RwLock::new(None),
+            review: RwLock::new(ReviewQueue::new(crate::review::DEFAULT_CAPACITY)),
             alerts: RwLock::new(alerts),
             applied_end: AtomicU64::new(0),
             last_checkpoint: AtomicI64::new(0),
@@ -82,6 +88,47 @@ impl Shared {
     /// Writes the member processor (driver only).
     pub fn members_mut(&self) -> RwLockWriteGuard<'_, Option<MemberProcessor>> {
         self.members
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Installs the fraud processor and the review queue it feeds.
+    pub fn with_fraud(self, fraud: FraudProcessor, review: ReviewQueue) -> Self {
+        *self
+            .fraud
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fraud);
+        *self
+            .review
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = review;
+        self
+    }
+
+    /// Reads the fraud processor (`None` where fraud rules do not run).
+    pub fn fraud(&self) -> RwLockReadGuard<'_, Option<FraudProcessor>> {
+        self.fraud
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes the fraud processor (driver, and rule changes).
+    pub fn fraud_mut(&self) -> RwLockWriteGuard<'_, Option<FraudProcessor>> {
+        self.fraud
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads the review queue.
+    pub fn review(&self) -> RwLockReadGuard<'_, ReviewQueue> {
+        self.review
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes the review queue (driver, and decisions).
+    pub fn review_mut(&self) -> RwLockWriteGuard<'_, ReviewQueue> {
+        self.review
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
