@@ -740,7 +740,7 @@ pub struct OutboxReader {
 }
 
 impl OutboxReader {
-    /// The sequence number the next [`Self::next`] returns.
+    /// The sequence number the next [`Self::read_next`] returns.
     pub fn position(&self) -> u64 {
         self.seq
     }
@@ -751,7 +751,7 @@ impl OutboxReader {
     /// # Errors
     /// [`SinkError::Io`] or [`SinkError::OutboxCorrupt`]; the position does
     /// not move, so a retry reads the same record again.
-    pub fn next(&mut self) -> Result<Option<Notification>> {
+    pub fn read_next(&mut self) -> Result<Option<Notification>> {
         if self.seq >= self.outbox.next_seq() {
             return Ok(None);
         }
@@ -838,7 +838,7 @@ mod tests {
     fn read_all(outbox: &Arc<Outbox>, from: u64) -> Vec<Notification> {
         let mut r = outbox.reader(from);
         let mut out = Vec::new();
-        while let Some(n) = r.next().unwrap() {
+        while let Some(n) = r.read_next().unwrap() {
             out.push(n);
         }
         out
@@ -864,7 +864,7 @@ mod tests {
             assert_eq!(n.body, body(i));
             assert_eq!(
                 n.rule.as_deref(),
-                Some(if i % 2 == 0 { "r0" } else { "r1" })
+                Some(if i.is_multiple_of(2) { "r0" } else { "r1" })
             );
         }
         // From the middle.

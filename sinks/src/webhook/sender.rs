@@ -419,7 +419,7 @@ async fn read_next(reader: &Arc<Mutex<OutboxReader>>) -> Result<Option<Notificat
         reader
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .next()
+            .read_next()
     })
     .await
     .map_err(|e| SinkError::Io {
