@@ -126,23 +126,48 @@ struct Writer {
     base: u64,
     bytes: u64,
     next_seq: u64,
-    recent: VecDeque<Arc<str>>,
-    known: HashSet<Arc<str>>,
+    ids: RecentIds,
     buf: Vec<u8>,
     /// Set when a failed write could not be rolled back: appends are
     /// refused until the outbox is reopened (which truncates the tail).
     broken: bool,
 }
 
-impl Writer {
-    fn remember(&mut self, id: Arc<str>, window: u64) {
-        self.known.insert(Arc::clone(&id));
-        self.recent.push_back(id);
-        while self.recent.len() as u64 > window {
-            if let Some(old) = self.recent.pop_front() {
-                self.known.remove(&old);
+/// The last `window` ids appended, for de-duplication: a set to look up,
+/// a queue to forget the oldest. Bounded by the window, never by history.
+struct RecentIds {
+    window: u64,
+    order: VecDeque<Arc<str>>,
+    set: HashSet<Arc<str>>,
+}
+
+impl RecentIds {
+    fn new(window: u64) -> Self {
+        Self {
+            window: window.max(1),
+            order: VecDeque::new(),
+            set: HashSet::new(),
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    fn remember(&mut self, id: &str) {
+        let id: Arc<str> = Arc::from(id);
+        self.set.insert(Arc::clone(&id));
+        self.order.push_back(id);
+        while self.order.len() as u64 > self.window {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
             }
         }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.set.len()
     }
 }
 
@@ -371,9 +396,7 @@ impl Outbox {
             bases.push(0);
         }
 
-        let mut recent = VecDeque::new();
-        let mut known = HashSet::new();
-        let window = options.dedup_window.max(1);
+        let mut ids = RecentIds::new(options.dedup_window);
         let mut next_seq = bases[0];
         let mut active_bytes = 0;
         let last = bases.len() - 1;
@@ -394,14 +417,7 @@ impl Outbox {
                     Ok(Some((n, len))) => {
                         position += len;
                         next_seq += 1;
-                        let id: Arc<str> = Arc::from(n.id);
-                        known.insert(Arc::clone(&id));
-                        recent.push_back(id);
-                        while recent.len() as u64 > window {
-                            if let Some(old) = recent.pop_front() {
-                                known.remove(&old);
-                            }
-                        }
+                        ids.remember(&n.id);
                     }
                     Ok(None) => break,
                     Err(reason) if i == last => {
@@ -455,8 +471,7 @@ impl Outbox {
                 base: active_base,
                 bytes: active_bytes,
                 next_seq,
-                recent,
-                known,
+                ids,
                 buf: Vec::new(),
                 broken: false,
             }),
@@ -517,7 +532,7 @@ impl Outbox {
         check_id(id)?;
         let rule = rule_of(id, body)?;
         let mut w = lock(&self.writer);
-        if w.known.contains(id) {
+        if w.ids.contains(id) {
             debug!(id, "outbox: duplicate id, not appended");
             return Ok(false);
         }
@@ -533,7 +548,7 @@ impl Outbox {
         w.buf = buf;
         result?;
         w.next_seq += 1;
-        w.remember(Arc::from(id), self.options.dedup_window.max(1));
+        w.ids.remember(id);
         let next = w.next_seq;
         drop(w);
         self.appended.send_replace(next);
@@ -915,6 +930,30 @@ mod tests {
     }
 
     #[test]
+    fn damage_before_the_last_segment_is_an_error_not_a_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = OutboxConfig {
+            segment_bytes: 200,
+            dedup_window: 100,
+        };
+        {
+            let outbox = Outbox::open(dir.path(), small).unwrap();
+            for i in 0..10 {
+                outbox.append(&format!("raised:{i}"), &body(i)).unwrap();
+            }
+            assert!(outbox.segment_count() > 2);
+        }
+        let seg = segment_path(dir.path(), 0);
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[20] ^= 0xff;
+        fs::write(&seg, &bytes).unwrap();
+        assert!(matches!(
+            Outbox::open(dir.path(), small),
+            Err(SinkError::OutboxCorrupt { .. })
+        ));
+    }
+
+    #[test]
     fn a_duplicate_id_is_a_no_op_also_after_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -1038,7 +1077,7 @@ mod tests {
         for i in 0..10 {
             outbox.append(&format!("raised:{i}"), &body(i)).unwrap();
         }
-        assert_eq!(lock(&outbox.writer).known.len(), 3);
+        assert_eq!(lock(&outbox.writer).ids.len(), 3);
         assert!(!outbox.append("raised:9", &body(9)).unwrap());
         // Outside the window: forgotten, appended again (documented).
         assert!(outbox.append("raised:0", &body(0)).unwrap());
