@@ -48,6 +48,8 @@ struct Script {
     per_id: HashMap<String, u16>,
     /// The status once `queue` is empty; 0 means 200.
     fallback: u16,
+    /// This many next requests get no answer for 3 s (logged with status 0).
+    stall: u32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -83,27 +85,40 @@ async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Sta
             .to_owned()
     };
     let id = h("x-storepulse-delivery");
-    let mut guard = r.inner.lock().unwrap();
-    let (log, script) = &mut *guard;
-    let status = match script.per_id.get(&id) {
-        Some(s) => *s,
-        None => script.queue.pop_front().unwrap_or(match script.fallback {
-            0 => 200,
-            s => s,
-        }),
+    let status = {
+        let mut guard = r.inner.lock().unwrap();
+        let (log, script) = &mut *guard;
+        let status = if script.stall > 0 {
+            script.stall -= 1;
+            0
+        } else {
+            match script.per_id.get(&id) {
+                Some(s) => *s,
+                None => script.queue.pop_front().unwrap_or(match script.fallback {
+                    0 => 200,
+                    s => s,
+                }),
+            }
+        };
+        log.push(Received {
+            id,
+            timestamp: h("x-storepulse-timestamp").parse().unwrap_or(0),
+            signature: h("x-storepulse-signature"),
+            content_type: h("content-type"),
+            extra: headers
+                .get("x-robot-token")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            body: body.to_vec(),
+            answered: status,
+        });
+        status
     };
-    log.push(Received {
-        id,
-        timestamp: h("x-storepulse-timestamp").parse().unwrap_or(0),
-        signature: h("x-storepulse-signature"),
-        content_type: h("content-type"),
-        extra: headers
-            .get("x-robot-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        body: body.to_vec(),
-        answered: status,
-    });
+    if status == 0 {
+        // Longer than the client's timeout: the sender gives up on it.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        return StatusCode::OK;
+    }
     StatusCode::from_u16(status).unwrap()
 }
 
@@ -423,6 +438,30 @@ async fn a_400_is_skipped_and_the_rest_delivered() {
     assert_eq!(tries_of_3, 1, "a 400 is not retried");
     let s = metrics.get("strict").unwrap();
     assert_eq!((s.delivered, s.failed_permanently, s.retried), (7, 1, 0));
+    stop(sink, &shutdown).await;
+}
+
+/// A webhook that does not answer within `timeout_ms` is retried like one
+/// that is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_timeout_is_retried() {
+    let (receiver, addr, _server) = start_receiver().await;
+    receiver.script(|s| s.stall = 1);
+    let mut w = webhook("slow", addr);
+    w.timeout_ms = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let sink = WebhookSink::start(sink_config(vec![w]), dir.path(), shutdown.clone())
+        .await
+        .unwrap();
+    let metrics = sink.metrics();
+    append_range(&sink, 0..3).await;
+    wait_until("3 delivered", || receiver.delivered().len() >= 3).await;
+    assert_eq!(receiver.delivered(), ids(0..3));
+    let first = &receiver.all()[0];
+    assert_eq!((first.id.as_str(), first.answered), ("raised:0", 0));
+    let s = metrics.get("slow").unwrap();
+    assert!(s.retried >= 1 && s.failed_permanently == 0, "{s:?}");
     stop(sink, &shutdown).await;
 }
 

@@ -131,7 +131,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Classifies a non-2xx status: 408, 429 and 5xx may pass, the rest won't.
-pub(crate) fn classify_status(status: StatusCode, retry_after_secs: Option<u64>) -> SinkError {
+pub fn classify_status(status: StatusCode, retry_after_secs: Option<u64>) -> SinkError {
     let code = status.as_u16();
     if code == 408 || code == 429 || status.is_server_error() {
         SinkError::Unavailable {
@@ -146,7 +146,7 @@ pub(crate) fn classify_status(status: StatusCode, retry_after_secs: Option<u64>)
 /// The delay before retry number `attempt` (1-based): `initial * 2^(n-1)`
 /// capped at `max`, then "equal jitter" (a uniform draw in its upper half),
 /// so many senders retrying together spread out but never retry early.
-pub(crate) fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
+pub fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
     let exp = initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
     let capped = exp.min(max);
     let half = capped / 2;
