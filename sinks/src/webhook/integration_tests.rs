@@ -465,6 +465,47 @@ async fn a_request_timeout_is_retried() {
     stop(sink, &shutdown).await;
 }
 
+/// Delivery crosses segment files while delivered segments are deleted
+/// behind the sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_crosses_segments_and_old_ones_are_deleted() {
+    let (receiver, addr, _server) = start_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sink_config(vec![webhook("w", addr)]);
+    config.outbox.segment_bytes = super::config::MIN_SEGMENT_BYTES;
+    config.outbox.dedup_window = 10;
+    let shutdown = CancellationToken::new();
+    let sink = WebhookSink::start(config, dir.path(), shutdown.clone())
+        .await
+        .unwrap();
+    let metrics = sink.metrics();
+    let padding = "x".repeat(4000);
+    let big = |i: usize| format!(r#"{{"alert_id":{i},"pad":"{padding}"}}"#).into_bytes();
+    for i in 0..100 {
+        assert!(sink.append(&id(i), &big(i)).await.unwrap());
+    }
+    wait_until("100 delivered and persisted", || {
+        metrics.get("w").is_some_and(|s| s.cursor == 100)
+    })
+    .await;
+    assert_eq!(receiver.delivered(), ids(0..100));
+    assert!(receiver
+        .all()
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.body == big(i)));
+    // ~16 records per 64 KiB segment: 7 segments written, the delivered
+    // ones outside the 10-id window deleted.
+    let outbox = sink.outbox();
+    assert!(outbox.first_seq() > 0, "old segments deleted");
+    assert!(
+        outbox.segment_count() <= 2,
+        "{} segments",
+        outbox.segment_count()
+    );
+    stop(sink, &shutdown).await;
+}
+
 /// Shutdown while idle is prompt and releases the outbox directory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_is_prompt_and_releases_the_outbox() {
