@@ -5,6 +5,9 @@
 //! files): it checks the shape of the config. Resolving `secret_env` and
 //! building the HTTP clients happen in `WebhookSink::start`.
 //!
+//! In TOML (the section's place in `storepulse.toml` is the runtime's to
+//! choose when it wires the sink in):
+//!
 //! ```toml
 //! [[sinks.webhook.webhooks]]
 //! name = "risk-wecom"
