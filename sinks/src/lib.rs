@@ -1,9 +1,27 @@
 //! StorePulse sinks: where results leave the pipeline for other systems.
 //!
-//! Empty for now, on purpose. The embedded default writes its outputs
-//! itself (alerts to the runtime's alert book and checkpoint, rejections to
-//! the dead-letter log in `ingest`). This crate receives the connectors of
-//! later issues, one folder each with config, batching, retry logic and
-//! integration tests against a real server: the Kafka output topics
-//! (`storepulse.stock`, alerts, `storepulse.dlq`; issue #3) and the ClickHouse
-//! mart (issue #6).
+//! The embedded default writes most of its outputs itself (alerts to the
+//! runtime's alert book and checkpoint, rejections to the dead-letter log in
+//! `ingest`). This crate holds the connectors that deliver to systems
+//! outside StorePulse, one folder each with its config, durable queue,
+//! sender with retry logic, and integration tests against a real server
+//! (Vector's layout).
+//!
+//! # Layout
+//!
+//! - [`error`]: [`SinkError`], the crate's one error enum, each variant with
+//!   a [`RetryHint`].
+//! - [`webhook`]: fraud alerts to HTTP webhooks (IM robots), issue #5:
+//!   - `config.rs`: [`webhook::WebhookSinkConfig`], serde, pure `validate()`;
+//!   - `outbox.rs`: the durable, de-duplicating, append-only outbox and the
+//!     per-webhook cursors;
+//!   - `sender.rs`: one task per webhook, signed POSTs, retry logic;
+//!   - `signature.rs`: `X-StorePulse-Signature` (HMAC-SHA256);
+//!   - `integration_tests.rs`: against an axum server on 127.0.0.1.
+//!
+//! Later issues add the ClickHouse mart (#6) here.
+
+pub mod error;
+pub mod webhook;
+
+pub use error::{Result, RetryHint, SinkError};
