@@ -103,6 +103,13 @@ pub struct FraudSection {
     /// Decided or withdrawn alerts the review queue keeps (open ones are
     /// always kept). Default 100000.
     pub review_capacity: usize,
+    /// Webhooks that receive every alert raised or withdrawn and every
+    /// decision (`[[fraud.webhooks]]`: `name`, `url`, `secret` or
+    /// `secret_env`, `rules`, `timeout_ms`, `max_backoff_secs`, `headers`).
+    /// None by default.
+    pub webhooks: Vec<storepulse_sinks::webhook::WebhookConfig>,
+    /// The webhooks' durable outbox (`data_dir/webhook-outbox`).
+    pub webhook_outbox: storepulse_sinks::webhook::OutboxConfig,
 }
 
 impl Default for FraudSection {
@@ -112,6 +119,8 @@ impl Default for FraudSection {
             rules_file: PathBuf::from("fraud-rules.toml"),
             reload_interval_secs: 2.0,
             review_capacity: storepulse_runtime::review::DEFAULT_CAPACITY,
+            webhooks: Vec::new(),
+            webhook_outbox: storepulse_sinks::webhook::OutboxConfig::default(),
         }
     }
 }
@@ -136,7 +145,17 @@ impl FraudSection {
         if self.review_capacity == 0 {
             return Err("fraud.review_capacity: must be > 0".into());
         }
-        Ok(())
+        self.webhook_sink()
+            .validate()
+            .map_err(|e| format!("fraud.webhooks: {e}"))
+    }
+
+    /// The webhook sink's configuration.
+    pub fn webhook_sink(&self) -> storepulse_sinks::webhook::WebhookSinkConfig {
+        storepulse_sinks::webhook::WebhookSinkConfig {
+            webhooks: self.webhooks.clone(),
+            outbox: self.webhook_outbox,
+        }
     }
 }
 

@@ -34,6 +34,7 @@ use storepulse_core::latency::VisibilityTracker;
 use storepulse_core::{EventParser, StoreMaster};
 use storepulse_dashboards::access::AccessTable;
 use storepulse_dashboards::audit::AuditLog;
+use storepulse_dashboards::fraud::{fraud_router, FraudApiState};
 use storepulse_dashboards::members::{member_router, MemberApiState};
 use storepulse_dashboards::{DeadLetterReader, QueryState};
 use storepulse_ingest::append::EventAppender;
@@ -277,9 +278,19 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             .unwrap_or_default();
         app = app.merge(member_router(MemberApiState {
             shared: shared.clone(),
+            access: access.clone(),
+            audit: audit.clone(),
+            erase: crate::serve::erase_submitter(eraser, shared.clone(), first_store),
+        }));
+        // Stock alerts as before; the fraud review queue is not served in
+        // Kafka mode yet (503 with the reason).
+        app = app.merge(fraud_router(FraudApiState {
+            shared: shared.clone(),
             access,
             audit,
-            erase: crate::serve::erase_submitter(eraser, shared.clone(), first_store),
+            decisions: None,
+            rules: None,
+            notify: None,
         }));
     }
     let ops = OpsState {

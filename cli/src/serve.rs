@@ -28,6 +28,7 @@ use storepulse_core::time::format_china;
 use storepulse_core::{EventParser, StoreMaster};
 use storepulse_dashboards::access::AccessTable;
 use storepulse_dashboards::audit::AuditLog;
+use storepulse_dashboards::fraud::{fraud_router, FraudApiState};
 use storepulse_dashboards::members::{member_router, EraseRequest, EraseSubmitter, MemberApiState};
 use storepulse_dashboards::{DeadLetterReader, QueryState};
 use storepulse_ingest::append::{EventAppender, KeyedEvent, LogAppender};
@@ -36,9 +37,12 @@ use storepulse_ingest::keys::KeyTable;
 use storepulse_ingest::log::EventLog;
 use storepulse_runtime::checkpoint::CheckpointStore;
 use storepulse_runtime::decisions::DecisionLog;
-use storepulse_runtime::driver::{restore, FraudSetup, MemberLogSink, PipelineContext};
-use storepulse_runtime::rules_file::{RulesChange, RulesHandle};
+use storepulse_runtime::driver::{
+    restore, AlertNotice, AlertSink, FraudSetup, MemberLogSink, PipelineContext,
+};
+use storepulse_runtime::rules_file::RulesHandle;
 use storepulse_runtime::{run_pipeline, DeadLetterSink, Shared};
+use storepulse_sinks::webhook::{Outbox, WebhookHandle, WebhookSink};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -73,6 +77,46 @@ impl MemberLogSink for LogMemberLog {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
+}
+
+/// Starts the webhook senders when `[[fraud.webhooks]]` are configured.
+///
+/// # Errors
+/// A locked or damaged outbox, a secret that cannot be resolved.
+pub(crate) async fn start_webhooks(
+    config: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<WebhookHandle>> {
+    if config.fraud.webhooks.is_empty() {
+        return Ok(None);
+    }
+    let dir = config.storage.data_dir.join("webhook-outbox");
+    let handle = WebhookSink::start(config.fraud.webhook_sink(), &dir, shutdown)
+        .await
+        .with_context(|| format!("starting the webhooks (outbox {})", dir.display()))?;
+    info!(
+        webhooks = config.fraud.webhooks.len(),
+        "webhook senders started"
+    );
+    Ok(Some(handle))
+}
+
+/// The runtime's alert sink over the webhook outbox: each notice appended
+/// and fsynced (an id already there is a no-op).
+pub(crate) fn outbox_sink(outbox: Arc<Outbox>) -> AlertSink {
+    Arc::new(move |notices: Vec<AlertNotice>| {
+        let outbox = outbox.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                for n in &notices {
+                    outbox.append(&n.id, &n.body).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        })
+    })
 }
 
 /// `DELETE /v1/members/{id}`: appends a `member_erase` event to the event
@@ -179,8 +223,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         &parser,
         log.start_offset(),
     )?;
-    let (_decision_log, decisions) =
+    let (decision_log, decisions) =
         DecisionLog::open(&data.join("decisions")).context("opening the decision log")?;
+    let decision_log = Arc::new(decision_log);
     let mut review = restored.review;
     for d in decisions {
         review.decide(d);
@@ -227,6 +272,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let shutdown = CancellationToken::new();
+    let webhooks = start_webhooks(&config, shutdown.child_token()).await?;
+    let alert_sink = webhooks.as_ref().map(|h| outbox_sink(h.outbox().clone()));
     let sink = LogDeadLetters(dead_letter_log.clone());
     let member_sink = LogMemberLog(member_log.clone());
     let ctx = PipelineContext {
@@ -234,7 +281,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         parser: parser.clone(),
         checkpoints,
         config: config.runtime.clone(),
-        alert_sink: None,
+        alert_sink: alert_sink.clone(),
     };
     let pipeline_shutdown = shutdown.clone();
     let pipeline = tokio::spawn(async move {
@@ -253,7 +300,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(rules_handle.clone().watch(
         std::time::Duration::from_secs_f64(config.fraud.reload_interval_secs),
         shutdown.clone(),
-        move |change| audit_rules_change(&watch_audit, "file", &change),
+        move |change| {
+            storepulse_dashboards::fraud::audit_rules_file_change(&watch_audit, &change);
+        },
     ));
 
     let ingest_metrics = IngestMetrics::default();
@@ -274,8 +323,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .unwrap_or_default();
     let members_api = MemberApiState {
         shared: shared.clone(),
-        access,
-        audit,
+        access: access.clone(),
+        audit: audit.clone(),
         erase: erase_submitter(appender.clone(), shared.clone(), first_store),
     };
     let ingest = IngestState {
@@ -307,6 +356,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             dead_letters,
         }))
         .merge(member_router(members_api))
+        .merge(fraud_router(FraudApiState {
+            shared: shared.clone(),
+            access: access.clone(),
+            audit: audit.clone(),
+            decisions: Some(decision_log),
+            rules: Some(rules_handle),
+            notify: alert_sink,
+        }))
         .merge(
             Router::new()
                 .route("/healthz", get(healthz))
@@ -337,32 +394,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("closing the dead-letter log")?;
     member_log.close().await.context("closing the member log")?;
+    if let Some(webhooks) = webhooks {
+        webhooks
+            .join()
+            .await
+            .context("stopping the webhook senders")?;
+    }
     log.close().await.context("closing the event log")?;
     served.context("http server")?;
     processed.context("processing")?;
     info!("stopped cleanly");
     Ok(())
-}
-
-/// Writes a change of the fraud rules to the audit log (a failure is
-/// logged: the change already happened).
-pub(crate) fn audit_rules_change(audit: &AuditLog, actor: &str, change: &RulesChange) {
-    let detail = match change {
-        RulesChange::Installed { by, rules } => serde_json::json!({
-            "outcome": "installed", "source": by, "rules": rules,
-        }),
-        RulesChange::Refused { reason } => serde_json::json!({
-            "outcome": "refused", "reason": reason,
-        }),
-    };
-    if let Err(e) = audit.append(
-        actor,
-        storepulse_dashboards::audit::action::RULES_CHANGE,
-        None,
-        detail,
-    ) {
-        warn!(error = %e, "could not audit a fraud rules change");
-    }
 }
 
 pub(crate) async fn wait_for_signal() {

@@ -471,6 +471,30 @@ where
     }
 }
 
+/// `Option<Principal>`: `None` when the request presents no key at all
+/// (routes that are partly public); a presented but unknown or malformed
+/// key is still a 401.
+impl<S> axum::extract::OptionalFromRequestParts<S> for Principal
+where
+    Arc<AccessTable>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Unauthorized;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if !parts.headers.contains_key(AUTHORIZATION) && !parts.headers.contains_key(API_KEY_HEADER)
+        {
+            return Ok(None);
+        }
+        <Principal as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
+    }
+}
+
 /// A 403 unless `allowed`: `{"error": "role <what> required"}`.
 ///
 /// ```

@@ -11,7 +11,10 @@
 //! - `GET /v1/skus/{sku}/availability?near=&limit=`,
 //! - `POST /v1/route`,
 //! - `GET /v1/suggestions/replenish?store_id=`, `GET /v1/suggestions/transfers?region=`,
-//! - `GET /v1/alerts?kind=&limit=`, `GET /v1/dlq?limit=`,
+//! - `GET /v1/alerts?kind=&limit=` (stock), `GET /v1/dlq?limit=`,
+//! - fraud review (API key, `risk`): `GET /v1/alerts?status=&rule=`,
+//!   `GET /v1/alerts/{alert_id}`, `POST /v1/alerts/{alert_id}/decision`,
+//!   `GET|PUT|DELETE /v1/rules/{name}`, `GET /v1/rules`,
 //! - members (API key required, every read of personal data audited first):
 //!   `GET /v1/members/{member_id}`, `.../ledger`, `.../export`,
 //!   `DELETE /v1/members/{member_id}`, `GET /v1/members?tag=&store_id=`,
@@ -22,14 +25,17 @@
 //! - [`query`]: the query routes and their handlers.
 //! - [`members`]: the member routes: roles and store scopes per route, the
 //!   audit-before-answer rule, erasure through the pipeline.
+//! - [`fraud`]: the review queue, decisions and fraud rules.
 //! - [`access`]: API keys, roles and store scopes; the `Principal` extractor.
 //! - [`audit`]: the PIPL audit log (hash-chained, append-only JSON lines).
 
 pub mod access;
 pub mod audit;
+pub mod fraud;
 pub mod members;
 pub mod query;
 
+pub use fraud::{fraud_router, FraudApiState, FRAUD_ROUTES};
 pub use members::{member_router, EraseRequest, EraseSubmitter, MemberApiState, MEMBER_ROUTES};
 pub use query::{router, DeadLetterReader, QueryState};
 

@@ -36,7 +36,6 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/route"),
     ("get", "/v1/suggestions/replenish"),
     ("get", "/v1/suggestions/transfers"),
-    ("get", "/v1/alerts"),
     ("get", "/v1/dlq"),
 ];
 
@@ -49,7 +48,6 @@ pub fn router(state: QueryState) -> Router {
         .route("/v1/route", post(route))
         .route("/v1/suggestions/replenish", get(replenish))
         .route("/v1/suggestions/transfers", get(transfers))
-        .route("/v1/alerts", get(alerts))
         .route("/v1/dlq", get(dlq))
         .with_state(state)
 }
@@ -82,7 +80,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
     }
 }
 
-type Answer = Result<Response, ApiError>;
+pub(crate) type Answer = Result<Response, ApiError>;
 
 fn store(st: &QueryState, store_id: &str, field: &str) -> Result<StoreIdx, ApiError> {
     st.shared
@@ -238,26 +236,26 @@ async fn transfers(State(st): State<QueryState>, Query(p): Query<TransferParams>
     Ok(Json(body).into_response())
 }
 
-#[derive(Deserialize)]
-struct AlertParams {
-    kind: Option<String>,
-    limit: Option<usize>,
-}
-
-async fn alerts(State(st): State<QueryState>, Query(p): Query<AlertParams>) -> Answer {
-    let limit = limit(p.limit, 100)?;
-    if let Some(kind) = &p.kind {
+/// The stock and points alerts of the alert book, newest first (the
+/// unauthenticated form of `GET /v1/alerts`, served by
+/// [`crate::fraud::fraud_router`] beside the review queue).
+pub(crate) fn stock_alerts(
+    shared: &Shared,
+    kind: Option<&str>,
+    limit_param: Option<usize>,
+) -> Answer {
+    let limit = limit(limit_param, 100)?;
+    if let Some(kind) = kind {
         if kind != "stock" {
             return Err(error(
                 StatusCode::BAD_REQUEST,
-                format!("kind: unknown alert kind {kind:?} (stock)"),
+                format!("kind: unknown alert kind {kind:?} (stock, fraud)"),
             ));
         }
     }
-    let alerts: Vec<serde_json::Value> = st
-        .shared
+    let alerts: Vec<serde_json::Value> = shared
         .alerts()
-        .recent(p.kind.as_deref(), limit)
+        .recent(kind, limit)
         .into_iter()
         .map(|record| {
             let mut value = serde_json::to_value(&record.alert).unwrap_or_default();
@@ -376,8 +374,6 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        let (status, _) = call("GET", "/v1/alerts?kind=weather", "").await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
         let (status, _) = call("GET", "/v1/stock/KM-002?limit=0", "").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }
@@ -385,12 +381,17 @@ mod tests {
     #[test]
     fn openapi_describes_every_route() {
         let doc: serde_json::Value = serde_json::from_str(crate::OPENAPI_JSON).unwrap();
-        for (method, path) in ROUTES.iter().chain(crate::members::MEMBER_ROUTES).chain(&[
-            ("post", "/v1/events"),
-            ("get", "/healthz"),
-            ("get", "/metrics"),
-            ("get", "/openapi.json"),
-        ]) {
+        for (method, path) in ROUTES
+            .iter()
+            .chain(crate::members::MEMBER_ROUTES)
+            .chain(crate::fraud::FRAUD_ROUTES)
+            .chain(&[
+                ("post", "/v1/events"),
+                ("get", "/healthz"),
+                ("get", "/metrics"),
+                ("get", "/openapi.json"),
+            ])
+        {
             assert!(
                 doc["paths"][path][method].is_object(),
                 "openapi.json lacks {method} {path}"

@@ -129,7 +129,7 @@ impl AlertNotice {
         Self::new(
             format!("raised:{}", alert.alert_id),
             &alert.rule,
-            serde_json::json!({"type": "alert.raised", "alert": alert}),
+            serde_json::json!({"type": "alert.raised", "rule": alert.rule, "alert": alert}),
         )
     }
 
@@ -138,7 +138,7 @@ impl AlertNotice {
         Self::new(
             format!("withdrawn:{}", w.alert_id),
             &w.rule,
-            serde_json::json!({"type": "alert.withdrawn", "withdrawn": w}),
+            serde_json::json!({"type": "alert.withdrawn", "rule": w.rule, "withdrawn": w}),
         )
     }
 

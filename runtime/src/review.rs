@@ -81,7 +81,6 @@ impl Status {
 /// An alert in the queue, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReviewAlert {
-    #[serde(flatten)]
     pub alert: FraudAlert,
     /// Points-overdraft alerts: the redemption's points and the balance
     /// after it.
@@ -115,11 +114,19 @@ impl ReviewAlert {
     }
 }
 
-/// An alert with its status, as served.
+/// An alert with its status, as served: the alert's fields, then these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReviewView<'a> {
     #[serde(flatten)]
-    pub alert: &'a ReviewAlert,
+    pub alert: &'a FraudAlert,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub points: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance_after: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withdrawn: Option<&'a AlertWithdrawn>,
+    /// Order of arrival in the queue (the `before` cursor of paging).
+    pub seq: u64,
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<&'a Decision>,
@@ -226,7 +233,11 @@ impl ReviewQueue {
 
     fn view<'a>(&'a self, a: &'a ReviewAlert) -> ReviewView<'a> {
         ReviewView {
-            alert: a,
+            alert: &a.alert,
+            points: a.points,
+            balance_after: a.balance_after,
+            withdrawn: a.withdrawn.as_ref(),
+            seq: a.seq,
             status: self.status(a),
             decision: self.decisions.get(&a.alert.alert_id),
         }
@@ -347,7 +358,7 @@ mod tests {
         let open: Vec<_> = q
             .list(Some(Status::Open), None, None, 10)
             .iter()
-            .map(|v| v.alert.alert.alert_id.clone())
+            .map(|v| v.alert.alert_id.clone())
             .collect();
         assert_eq!(open, vec!["b", "a"], "newest first");
         q.decide(decision("a", Verdict::FalseAlarm));

@@ -27,7 +27,8 @@ pub fn free_port() -> u16 {
 }
 
 /// A `storepulse` command with the test configuration: the checked-in
-/// config, data in `data_dir`, the shipped store master.
+/// config, data in `data_dir`, the shipped store master, and the fraud
+/// rules file beside `data_dir` (`<data_dir>.fraud-rules.toml`).
 pub fn storepulse(exe: &str, data_dir: &Path) -> Command {
     storepulse_with_config(exe, &repo().join("storepulse.toml"), data_dir)
 }
@@ -41,6 +42,12 @@ pub fn storepulse_with_config(exe: &str, config: &Path, data_dir: &Path) -> Comm
         .env(
             "STOREPULSE__STORAGE__STORES_CSV",
             repo().join("data/stores.csv"),
+        )
+        // Each test its own rules file (missing: RULES.md's defaults), so
+        // a test that changes rules through the API changes only its own.
+        .env(
+            "STOREPULSE__FRAUD__RULES_FILE",
+            data_dir.with_extension("fraud-rules.toml"),
         )
         .env("STOREPULSE__TELEMETRY__LEVEL", "warn")
         .env_remove("RUST_LOG");
@@ -297,6 +304,9 @@ pub const HQ_KEY: &str = "storepulse-demo-hq";
 /// The demo key of `storepulse.toml` of KM-001's store manager (no
 /// member_data role).
 pub const STORE_KEY: &str = "storepulse-demo-km001";
+
+/// The demo risk-team key of the shipped config (role `risk`).
+pub const RISK_KEY: &str = "storepulse-demo-risk";
 
 /// A member as `members.ndjson` and the API both give it, without `as_of`.
 pub type MemberLine = (Vec<String>, i64, Vec<String>, Option<String>);

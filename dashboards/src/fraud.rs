@@ -1,0 +1,457 @@
+//! The risk team's routes: the review queue of fraud alerts, decisions,
+//! and the fraud rules (read, change at run time).
+//!
+//! | route | who |
+//! |---|---|
+//! | `GET /v1/alerts?kind=stock&limit=` | anyone (stock and points alerts of the alert book, as before) |
+//! | `GET /v1/alerts?status=&rule=&before=&limit=` (or `kind=fraud`) | `risk` or `hq` |
+//! | `GET /v1/alerts/{alert_id}` | `risk` or `hq`; with the member's recent history (audited as a read of member data) |
+//! | `POST /v1/alerts/{alert_id}/decision` | `risk` |
+//! | `GET /v1/rules`, `GET /v1/rules/{name}` | `risk` or `hq` |
+//! | `PUT /v1/rules/{name}`, `DELETE /v1/rules/{name}` | `risk` |
+//!
+//! Everything a person does here is written to the audit log *before* it
+//! takes effect (a failed audit write is a 503 and nothing happens):
+//! decisions (`alert.decision`), rule changes (`rules.change`, with the
+//! rule, and refusals with their reason), and reads of an alert's member
+//! history (`member.read`). Refusals for a missing role are 403.
+//!
+//! A decision is then appended to the decision log (fsynced) and applied
+//! to the queue, and emitted to the webhooks as a `decided:<alert_id>:<n>`
+//! notification ("emitted as events").
+//!
+//! Reading: the risk team needs the member's recent history to review an
+//! alert, so `risk` sees it without `member_data` (need-to-know for fraud
+//! review), and every such read is audited like any member read.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use storepulse_processors::fraud::RuleSpec;
+use storepulse_runtime::decisions::DecisionLog;
+use storepulse_runtime::driver::{AlertNotice, AlertSink};
+use storepulse_runtime::review::{Decision, Status, Verdict};
+use storepulse_runtime::rules_file::{RulesChange, RulesHandle};
+use storepulse_runtime::Shared;
+
+use crate::access::{require, AccessTable, Principal};
+use crate::audit::{action, AuditError, AuditLog};
+use crate::query::{stock_alerts, Answer, ApiError};
+
+/// Audit action of a review decision.
+pub const ALERT_DECISION: &str = "alert.decision";
+
+/// Longest decision comment, in characters.
+pub const MAX_COMMENT_CHARS: usize = 2000;
+
+/// Every (method, path) of [`fraud_router`]; the OpenAPI document must
+/// describe each (checked by a test in [`crate::query`]).
+pub const FRAUD_ROUTES: &[(&str, &str)] = &[
+    ("get", "/v1/alerts"),
+    ("get", "/v1/alerts/{alert_id}"),
+    ("post", "/v1/alerts/{alert_id}/decision"),
+    ("get", "/v1/rules"),
+    ("get", "/v1/rules/{name}"),
+    ("put", "/v1/rules/{name}"),
+    ("delete", "/v1/rules/{name}"),
+];
+
+/// What the fraud routes need.
+#[derive(Clone)]
+pub struct FraudApiState {
+    /// The review queue, fraud processor and members (`Shared`).
+    pub shared: Arc<Shared>,
+    pub access: Arc<AccessTable>,
+    pub audit: AuditLog,
+    /// Where decisions are made durable (`None`: this process takes no
+    /// decisions, 503).
+    pub decisions: Option<Arc<DecisionLog>>,
+    /// The rules file (`None`: rules are read-only here, 503 on changes).
+    pub rules: Option<RulesHandle>,
+    /// The webhook outbox, for decisions.
+    pub notify: Option<AlertSink>,
+}
+
+impl axum::extract::FromRef<FraudApiState> for Arc<AccessTable> {
+    fn from_ref(state: &FraudApiState) -> Self {
+        state.access.clone()
+    }
+}
+
+/// The fraud routes.
+pub fn fraud_router(state: FraudApiState) -> Router {
+    Router::new()
+        .route("/v1/alerts", get(list))
+        .route("/v1/alerts/{alert_id}", get(one))
+        .route("/v1/alerts/{alert_id}/decision", post(decide))
+        .route("/v1/rules", get(rules))
+        .route(
+            "/v1/rules/{name}",
+            get(rule).put(put_rule).delete(delete_rule),
+        )
+        .with_state(state)
+}
+
+fn audit_failed(error: &AuditError) -> ApiError {
+    tracing::error!(%error, "audit log: write failed; answering 503");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit log unavailable: nothing was read or changed; retry later",
+    )
+}
+
+/// 503 where this process runs no fraud rules (Kafka mode, for now).
+fn serving(st: &FraudApiState) -> Result<(), ApiError> {
+    if st.shared.fraud().is_none() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "fraud review is not served by this process (Kafka mode runs no fraud rules yet)",
+        ));
+    }
+    Ok(())
+}
+
+fn reviewer(who: &Principal) -> bool {
+    who.is_risk() || matches!(who.store_scope(), crate::access::StoreScope::All)
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    kind: Option<String>,
+    status: Option<String>,
+    rule: Option<String>,
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/alerts`: the stock alert book, or the review queue when a
+/// review filter (or `kind=fraud`) is given.
+async fn list(
+    State(st): State<FraudApiState>,
+    who: Option<Principal>,
+    Query(p): Query<ListParams>,
+) -> Answer {
+    let review = p.status.is_some()
+        || p.rule.is_some()
+        || p.before.is_some()
+        || p.kind.as_deref() == Some("fraud");
+    if !review {
+        return stock_alerts(&st.shared, p.kind.as_deref(), p.limit);
+    }
+    let who = who.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the review queue needs an API key with the risk or hq role",
+        )
+    })?;
+    require(reviewer(&who), "risk")?;
+    serving(&st)?;
+    let status = match p.status.as_deref() {
+        None | Some("all") => None,
+        Some(s) => Some(Status::from_wire(s).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "status: {s:?} is not open, confirmed_fraud, false_alarm, withdrawn or all"
+                ),
+            )
+        })?),
+    };
+    let limit = crate::query::limit(p.limit, 100)?;
+    let body = {
+        let queue = st.shared.review();
+        let items = queue.list(status, p.rule.as_deref(), p.before, limit);
+        let next = if items.len() == limit {
+            items.last().map(|v| v.seq)
+        } else {
+            None
+        };
+        json!({ "alerts": items, "next": next, "counts": queue.counts() })
+    };
+    Ok(Json(body).into_response())
+}
+
+/// `GET /v1/alerts/{alert_id}`: the alert, its status and decision, and
+/// for member alerts the member's recent history.
+async fn one(
+    State(st): State<FraudApiState>,
+    who: Principal,
+    Path(alert_id): Path<String>,
+) -> Answer {
+    require(reviewer(&who), "risk")?;
+    serving(&st)?;
+    let (mut body, member_key) = {
+        let queue = st.shared.review();
+        let view = queue
+            .get(&alert_id)
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such alert"))?;
+        let member_key = (view.alert.key_kind == "member").then(|| view.alert.key.to_string());
+        (json!(view), member_key)
+    };
+    if let Some(key) = member_key {
+        let history = {
+            let guard = st.shared.members();
+            guard.as_ref().and_then(|m| {
+                let member = m.member(&key)?;
+                let ledger = m.ledger(&key);
+                Some((
+                    member.member_id.to_string(),
+                    json!({ "profile": member, "ledger": ledger }),
+                ))
+            })
+        };
+        if let Some((canonical, history)) = history {
+            st.audit
+                .append_async(
+                    who.name(),
+                    action::MEMBER_READ,
+                    Some(canonical),
+                    json!({ "via": "alert", "alert_id": alert_id }),
+                )
+                .await
+                .map_err(|e| audit_failed(&e))?;
+            body["member"] = history;
+        }
+    }
+    Ok(Json(body).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    decision: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// `POST /v1/alerts/{alert_id}/decision`: `{decision, comment}` by `risk`.
+async fn decide(
+    State(st): State<FraudApiState>,
+    who: Principal,
+    Path(alert_id): Path<String>,
+    body: Result<Json<DecisionBody>, axum::extract::rejection::JsonRejection>,
+) -> Answer {
+    require(who.is_risk(), "risk")?;
+    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let verdict = match body.decision.as_str() {
+        "confirmed_fraud" => Verdict::ConfirmedFraud,
+        "false_alarm" => Verdict::FalseAlarm,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("decision: {other:?} is not confirmed_fraud or false_alarm"),
+            ))
+        }
+    };
+    if body.comment.chars().count() > MAX_COMMENT_CHARS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("comment: at most {MAX_COMMENT_CHARS} characters"),
+        ));
+    }
+    let log = st.decisions.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "decisions are not taken by this process",
+        )
+    })?;
+    let rule = st
+        .shared
+        .review()
+        .get(&alert_id)
+        .map(|v| v.alert.rule.clone())
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such alert"))?;
+    let decision = Decision {
+        alert_id: alert_id.clone(),
+        decision: verdict,
+        comment: body.comment,
+        decided_by: who.name().to_owned(),
+        decided_at: storepulse_core::time::now(),
+    };
+    st.audit
+        .append_async(
+            who.name(),
+            ALERT_DECISION,
+            None,
+            json!({ "alert_id": alert_id, "decision": verdict.as_str(), "comment": decision.comment }),
+        )
+        .await
+        .map_err(|e| audit_failed(&e))?;
+    let to_log = decision.clone();
+    tokio::task::spawn_blocking(move || log.append(&to_log))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "decision log: write failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "decision log unavailable: the decision was not recorded; retry",
+            )
+        })?;
+    st.shared.review_mut().decide(decision.clone());
+    let notified = match &st.notify {
+        Some(sink) => {
+            let notice = AlertNotice::new(
+                format!("decided:{alert_id}:{}", decision.decided_at),
+                &rule,
+                json!({ "type": "alert.decided", "rule": rule, "decision": decision }),
+            );
+            match sink(vec![notice]).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, "webhook outbox: the decision is recorded but not queued for webhooks");
+                    false
+                }
+            }
+        }
+        None => false,
+    };
+    let view = {
+        let queue = st.shared.review();
+        queue
+            .get(&alert_id)
+            .map(|v| json!(v))
+            .unwrap_or(Value::Null)
+    };
+    Ok(Json(json!({ "alert": view, "notified": notified })).into_response())
+}
+
+/// `GET /v1/rules`: the rules in force.
+async fn rules(State(st): State<FraudApiState>, who: Principal) -> Answer {
+    require(reviewer(&who), "risk")?;
+    serving(&st)?;
+    let specs = current_rules(&st);
+    Ok(Json(json!({ "rules": specs })).into_response())
+}
+
+fn current_rules(st: &FraudApiState) -> Vec<RuleSpec> {
+    st.shared
+        .fraud()
+        .as_ref()
+        .map(|f| f.rules().specs())
+        .unwrap_or_default()
+}
+
+/// `GET /v1/rules/{name}`.
+async fn rule(State(st): State<FraudApiState>, who: Principal, Path(name): Path<String>) -> Answer {
+    require(reviewer(&who), "risk")?;
+    current_rules(&st)
+        .into_iter()
+        .find(|r| r.name == name)
+        .map(|r| Json(r).into_response())
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such rule"))
+}
+
+fn rules_handle(st: &FraudApiState) -> Result<&RulesHandle, ApiError> {
+    st.rules.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "rules are not changed through this process",
+        )
+    })
+}
+
+/// `PUT /v1/rules/{name}`: adds or replaces a rule; in force for the
+/// events that follow. A bad rule is 422 with the reason, and the rules in
+/// force stay.
+async fn put_rule(
+    State(st): State<FraudApiState>,
+    who: Principal,
+    Path(name): Path<String>,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Answer {
+    require(who.is_risk(), "risk")?;
+    let handle = rules_handle(&st)?;
+    let Json(mut value) =
+        body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    if let Some(object) = value.as_object_mut() {
+        match object.get("name").and_then(Value::as_str) {
+            Some(n) if n != name => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("name: {n:?} differs from the path's {name:?}"),
+                ))
+            }
+            _ => {
+                object.insert("name".into(), Value::String(name.clone()));
+            }
+        }
+    }
+    let spec: RuleSpec = serde_json::from_value(value)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    // Checked before the audit record, so a refusal is recorded as one.
+    let checked = handle
+        .current()
+        .with_rule(spec.clone(), st.shared.inventory().stores());
+    let outcome = match &checked {
+        Ok(_) => json!({ "outcome": "installed", "source": "api", "rule": spec }),
+        Err(reason) => json!({ "outcome": "refused", "reason": reason, "rule": spec }),
+    };
+    st.audit
+        .append_async(who.name(), action::RULES_CHANGE, None, outcome)
+        .await
+        .map_err(|e| audit_failed(&e))?;
+    if let Err(reason) = checked {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason));
+    }
+    let installed = handle
+        .put(spec.clone())
+        .await
+        .map_err(|reason| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason))?;
+    tracing::info!(rule = %name, by = who.name(), rules = installed.rules().len(), "fraud rule changed through the API");
+    Ok(Json(json!({ "rule": spec, "rules": installed.specs() })).into_response())
+}
+
+/// `DELETE /v1/rules/{name}`.
+async fn delete_rule(
+    State(st): State<FraudApiState>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> Answer {
+    require(who.is_risk(), "risk")?;
+    let handle = rules_handle(&st)?;
+    if handle.current().get(&name).is_none() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such rule"));
+    }
+    st.audit
+        .append_async(
+            who.name(),
+            action::RULES_CHANGE,
+            None,
+            json!({ "outcome": "deleted", "source": "api", "rule": name }),
+        )
+        .await
+        .map_err(|e| audit_failed(&e))?;
+    match handle.delete(&name).await {
+        Ok(Some(set)) => Ok(Json(json!({ "rules": set.specs() })).into_response()),
+        Ok(None) => Err(ApiError::new(StatusCode::NOT_FOUND, "no such rule")),
+        Err(reason) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, reason)),
+    }
+}
+
+/// Writes a rules change seen in the file to the audit log (the change
+/// already happened; a failed write is logged).
+pub fn audit_rules_file_change(audit: &AuditLog, change: &RulesChange) {
+    let detail = match change {
+        RulesChange::Installed { by, rules } => json!({
+            "outcome": "installed", "source": by, "rules": rules,
+        }),
+        RulesChange::Refused { reason } => json!({
+            "outcome": "refused", "source": "file", "reason": reason,
+        }),
+    };
+    if let Err(e) = audit.append(
+        crate::audit::SYSTEM_ACTOR,
+        action::RULES_CHANGE,
+        None,
+        detail,
+    ) {
+        tracing::warn!(error = %e, "could not audit a fraud rules change");
+    }
+}
