@@ -180,6 +180,7 @@ struct OpsState {
     shared: Arc<Shared>,
     log: EventLog,
     registry: Arc<Registry>,
+    webhooks: Option<crate::webhook_metrics::WebhookGauges>,
 }
 
 /// Runs until Ctrl-C / SIGTERM.
@@ -344,10 +345,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let dlq_log = dead_letter_log.clone();
     let dead_letters: DeadLetterReader =
         Arc::new(move |limit| newest_dead_letters(&dlq_log, limit));
+    let webhook_gauges = webhooks
+        .as_ref()
+        .map(|h| crate::webhook_metrics::WebhookGauges::register(h.metrics(), &mut registry));
     let ops = OpsState {
         shared: shared.clone(),
         log: log.clone(),
         registry: Arc::new(registry),
+        webhooks: webhook_gauges,
     };
     let app = Router::new()
         .merge(storepulse_ingest::http::router(ingest))
@@ -495,6 +500,9 @@ async fn metrics(State(ops): State<OpsState>) -> Response {
     if last > 0 {
         let age = (storepulse_core::time::now() - last) as f64 / 1e9;
         m.checkpoint_age_seconds.set(age.max(0.0));
+    }
+    if let Some(w) = &ops.webhooks {
+        w.refresh();
     }
     metrics_text(&ops.registry)
 }

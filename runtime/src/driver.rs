@@ -357,6 +357,7 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink, M: MemberLogSink>(
                 &mut fraud_outputs,
             );
             let notices = publish_fraud(&shared, &mut fraud_outputs, &mut late_seen);
+            let alerted = !notices.is_empty();
             if !letters.is_empty() {
                 send_letters(dead_letters, letters, &shutdown).await?;
             }
@@ -382,6 +383,16 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink, M: MemberLogSink>(
                 .visible(end, Instant::now(), &mut latencies);
             for l in &latencies {
                 shared.metrics.visible_seconds.observe(l.as_secs_f64());
+            }
+            // Alerts of this batch were made durable before this point; the
+            // oldest arrival of the batch bounds their latency from above.
+            if alerted {
+                if let Some(worst) = latencies.iter().max() {
+                    shared
+                        .metrics
+                        .fraud_alert_seconds
+                        .observe(worst.as_secs_f64());
+                }
             }
             dirty = true;
         }

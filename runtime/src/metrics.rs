@@ -48,6 +48,7 @@ pub struct PipelineMetrics {
     pub fraud_alerts: Family<RuleLabels, Counter>,
     pub fraud_withdrawn: Counter,
     pub fraud_late_sales: Family<LateLabels, Counter>,
+    pub fraud_alert_seconds: Histogram,
     pub checkpoints: Counter,
     pub applied_offset: Gauge,
     pub lag_records: Gauge,
@@ -66,6 +67,7 @@ impl Default for PipelineMetrics {
             fraud_alerts: Family::default(),
             fraud_withdrawn: Counter::default(),
             fraud_late_sales: Family::default(),
+            fraud_alert_seconds: Histogram::new(exponential_buckets(0.000_5, 1.5, 25)),
             checkpoints: Counter::default(),
             applied_offset: Gauge::default(),
             lag_records: Gauge::default(),
@@ -114,6 +116,11 @@ impl PipelineMetrics {
             "storepulse_fraud_late_sales",
             "Sales later than fraud.allowed_lateness_minutes: evaluated (window state still kept) or not",
             self.fraud_late_sales.clone(),
+        );
+        registry.register(
+            "storepulse_fraud_alert_seconds",
+            "From ingest of a batch's first event to its fraud alerts being durable in the webhook outbox (an upper bound per alert)",
+            self.fraud_alert_seconds.clone(),
         );
         registry.register(
             "storepulse_checkpoints",

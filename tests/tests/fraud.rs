@@ -425,6 +425,22 @@ async fn fraud_is_caught_reviewed_retuned_and_delivered_to_a_webhook_that_comes_
         .unwrap();
     assert!(raised_at < decided_at, "{order:?}");
 
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let delivered =
+            storepulse_tests::metric(&client, &base, "storepulse_webhook_delivered").await;
+        if delivered as usize == order.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/metrics counts {delivered} deliveries, the webhook got {}",
+            order.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(storepulse_tests::metric(&client, &base, "storepulse_fraud_alerts_total").await >= 3.0);
+
     // A restart: the decision stands, nothing is delivered twice.
     assert!(server.stop(), "clean stop");
     let server = Server::start_with_config(EXE, &config, &data, port, &[SKEW]);
