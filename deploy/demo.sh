@@ -37,7 +37,10 @@ curl -fsS "http://$ADDR/healthz" >/dev/null || { echo "demo: storepulse did not 
 
 # A new seed each run: the same seed would resend the same event ids, which
 # the pipeline (rightly) ignores as duplicates after a restart.
-"$BIN" simulate --url "http://$ADDR" --rate "$RATE" --seed "$(date +%s)" --quiet >/dev/null &
+# About one planted fraud episode a minute (3-4 stores within 25 minutes of
+# event time, which here is the wall clock): the review queue fills slowly.
+"$BIN" simulate --url "http://$ADDR" --rate "$RATE" --seed "$(date +%s)" \
+  --fraud-share 0.00005 --quiet >/dev/null &
 SIM_PID=$!
 
 echo
@@ -46,26 +49,31 @@ echo "  live stock of a store:  curl http://$ADDR/v1/stock/KM-001"
 echo "  one SKU:                curl http://$ADDR/v1/stock/KM-001/SKU-100000"
 echo "  nearby availability:    curl 'http://$ADDR/v1/skus/SKU-100000/availability?near=KM-001'"
 echo "  alerts, metrics, API:   /v1/alerts?kind=stock  /metrics  /openapi.json"
+echo "  fraud review queue:     curl -H 'Authorization: Bearer storepulse-demo-risk' 'http://$ADDR/v1/alerts?status=open'"
 echo "Ctrl-C to stop."
 echo
 WATCH=$(mktemp)
 cat >"$WATCH" <<'PY'
 import json, sys, urllib.request
 base = sys.argv[1]
-def get(path):
-    with urllib.request.urlopen(base + path, timeout=2) as r:
+def get(path, key=None):
+    req = urllib.request.Request(base + path)
+    if key:
+        req.add_header("Authorization", "Bearer " + key)
+    with urllib.request.urlopen(req, timeout=2) as r:
         return json.load(r)
 try:
     page = get("/v1/stock/KM-001?limit=1000")
     health = get("/healthz")
     alerts = get("/v1/alerts?kind=stock&limit=1000")["alerts"]
+    review = get("/v1/alerts?status=open&limit=1", "storepulse-demo-risk")["counts"]
 except Exception as e:  # the server is starting or stopping
     print("waiting for storepulse:", e)
     sys.exit(0)
 top = sorted(page["items"], key=lambda i: -i["velocity_per_day"])[:4]
 cells = ["%s on_hand=%d (%.1f/day)" % (i["sku"], i["on_hand"], i["velocity_per_day"]) for i in top]
-print("%s  KM-001 fastest sellers: %s | events=%d lag=%d recent stock alerts=%d" % (
-    page["as_of"], ", ".join(cells), health["log_end"], health["lag"], len(alerts)))
+print("%s  KM-001 fastest sellers: %s | events=%d lag=%d recent stock alerts=%d open fraud alerts=%d" % (
+    page["as_of"], ", ".join(cells), health["log_end"], health["lag"], len(alerts), review.get("open", 0)))
 PY
 while kill -0 "$RUN_PID" 2>/dev/null; do
   python3 "$WATCH" "http://$ADDR"

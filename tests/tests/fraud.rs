@@ -3,7 +3,8 @@
 //! and decides through the review queue (roles enforced, audited), a rule
 //! changed at run time applies to the next events without a restart, and a
 //! webhook that is down and comes back receives every alert once, in
-//! order, signed; decisions survive a restart.
+//! order, signed, even across a `kill -9` while it was down; decisions
+//! survive crashes and restarts.
 
 #![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
 
@@ -377,6 +378,13 @@ async fn fraud_is_caught_reviewed_retuned_and_delivered_to_a_webhook_that_comes_
     assert_eq!(body["alert"]["status"], "confirmed_fraud");
     assert_eq!(body["alert"]["decision"]["decided_by"], "demo-risk");
     assert_eq!(body["notified"], true);
+
+    // A crash (no final checkpoint): the tail is replayed and its alerts
+    // raised again, which the outbox must keep once.
+    server.kill9();
+    let server = Server::start_with_config(EXE, &config, &data, port, &[SKEW]);
+    let base = server.base.clone();
+    wait_caught_up(&client, &base).await;
 
     // The webhook was down all along; now it comes up and gets every
     // notification once, in order, signed.
