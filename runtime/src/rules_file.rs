@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use storepulse_core::StoreMaster;
 use storepulse_processors::fraud::{RuleSet, RuleSpec};
 use tokio_util::sync::CancellationToken;
@@ -29,22 +28,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::shared::Shared;
 
-/// The file's shape.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RulesFile {
-    #[serde(default)]
-    pub rule: Vec<RuleSpec>,
-}
-
-/// Parses and compiles a rules file's text.
-///
-/// # Errors
-/// TOML errors (with line) and rule errors (with rule and field).
-pub fn parse(text: &str, stores: &StoreMaster) -> Result<RuleSet, String> {
-    let file: RulesFile = toml::from_str(text).map_err(|e| e.to_string())?;
-    RuleSet::compile(&file.rule, stores)
-}
+pub use storepulse_processors::fraud::rules::{parse, render, RulesFile};
 
 /// Reads a rules file: `Ok(None)` when it does not exist.
 ///
@@ -58,20 +42,6 @@ pub fn read(path: &Path, stores: &StoreMaster) -> Result<Option<(RuleSet, u64)>,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
-}
-
-/// The TOML text of a rule set.
-///
-/// # Errors
-/// Serialisation failure (not expected).
-pub fn render(rules: &RuleSet) -> Result<String, String> {
-    let file = RulesFile {
-        rule: rules.specs(),
-    };
-    let body = toml::to_string_pretty(&file).map_err(|e| e.to_string())?;
-    Ok(format!(
-        "# StorePulse fraud rules (RULES.md \"Fraud rules\"). Edited by hand or\n# through PUT /v1/rules/{{name}}; reloaded without a restart.\n\n{body}"
-    ))
 }
 
 /// Writes a rule set to `path` atomically; returns the content hash.
@@ -292,17 +262,6 @@ mod tests {
         let text = render(&defaults).expect("render");
         let back = parse(&text, &stores).expect("parse");
         assert_eq!(back.specs(), defaults.specs());
-    }
-
-    #[test]
-    fn the_shipped_rules_file_is_the_defaults() {
-        let stores = stores();
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fraud-rules.toml");
-        let (shipped, _) = read(&path, &stores).expect("valid").expect("exists");
-        assert_eq!(
-            shipped.specs(),
-            RuleSet::defaults(&stores).expect("defaults").specs()
-        );
     }
 
     #[tokio::test]

@@ -13,14 +13,46 @@
 //! member's ledger in event-time order); its rule entry only switches it on
 //! or off, so the risk team manages all four from one list.
 //!
-//! The file format (TOML, `[[rule]]` tables) is read by the runtime; this
-//! module only knows the serde shape, so `PUT /v1/rules/{name}` (JSON) and
-//! the file share one definition and one [`RuleSpec::validate`].
+//! The file format is TOML, `[[rule]]` tables ([`RulesFile`], [`parse`],
+//! [`render`]); `PUT /v1/rules/{name}` takes the same fields as JSON, so
+//! both share one definition and one [`RuleSpec::validate`]. The runtime
+//! owns the file itself (reading, watching, atomic rewrites).
 
 use serde::{Deserialize, Serialize};
 use storepulse_core::time::MINUTE;
 use storepulse_core::{Channel, Event, EventBody, Fulfillment, PaymentMethod, StoreMaster, Ts};
 use xxhash_rust::xxh3::xxh3_64;
+
+/// The rules file's shape: `[[rule]]` tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesFile {
+    #[serde(default)]
+    pub rule: Vec<RuleSpec>,
+}
+
+/// Parses and compiles a rules file's text.
+///
+/// # Errors
+/// TOML errors (with the line) and rule errors (with the rule and field).
+pub fn parse(text: &str, stores: &StoreMaster) -> Result<RuleSet, String> {
+    let file: RulesFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    RuleSet::compile(&file.rule, stores)
+}
+
+/// The TOML text of a rule set, with a header comment.
+///
+/// # Errors
+/// Serialisation failure (not expected for these types).
+pub fn render(rules: &RuleSet) -> Result<String, String> {
+    let file = RulesFile {
+        rule: rules.specs(),
+    };
+    let body = toml::to_string_pretty(&file).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "# StorePulse fraud rules (RULES.md \"Fraud rules\"). Edited by hand or\n# through PUT /v1/rules/{{name}}; reloaded without a restart.\n\n{body}"
+    ))
+}
 
 /// Longest window a rule may have (one day): window state is kept for
 /// `allowed lateness + window`, so this bounds memory per key.

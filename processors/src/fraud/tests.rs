@@ -548,3 +548,60 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+/// The shipped rules file, as the risk team starts from it.
+const SHIPPED_RULES: &str = include_str!("../../../fraud-rules.toml");
+
+proptest! {
+    /// The rules parser (a file people edit by hand) never panics on an
+    /// edited file; what it accepts validates rule by rule and survives a
+    /// render/parse round trip unchanged. (The `parse_rules` fuzz target
+    /// does the same with coverage guidance under nightly.)
+    #[test]
+    fn edited_rules_files_never_panic_and_accepted_ones_round_trip(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, ".{0,12}"), 1..6),
+    ) {
+        let stores = stores();
+        let mut text = SHIPPED_RULES.to_owned();
+        for (at, op, piece) in edits {
+            let mut cut = at.index(text.len() + 1);
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            match op {
+                0 => text.insert_str(cut, &piece),
+                1 => {
+                    let mut end = (cut + piece.len()).min(text.len());
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    text.replace_range(cut..end, "");
+                }
+                _ => {
+                    let mut end = (cut + piece.len()).min(text.len());
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    text.replace_range(cut..end, &piece);
+                }
+            }
+        }
+        if let Ok(set) = rules::parse(&text, &stores) {
+            for spec in set.specs() {
+                prop_assert!(spec.validate(&stores).is_ok());
+            }
+            let again = rules::parse(&rules::render(&set).expect("renders"), &stores).expect("parses");
+            prop_assert_eq!(again.specs(), set.specs());
+        }
+    }
+}
+
+#[test]
+fn the_shipped_rules_file_is_the_defaults() {
+    let stores = stores();
+    let shipped = rules::parse(SHIPPED_RULES, &stores).expect("valid");
+    assert_eq!(
+        shipped.specs(),
+        RuleSet::defaults(&stores).expect("defaults").specs()
+    );
+}
