@@ -455,3 +455,285 @@ pub fn audit_rules_file_change(audit: &AuditLog, change: &RulesChange) {
         tracing::warn!(error = %e, "could not audit a fraud rules change");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
+
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use sha2::{Digest, Sha256};
+    use storepulse_core::StoreMaster;
+    use storepulse_processors::fraud::{FraudAlert, FraudConfig, FraudProcessor, RuleSet};
+    use storepulse_processors::inventory::{InventoryConfig, InventoryProcessor};
+    use storepulse_runtime::alerts::AlertBook;
+    use storepulse_runtime::review::ReviewQueue;
+    use tower::ServiceExt;
+
+    use crate::access::{AccessConfig, AccessKeyConfig};
+
+    const RISK: &str = "k-risk";
+    const HQ: &str = "k-hq";
+    const STORE: &str = "k-store";
+    const AUDITOR: &str = "k-auditor";
+    const KEYS: &[(&str, &str, &[&str])] = &[
+        (RISK, "risk-desk", &["risk"]),
+        (HQ, "hq-dash", &["hq"]),
+        (STORE, "km001-manager", &["store:KM-001"]),
+        (AUDITOR, "auditor", &["auditor"]),
+    ];
+    const ALERT: &str = "multi_store_large_purchase:00000000000000aa";
+
+    struct Fixture {
+        app: Router,
+        audit: AuditLog,
+        _dir: tempfile::TempDir,
+    }
+
+    fn fixture() -> Fixture {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv");
+        let stores = Arc::new(StoreMaster::load(&path).unwrap());
+        let keys = KEYS
+            .iter()
+            .map(|(secret, name, roles)| AccessKeyConfig {
+                name: (*name).to_owned(),
+                sha256: Sha256::digest(secret.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            })
+            .collect();
+        let access = Arc::new(AccessTable::build(&AccessConfig { keys }, &stores).unwrap());
+        let rules = RuleSet::defaults(&stores).unwrap();
+        let fraud = FraudProcessor::new(FraudConfig::default(), rules, stores.clone());
+        let mut review = ReviewQueue::new(10);
+        review.raise(
+            FraudAlert {
+                alert_id: ALERT.into(),
+                rule: "multi_store_large_purchase".into(),
+                key_kind: "member".into(),
+                key: "M1".into(),
+                event_ids: vec!["e1".into(), "e2".into(), "e3".into()],
+                order_ids: vec!["o1".into()],
+                stores: vec!["DL-001".into(), "KM-001".into(), "YX-001".into()],
+                total_cents: 500_000,
+                first_at: 0,
+                last_at: 0,
+            },
+            None,
+        );
+        let inventory = InventoryProcessor::new(InventoryConfig::default(), stores.clone());
+        let shared = Arc::new(
+            Shared::new(inventory, AlertBook::new(10), Default::default())
+                .with_fraud(fraud, review),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::open(&dir.path().join("audit")).unwrap();
+        let (decisions, _) = DecisionLog::open(&dir.path().join("decisions")).unwrap();
+        let handle = RulesHandle::new(dir.path().join("rules.toml"), stores, shared.clone(), 0);
+        let app = fraud_router(FraudApiState {
+            shared,
+            access,
+            audit: audit.clone(),
+            decisions: Some(Arc::new(decisions)),
+            rules: Some(handle),
+            notify: None,
+        });
+        Fixture {
+            app,
+            audit,
+            _dir: dir,
+        }
+    }
+
+    impl Fixture {
+        async fn call(
+            &self,
+            method: &str,
+            uri: &str,
+            key: Option<&str>,
+            body: Option<Value>,
+        ) -> (StatusCode, Value) {
+            let mut request = Request::builder().method(method).uri(uri);
+            if let Some(key) = key {
+                request = request.header("authorization", format!("Bearer {key}"));
+            }
+            let body = match body {
+                Some(v) => {
+                    request = request.header("content-type", "application/json");
+                    Body::from(v.to_string())
+                }
+                None => Body::empty(),
+            };
+            let response = self
+                .app
+                .clone()
+                .oneshot(request.body(body).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    }
+
+    /// Every route against every kind of key: (method, uri, body, expected
+    /// status for [no key, risk, hq, store manager, auditor]).
+    #[tokio::test]
+    async fn every_route_against_every_role() {
+        let decision = json!({"decision": "false_alarm", "comment": "known customer"});
+        let rule = json!({"key": "payment_account", "window_minutes": 10, "when": {"total_cents": 1, "distinct_stores": 2}});
+        let ok = StatusCode::OK;
+        let (unauth, forbidden) = (StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN);
+        let cases: Vec<(&str, String, Option<Value>, [StatusCode; 5])> = vec![
+            (
+                "GET",
+                "/v1/alerts?kind=stock".into(),
+                None,
+                [ok, ok, ok, ok, ok],
+            ),
+            (
+                "GET",
+                "/v1/alerts?status=open".into(),
+                None,
+                [unauth, ok, ok, forbidden, forbidden],
+            ),
+            (
+                "GET",
+                format!("/v1/alerts/{ALERT}"),
+                None,
+                [unauth, ok, ok, forbidden, forbidden],
+            ),
+            (
+                "POST",
+                format!("/v1/alerts/{ALERT}/decision"),
+                Some(decision),
+                [unauth, ok, forbidden, forbidden, forbidden],
+            ),
+            (
+                "GET",
+                "/v1/rules".into(),
+                None,
+                [unauth, ok, ok, forbidden, forbidden],
+            ),
+            (
+                "GET",
+                "/v1/rules/large_single_purchase".into(),
+                None,
+                [unauth, ok, ok, forbidden, forbidden],
+            ),
+            (
+                "PUT",
+                "/v1/rules/card_burst".into(),
+                Some(rule),
+                [unauth, ok, forbidden, forbidden, forbidden],
+            ),
+            (
+                "DELETE",
+                "/v1/rules/card_burst".into(),
+                None,
+                [unauth, ok, forbidden, forbidden, forbidden],
+            ),
+        ];
+        for (method, uri, body, expected) in cases {
+            // A fresh fixture per key, so a PUT or DELETE by one key does
+            // not change what the next key finds.
+            for (key, want) in [None, Some(RISK), Some(HQ), Some(STORE), Some(AUDITOR)]
+                .into_iter()
+                .zip(expected)
+            {
+                let f = fixture();
+                if method == "DELETE" {
+                    f.call(
+                        "PUT",
+                        &uri,
+                        Some(RISK),
+                        Some(json!({"key": "order", "when": {"total_cents": 5}})),
+                    )
+                    .await;
+                }
+                let (status, answer) = f.call(method, &uri, key, body.clone()).await;
+                assert_eq!(status, want, "{method} {uri} with {key:?}: {answer}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn decisions_and_rule_changes_are_audited_and_bad_input_refused() {
+        let f = fixture();
+        let (status, _) = f.call("GET", "/v1/alerts?kind=weather", None, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = f
+            .call("GET", "/v1/alerts?status=maybe", Some(RISK), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = f.call("GET", "/v1/alerts/nope", Some(RISK), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let bad = json!({"decision": "maybe"});
+        let (status, _) = f
+            .call(
+                "POST",
+                &format!("/v1/alerts/{ALERT}/decision"),
+                Some(RISK),
+                Some(bad),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let mismatched = json!({"name": "other", "key": "order"});
+        let (status, _) = f
+            .call("PUT", "/v1/rules/mine", Some(RISK), Some(mismatched))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let invalid = json!({"key": "member", "filter": {"regions": ["atlantis"]}, "when": {"total_cents": 1}});
+        let (status, body) = f
+            .call("PUT", "/v1/rules/mine", Some(RISK), Some(invalid))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            body["error"].as_str().unwrap().contains("atlantis"),
+            "{body}"
+        );
+        let (_, rules) = f.call("GET", "/v1/rules", Some(RISK), None).await;
+        assert_eq!(
+            rules["rules"].as_array().unwrap().len(),
+            4,
+            "the old rules stay"
+        );
+        let ok = json!({"decision": "confirmed_fraud", "comment": "cards cloned"});
+        let (status, body) = f
+            .call(
+                "POST",
+                &format!("/v1/alerts/{ALERT}/decision"),
+                Some(RISK),
+                Some(ok),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, listed) = f
+            .call("GET", "/v1/alerts?status=confirmed_fraud", Some(HQ), None)
+            .await;
+        assert_eq!(listed["alerts"][0]["decision"]["decided_by"], "risk-desk");
+        assert_eq!(listed["counts"]["confirmed_fraud"], 1);
+        let records = f.audit.recent(100, None).unwrap();
+        let actions: Vec<(&str, &str)> = records
+            .iter()
+            .map(|r| (r.actor.as_str(), r.action.as_str()))
+            .collect();
+        assert!(
+            actions.contains(&("risk-desk", ALERT_DECISION)),
+            "{actions:?}"
+        );
+        assert!(
+            records
+                .iter()
+                .any(|r| r.action == action::RULES_CHANGE && r.detail["outcome"] == "refused"),
+            "a refused rule change is audited too"
+        );
+    }
+}
