@@ -357,6 +357,10 @@ mod tests {
             ..args
         };
         run(&config, &args).unwrap();
+        assert!(
+            !out.join("backtest.json").exists() && !out.join("backtest_alerts.ndjson").exists(),
+            "no --rules: the earlier backtest is gone"
+        );
         let summary: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
         assert_eq!(

@@ -525,7 +525,19 @@ pub fn replay(
             write_json_file(out_dir, "backtest.json", &report)?;
             Some(report)
         }
-        None => None,
+        None => {
+            // A backtest of an earlier run in this directory would be
+            // taken for this run's.
+            for name in ["backtest.json", "backtest_alerts.ndjson"] {
+                match std::fs::remove_file(out_dir.join(name)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(out_io(name)(e));
+                    }
+                    _ => {}
+                }
+            }
+            None
+        }
     };
     dlq_out.flush().map_err(out_io("dlq.ndjson"))?;
     tags_out.flush().map_err(out_io("member_tags.ndjson"))?;
