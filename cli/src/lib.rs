@@ -55,8 +55,10 @@ enum Command {
     /// Kafka mode: the query API only, from the stock, alerts and
     /// dead-letter topics.
     Serve,
-    /// Process an NDJSON event file offline; writes stock.csv, alerts.ndjson,
-    /// dlq.ndjson and summary.json to the output directory.
+    /// Process an NDJSON event file offline; writes stock.csv, alerts.ndjson
+    /// (fraud alerts included), dlq.ndjson, summary.json and the member
+    /// files to the output directory; with --rules, a backtest of candidate
+    /// fraud rules.
     Replay(replay_cmd::ReplayArgs),
     /// Generate realistic traffic for the stores, to the HTTP API or a file.
     Simulate(Box<storepulse_simulate::SimulateArgs>),

@@ -7,6 +7,11 @@
 //! timestamp, then partition and offset), using the brokers and client
 //! settings of the `[kafka]` section; that file is then replayed exactly as
 //! `--input` would replay it, and stays there as a record of what was read.
+//!
+//! Fraud rules: `--fraud-rules FILE` (default `[fraud] rules_file`; RULES.md's
+//! defaults when that file is missing, as `run` does). `--rules FILE`
+//! backtests a candidate rule set next to them: `backtest.json`,
+//! `backtest_alerts.ndjson`, and a table on stderr.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -17,6 +22,9 @@ use anyhow::Context;
 use clap::Args;
 use storepulse_core::{EventParser, StoreMaster};
 use storepulse_kafka::KafkaConfig;
+use storepulse_processors::fraud::RuleSet;
+use storepulse_runtime::replay::{Backtest, ReplaySetup};
+use storepulse_runtime::rules_file::{self, RulesHandle};
 
 use crate::config::Config;
 
@@ -51,6 +59,17 @@ pub struct ReplayArgs {
     /// reader thread feeds them). Default: the number of cores.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// The fraud rules in force (`[[rule]]` tables). Default: `[fraud]
+    /// rules_file` of the config (RULES.md's defaults when it is missing);
+    /// a file named here must exist.
+    #[arg(long, value_name = "FILE")]
+    pub fraud_rules: Option<PathBuf>,
+    /// A candidate rule set to backtest: what it would have flagged on
+    /// these events next to what the rules in force flagged
+    /// (`<out>/backtest.json`, `<out>/backtest_alerts.ndjson`, a table on
+    /// stderr).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
 }
 
 /// Where the events of a replay come from.
@@ -94,6 +113,22 @@ impl ReplayArgs {
 pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
     let source = args.source(&config.kafka)?;
     let stores = Arc::new(StoreMaster::load(&config.storage.stores_csv)?);
+    let setup = ReplaySetup {
+        inventory: config.inventory.clone(),
+        members: config.members.clone(),
+        fraud: config.fraud.processor(),
+        rules: current_rules(config, args.fraud_rules.as_deref(), &stores)?,
+        candidate: match &args.rules {
+            Some(path) => Some(
+                rules_file::read(path, &stores)
+                    .map_err(anyhow::Error::msg)
+                    .context("--rules")?
+                    .with_context(|| format!("--rules: {} does not exist", path.display()))?
+                    .0,
+            ),
+            None => None,
+        },
+    };
     let parser = EventParser::new(stores);
     let threads = args
         .threads
@@ -113,12 +148,11 @@ pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
         bar
     });
     let started = Instant::now();
-    let (summary, _) = storepulse_runtime::replay::replay(
+    let replayed = storepulse_runtime::replay::replay(
         &input,
         &args.out,
         &parser,
-        &config.inventory,
-        &config.members,
+        &setup,
         threads,
         |done, total| {
             if let Some(bar) = &bar {
@@ -131,7 +165,11 @@ pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let summary = replayed.summary;
     let secs = started.elapsed().as_secs_f64();
+    if let Some(report) = &replayed.backtest {
+        eprint!("{}", backtest_table(report));
+    }
     eprintln!(
         "replay: {} lines in {secs:.2}s ({:.0} lines/s, {threads} threads) -> {}",
         summary.lines,
@@ -140,6 +178,46 @@ pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
     );
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
+}
+
+/// The rules in force: `--fraud-rules` (must exist), else `[fraud]
+/// rules_file` (RULES.md's defaults when missing, as `run` does).
+fn current_rules(
+    config: &Config,
+    explicit: Option<&Path>,
+    stores: &Arc<StoreMaster>,
+) -> anyhow::Result<RuleSet> {
+    match explicit {
+        Some(path) => Ok(rules_file::read(path, stores)
+            .map_err(anyhow::Error::msg)
+            .context("--fraud-rules")?
+            .with_context(|| format!("--fraud-rules: {} does not exist", path.display()))?
+            .0),
+        None => Ok(RulesHandle::load(&config.fraud.rules_file, stores)
+            .map_err(anyhow::Error::msg)
+            .context("fraud.rules_file")?
+            .0),
+    }
+}
+
+/// The backtest as a table for people: one row per rule.
+pub fn backtest_table(report: &Backtest) -> String {
+    let width = report.keys().map(String::len).max().unwrap_or(4).max(4);
+    let mut out = format!(
+        "backtest: {:<width$} {:>8} {:>9} {:>6} {:>12} {:>14}\n",
+        "rule", "current", "candidate", "both", "only_current", "only_candidate"
+    );
+    for (rule, r) in report {
+        out.push_str(&format!(
+            "backtest: {rule:<width$} {:>8} {:>9} {:>6} {:>12} {:>14}\n",
+            r.current,
+            r.candidate,
+            r.both,
+            r.only_current.len(),
+            r.only_candidate.len()
+        ));
+    }
+    out
 }
 
 /// Reads `topic` whole into `<out>/events.ndjson` and returns that path.
@@ -207,6 +285,154 @@ mod tests {
         assert!(a.source(&kafka("b:9092")).is_err());
     }
 
+    fn sale(id: &str, minute: u32, store: &str, total: u64) -> String {
+        serde_json::json!({
+            "v": 1, "event_id": id, "event_type": "sale",
+            "occurred_at": format!("2026-11-25T10:{minute:02}:00+08:00"), "store_id": store,
+            "channel": "pos", "order_id": format!("o-{id}"), "member_id": "M1",
+            "lines": [{"sku": "A", "qty": 1, "unit_price_cents": total}],
+            "total_cents": total, "payment": {"method": "cash"},
+        })
+        .to_string()
+    }
+
+    fn multi_store_rule(total_cents: u64) -> String {
+        format!(
+            "[[rule]]\nname = \"multi_store_large_purchase\"\nkey = \"member\"\nwindow_minutes = 30\n[rule.when]\ntotal_cents = {total_cents}\ndistinct_stores = 3\n"
+        )
+    }
+
+    #[test]
+    fn fraud_rules_and_a_candidate_come_from_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("events.ndjson");
+        // M1: 450,000 in 3 stores within 10 minutes.
+        let lines = [
+            sale("a", 0, "KM-001", 150_000),
+            sale("b", 5, "KM-002", 150_000),
+            sale("c", 10, "KM-003", 150_000),
+        ];
+        std::fs::write(&input, lines.join("\n")).unwrap();
+        let (current, candidate) = (
+            dir.path().join("current.toml"),
+            dir.path().join("cand.toml"),
+        );
+        std::fs::write(&current, multi_store_rule(500_000)).unwrap();
+        std::fs::write(&candidate, multi_store_rule(400_000)).unwrap();
+        let mut config = Config::default();
+        config.storage.stores_csv =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv");
+        config.fraud.rules_file = dir.path().join("missing.toml");
+        let out = dir.path().join("out");
+        let args = ReplayArgs {
+            input: Some(input.clone()),
+            from_topic: None,
+            out: out.clone(),
+            threads: Some(1),
+            fraud_rules: Some(current.clone()),
+            rules: Some(candidate.clone()),
+        };
+        run(&config, &args).unwrap();
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("backtest.json")).unwrap()).unwrap();
+        let multi = &report["multi_store_large_purchase"];
+        assert_eq!(
+            (multi["current"].as_u64(), multi["candidate"].as_u64()),
+            (Some(0), Some(1))
+        );
+        assert_eq!(multi["only_candidate"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            report.as_object().unwrap().len(),
+            1,
+            "only the rules named in the files"
+        );
+        let alerts = std::fs::read_to_string(out.join("backtest_alerts.ndjson")).unwrap();
+        assert!(alerts.contains(r#""event_ids":["a","b","c"]"#), "{alerts}");
+
+        // Without --fraud-rules: [fraud] rules_file, here missing, so
+        // RULES.md's defaults (500,000: no alert).
+        let args = ReplayArgs {
+            fraud_rules: None,
+            rules: None,
+            ..args
+        };
+        run(&config, &args).unwrap();
+        assert!(
+            !out.join("backtest.json").exists() && !out.join("backtest_alerts.ndjson").exists(),
+            "no --rules: the earlier backtest is gone"
+        );
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(
+            summary["fraud"]["standing"]["multi_store_large_purchase"],
+            0
+        );
+        assert_eq!(
+            summary["fraud"]["standing"]["points_overdraft"], 0,
+            "the defaults: 4 rules"
+        );
+        config.fraud.rules_file = candidate.clone();
+        run(&config, &args).unwrap();
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(
+            summary["fraud"]["standing"],
+            serde_json::json!({"multi_store_large_purchase": 1})
+        );
+
+        // A candidate or rules file named on the command line must exist.
+        for (fraud_rules, rules, flag) in [
+            (Some(dir.path().join("nope.toml")), None, "--fraud-rules"),
+            (None, Some(dir.path().join("nope.toml")), "--rules"),
+        ] {
+            let args = ReplayArgs {
+                fraud_rules,
+                rules,
+                ..args.clone()
+            };
+            let error = format!("{:#}", run(&config, &args).unwrap_err());
+            assert!(
+                error.contains(flag) && error.contains("does not exist"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn backtest_table_has_a_row_per_rule() {
+        let mut report = Backtest::new();
+        report.insert(
+            "multi_store_large_purchase".into(),
+            storepulse_runtime::replay::BacktestRule {
+                current: 2,
+                candidate: 3,
+                only_current: vec!["x".into()],
+                only_candidate: vec!["y".into(), "z".into()],
+                both: 1,
+            },
+        );
+        let table = backtest_table(&report);
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows[0][1..],
+            [
+                "rule",
+                "current",
+                "candidate",
+                "both",
+                "only_current",
+                "only_candidate"
+            ]
+        );
+        assert_eq!(
+            rows[1][1..],
+            ["multi_store_large_purchase", "2", "3", "1", "1", "2"]
+        );
+    }
+
     #[test]
     fn run_refuses_a_topic_without_brokers_before_reading_anything() {
         let dir = tempfile::tempdir().unwrap();
@@ -216,6 +442,8 @@ mod tests {
             from_topic: Some("storepulse.events".into()),
             out: out.clone(),
             threads: Some(1),
+            fraud_rules: None,
+            rules: None,
         };
         let error = run(&Config::default(), &args).unwrap_err().to_string();
         assert!(error.contains("[kafka] brokers"), "{error}");

@@ -528,14 +528,12 @@ fn apply_batch(
                         kind: "points_overdraft",
                     })
                     .inc();
-                let to_review = shared
+                if let Some(review) = shared
                     .fraud()
                     .as_ref()
-                    .is_some_and(|f| f.rules().points_overdraft_enabled());
-                if to_review {
-                    fraud_outputs.push(FraudOutput::Raised(Box::new(ReviewAlert::from_overdraft(
-                        alert,
-                    ))));
+                    .and_then(|f| overdraft_for_review(f, alert))
+                {
+                    fraud_outputs.push(review);
                 }
                 book.push(AlertRecord {
                     family: "points".into(),
@@ -571,8 +569,10 @@ fn apply_batch(
 
 /// Feeds one event to the fraud processor: the canonical id of its member
 /// (the member processor has just applied it), re-linking after a
-/// registration, forgetting after an erasure.
-fn apply_fraud(
+/// registration, forgetting after an erasure. `member_outputs` are the
+/// member processor's outputs for this event. The embedded pipeline and
+/// `replay` (current and candidate rules alike) feed fraud through here.
+pub(crate) fn apply_fraud(
     fraud: &mut FraudProcessor,
     members: Option<&MemberProcessor>,
     event: &storepulse_core::Event,
@@ -599,6 +599,18 @@ fn apply_fraud(
             fraud.forget_member(&ids);
         }
     }
+}
+
+/// A points-overdraft alert as a raised fraud alert, when the fraud rules
+/// switch `points_overdraft` on (RULES.md: it is one of the four rules).
+pub(crate) fn overdraft_for_review(
+    fraud: &FraudProcessor,
+    alert: &storepulse_processors::members::PointsOverdraftAlert,
+) -> Option<FraudOutput> {
+    fraud
+        .rules()
+        .points_overdraft_enabled()
+        .then(|| FraudOutput::Raised(Box::new(ReviewAlert::from_overdraft(alert))))
 }
 
 /// Puts fraud outputs into the review queue and metrics; returns the

@@ -2,13 +2,32 @@
 //!
 //! For backfills, audits and rule backtests: `storepulse replay --input
 //! events.ndjson --out DIR` writes `stock.csv` (`store_id,sku,on_hand`),
-//! `alerts.ndjson` (stock and points alerts), `dlq.ndjson` (`{line,
-//! event_id, reason}`, `line` 1-based), `summary.json` (`{lines, accepted,
-//! duplicates, rejected}`), and for members: `members.ndjson` (one line per
-//! canonical member: `{member_id, aliases, points_balance, tags,
+//! `alerts.ndjson` (stock and points alerts as they happened, then every
+//! fraud alert standing at the end), `dlq.ndjson` (`{line, event_id,
+//! reason}`, `line` 1-based), `summary.json` (`{lines, accepted,
+//! duplicates, rejected, fraud}`), and for members: `members.ndjson` (one
+//! line per canonical member: `{member_id, aliases, points_balance, tags,
 //! favorite_store, as_of}`, sorted by `member_id`), `member_tags.ndjson`
 //! (every tag change and erasure, as the member log has them) and
 //! `settlement.csv` (`date,from_franchisee,to_franchisee,points,amount_cents`).
+//!
+//! **Fraud.** The fraud processor runs exactly as in the embedded pipeline
+//! (behind inventory's de-duplication and the member processor, keyed by
+//! canonical member, re-linked after registrations, forgetting erased ids:
+//! the driver's own `apply_fraud`). The fraud alerts standing at the end
+//! (raised and not withdrawn by a later regrouping; `points_overdraft` in
+//! the same shape when its rule is on) follow the stock and points lines of
+//! `alerts.ndjson`, one [`FraudAlert`] per line sorted by (`first_at`,
+//! `alert_id`), so the file is the same on every run. `summary.json`'s
+//! `fraud` counts alerts raised and withdrawn, the standing ones by rule,
+//! and the sales later than the allowed lateness ([`FraudSummary`]).
+//!
+//! **Backtest.** With a candidate rule set ([`ReplaySetup::candidate`]) a
+//! second fraud processor runs those rules over the same events, and
+//! `backtest.json` compares, per rule name, what each set leaves standing
+//! ([`BacktestRule`]; alerts match by `alert_id`, a hash of the rule name
+//! and the alert's sales), with the candidate's standing alerts in
+//! `backtest_alerts.ndjson` (same shape and order as above).
 //!
 //! The file is streamed in chunks of about 4 MiB of whole lines, and the
 //! chunk buffers are recycled, so memory stays at a few chunks whatever the
@@ -26,24 +45,207 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use storepulse_core::{Event, EventParser, Rejection};
+use storepulse_core::{Event, EventParser, Rejection, StoreMaster};
+use storepulse_processors::fraud::{FraudAlert, FraudConfig, FraudOutput, FraudProcessor, RuleSet};
 use storepulse_processors::inventory::{InventoryConfig, InventoryOutput, InventoryProcessor};
 use storepulse_processors::members::query::day_text;
 use storepulse_processors::members::{MemberConfig, MemberOutput, MemberProcessor};
 use storepulse_processors::{Outcome, Processor};
 
-use crate::driver::MemberLogRecord;
+use crate::driver::{apply_fraud, overdraft_for_review, MemberLogRecord};
 use crate::error::{Result, RuntimeError};
 
 const CHUNK_BYTES: usize = 4 << 20;
 
+/// What a replay runs: the processors' settings and the fraud rules.
+#[derive(Debug, Clone)]
+pub struct ReplaySetup {
+    pub inventory: InventoryConfig,
+    pub members: MemberConfig,
+    /// `[fraud]` settings of the fraud processor (both rule sets).
+    pub fraud: FraudConfig,
+    /// The rules in force (`[fraud] rules_file`).
+    pub rules: RuleSet,
+    /// A candidate rule set to backtest next to `rules`: writes
+    /// `backtest.json` and `backtest_alerts.ndjson`.
+    pub candidate: Option<RuleSet>,
+}
+
+impl ReplaySetup {
+    /// Default settings and RULES.md's default rules, no candidate.
+    ///
+    /// # Errors
+    /// The default rules do not compile against `stores` (not expected).
+    pub fn defaults(stores: &StoreMaster) -> std::result::Result<Self, String> {
+        Ok(Self {
+            inventory: InventoryConfig::default(),
+            members: MemberConfig::default(),
+            fraud: FraudConfig::default(),
+            rules: RuleSet::defaults(stores)?,
+            candidate: None,
+        })
+    }
+}
+
 /// Counts written to `summary.json`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReplaySummary {
     pub lines: u64,
     pub accepted: u64,
     pub duplicates: u64,
     pub rejected: u64,
+    /// The fraud rules in force.
+    pub fraud: FraudSummary,
+}
+
+/// Fraud counts of a replay (`summary.json`'s `fraud`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FraudSummary {
+    /// Alerts raised, `points_overdraft` included when its rule is on.
+    pub raised: u64,
+    /// Alerts withdrawn because a late sale or link regrouped their key.
+    pub withdrawn: u64,
+    /// Alerts standing at the end, per rule (every rule of the set, 0 included).
+    pub standing: BTreeMap<String, u64>,
+    /// Sales later than the allowed lateness, still evaluated.
+    pub late_evaluated: u64,
+    /// Sales later than the allowed lateness plus the window: not evaluated.
+    pub late_dropped: u64,
+}
+
+/// One rule of `backtest.json`: alerts standing under the current and the
+/// candidate rules, and which are only in one of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BacktestRule {
+    /// Standing alerts of this rule under the current rules.
+    pub current: u64,
+    /// Standing alerts of this rule under the candidate rules.
+    pub candidate: u64,
+    /// Alert ids only the current rules raise, by (`first_at`, `alert_id`).
+    pub only_current: Vec<String>,
+    /// Alert ids only the candidate rules raise, by (`first_at`, `alert_id`).
+    pub only_candidate: Vec<String>,
+    /// Alerts both raise (same rule name, same sales, so the same id).
+    pub both: u64,
+}
+
+/// `backtest.json`: rule name -> comparison, for every rule either set has.
+pub type Backtest = BTreeMap<String, BacktestRule>;
+
+/// What [`replay`] returns besides its files.
+#[derive(Debug)]
+pub struct Replayed {
+    pub summary: ReplaySummary,
+    pub inventory: InventoryProcessor,
+    /// With a candidate rule set: the comparison written to `backtest.json`.
+    pub backtest: Option<Backtest>,
+}
+
+/// One fraud processor of a replay and the alerts it leaves standing.
+struct FraudRun {
+    processor: FraudProcessor,
+    outputs: Vec<FraudOutput>,
+    /// alert id -> alert, raised and not withdrawn.
+    standing: BTreeMap<String, FraudAlert>,
+    raised: u64,
+    withdrawn: u64,
+}
+
+impl FraudRun {
+    fn new(config: &FraudConfig, rules: &RuleSet, stores: &std::sync::Arc<StoreMaster>) -> Self {
+        Self {
+            processor: FraudProcessor::new(config.clone(), rules.clone(), stores.clone()),
+            outputs: Vec::new(),
+            standing: BTreeMap::new(),
+            raised: 0,
+            withdrawn: 0,
+        }
+    }
+
+    /// One event the member processor has just applied, with its outputs:
+    /// fed as the driver feeds it, overdrafts included when their rule is on.
+    fn apply(&mut self, members: &MemberProcessor, event: &Event, member_outputs: &[MemberOutput]) {
+        apply_fraud(
+            &mut self.processor,
+            Some(members),
+            event,
+            member_outputs,
+            &mut self.outputs,
+        );
+        for output in member_outputs {
+            if let MemberOutput::Overdraft(alert) = output {
+                self.outputs
+                    .extend(overdraft_for_review(&self.processor, alert));
+            }
+        }
+        for output in self.outputs.drain(..) {
+            match output {
+                FraudOutput::Raised(alert) => {
+                    self.raised += 1;
+                    self.standing.insert(alert.alert_id.clone(), *alert);
+                }
+                FraudOutput::Withdrawn(w) => {
+                    self.withdrawn += 1;
+                    self.standing.remove(&w.alert_id);
+                }
+            }
+        }
+    }
+
+    /// The standing alerts by (`first_at`, `alert_id`).
+    fn sorted(&self) -> Vec<&FraudAlert> {
+        let mut all: Vec<&FraudAlert> = self.standing.values().collect();
+        all.sort_by(|a, b| (a.first_at, &a.alert_id).cmp(&(b.first_at, &b.alert_id)));
+        all
+    }
+
+    fn summary(&self) -> FraudSummary {
+        let mut standing: BTreeMap<String, u64> = self
+            .processor
+            .rules()
+            .rules()
+            .iter()
+            .map(|r| (r.name().to_owned(), 0))
+            .collect();
+        for alert in self.standing.values() {
+            *standing.entry(alert.rule.clone()).or_default() += 1;
+        }
+        let stats = self.processor.stats();
+        FraudSummary {
+            raised: self.raised,
+            withdrawn: self.withdrawn,
+            standing,
+            late_evaluated: stats.late_evaluated,
+            late_dropped: stats.late_dropped,
+        }
+    }
+}
+
+/// Compares the standing alerts of the current and candidate runs per rule.
+fn backtest(current: &FraudRun, candidate: &FraudRun) -> Backtest {
+    let mut report = Backtest::new();
+    for run in [current, candidate] {
+        for rule in run.processor.rules().rules() {
+            report.entry(rule.name().to_owned()).or_default();
+        }
+    }
+    for alert in current.sorted() {
+        let entry = report.entry(alert.rule.clone()).or_default();
+        entry.current += 1;
+        if candidate.standing.contains_key(&alert.alert_id) {
+            entry.both += 1;
+        } else {
+            entry.only_current.push(alert.alert_id.clone());
+        }
+    }
+    for alert in candidate.sorted() {
+        let entry = report.entry(alert.rule.clone()).or_default();
+        entry.candidate += 1;
+        if !current.standing.contains_key(&alert.alert_id) {
+            entry.only_candidate.push(alert.alert_id.clone());
+        }
+    }
+    report
 }
 
 #[derive(Serialize)]
@@ -139,11 +341,10 @@ pub fn replay(
     input: &Path,
     out_dir: &Path,
     parser: &EventParser,
-    config: &InventoryConfig,
-    member_config: &MemberConfig,
+    setup: &ReplaySetup,
     threads: usize,
     mut progress: impl FnMut(u64, u64),
-) -> Result<(ReplaySummary, InventoryProcessor)> {
+) -> Result<Replayed> {
     let in_io = |source| RuntimeError::ReplayIo {
         path: input.to_owned(),
         source,
@@ -158,11 +359,17 @@ pub fn replay(
     let mut alerts_out = create("alerts.ndjson")?;
     let mut dlq_out = create("dlq.ndjson")?;
     let mut tags_out = create("member_tags.ndjson")?;
-    let mut inventory = InventoryProcessor::new(config.clone(), parser.stores().clone());
+    let stores = parser.stores();
+    let mut inventory = InventoryProcessor::new(setup.inventory.clone(), stores.clone());
     // Behind inventory, which de-duplicates, as in the embedded pipeline.
-    let mut members = MemberProcessor::new(member_config.clone(), parser.stores().clone())
+    let mut members = MemberProcessor::new(setup.members.clone(), stores.clone())
         .map_err(RuntimeError::Config)?
         .without_dedup();
+    let mut fraud = FraudRun::new(&setup.fraud, &setup.rules, stores);
+    let mut candidate = setup
+        .candidate
+        .as_ref()
+        .map(|rules| FraudRun::new(&setup.fraud, rules, stores));
     let mut member_outputs = Vec::new();
     let mut summary = ReplaySummary::default();
     let mut outputs = Vec::new();
@@ -175,7 +382,13 @@ pub fn replay(
             let outcome = result.and_then(|event| {
                 let outcome = inventory.apply(&event, &mut outputs)?;
                 if outcome != Outcome::Duplicate {
+                    let first_new = member_outputs.len();
                     members.apply(&event, &mut member_outputs)?;
+                    let new_outputs = &member_outputs[first_new..];
+                    fraud.apply(&members, &event, new_outputs);
+                    if let Some(candidate) = candidate.as_mut() {
+                        candidate.apply(&members, &event, new_outputs);
+                    }
                 }
                 Ok(outcome)
             });
@@ -296,7 +509,36 @@ pub fn replay(
             }
         })?;
     }
+    for alert in fraud.sorted() {
+        write_line(&mut alerts_out, alert).map_err(out_io("alerts.ndjson"))?;
+    }
     alerts_out.flush().map_err(out_io("alerts.ndjson"))?;
+    summary.fraud = fraud.summary();
+    let backtest = match &candidate {
+        Some(candidate) => {
+            let mut out = create("backtest_alerts.ndjson")?;
+            for alert in candidate.sorted() {
+                write_line(&mut out, alert).map_err(out_io("backtest_alerts.ndjson"))?;
+            }
+            out.flush().map_err(out_io("backtest_alerts.ndjson"))?;
+            let report = backtest(&fraud, candidate);
+            write_json_file(out_dir, "backtest.json", &report)?;
+            Some(report)
+        }
+        None => {
+            // A backtest of an earlier run in this directory would be
+            // taken for this run's.
+            for name in ["backtest.json", "backtest_alerts.ndjson"] {
+                match std::fs::remove_file(out_dir.join(name)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(out_io(name)(e));
+                    }
+                    _ => {}
+                }
+            }
+            None
+        }
+    };
     dlq_out.flush().map_err(out_io("dlq.ndjson"))?;
     tags_out.flush().map_err(out_io("member_tags.ndjson"))?;
     write_members(&members, out_dir)?;
@@ -314,12 +556,22 @@ pub fn replay(
         .map_err(&io)?;
     }
     stock.flush().map_err(io)?;
-    let summary_json = serde_json::to_vec_pretty(&summary).map_err(|e| RuntimeError::ReplayIo {
-        path: out_dir.join("summary.json"),
+    write_json_file(out_dir, "summary.json", &summary)?;
+    Ok(Replayed {
+        summary,
+        inventory,
+        backtest,
+    })
+}
+
+/// Writes `DIR/name` as pretty JSON.
+fn write_json_file(out_dir: &Path, name: &str, value: &impl Serialize) -> Result<()> {
+    let path = out_dir.join(name);
+    let json = serde_json::to_vec_pretty(value).map_err(|e| RuntimeError::ReplayIo {
+        path: path.clone(),
         source: e.into(),
     })?;
-    std::fs::write(out_dir.join("summary.json"), summary_json).map_err(out_io("summary.json"))?;
-    Ok((summary, inventory))
+    std::fs::write(&path, json).map_err(|source| RuntimeError::ReplayIo { path, source })
 }
 
 /// Maps an I/O error on `DIR/name` to a replay error naming the file.
@@ -451,24 +703,19 @@ mod tests {
         std::fs::write(&input, text).unwrap();
         for threads in [1, 2, 3] {
             let out = dir.path().join(format!("out{threads}"));
-            let (summary, _) = replay(
-                &input,
-                &out,
-                &parser(),
-                &InventoryConfig::default(),
-                &MemberConfig::default(),
-                threads,
-                |_, _| {},
-            )
-            .unwrap();
+            let parser = parser();
+            let setup = ReplaySetup::defaults(parser.stores()).unwrap();
+            let summary = replay(&input, &out, &parser, &setup, threads, |_, _| {})
+                .unwrap()
+                .summary;
             assert_eq!(
-                summary,
-                ReplaySummary {
-                    lines: 5,
-                    accepted: 2,
-                    duplicates: 1,
-                    rejected: 2
-                }
+                (
+                    summary.lines,
+                    summary.accepted,
+                    summary.duplicates,
+                    summary.rejected
+                ),
+                (5, 2, 1, 2)
             );
             let dlq = std::fs::read_to_string(out.join("dlq.ndjson")).unwrap();
             let lines: Vec<serde_json::Value> = dlq
@@ -482,6 +729,275 @@ mod tests {
             assert_eq!(stock, "store_id,sku,on_hand\nKM-003,A,0\n");
             let alerts = std::fs::read_to_string(out.join("alerts.ndjson")).unwrap();
             assert!(alerts.contains("out_of_stock:KM-003:A:s1"));
+        }
+    }
+
+    /// A sale of one line worth `total` cents, 2026-11-25 at `hm` (China).
+    fn sale(
+        id: &str,
+        hm: &str,
+        store: &str,
+        member: Option<&str>,
+        account: Option<&str>,
+        total: u64,
+    ) -> String {
+        let mut v = serde_json::json!({
+            "v": 1, "event_id": id, "event_type": "sale",
+            "occurred_at": format!("2026-11-25T{hm}:00+08:00"), "store_id": store,
+            "channel": "pos", "order_id": format!("o-{id}"),
+            "lines": [{"sku": "A", "qty": 1, "unit_price_cents": total}],
+            "total_cents": total, "payment": {"method": "card"},
+        });
+        if let Some(m) = member {
+            v["member_id"] = m.into();
+        }
+        if let Some(a) = account {
+            v["payment"]["account_ref"] = a.into();
+        }
+        v.to_string()
+    }
+
+    fn member_event(
+        id: &str,
+        hm: &str,
+        kind: &str,
+        member: &str,
+        extra: serde_json::Value,
+    ) -> String {
+        let mut v = serde_json::json!({
+            "v": 1, "event_id": id, "event_type": kind,
+            "occurred_at": format!("2026-11-25T{hm}:00+08:00"), "store_id": "KM-001",
+            "channel": "app", "member_id": member,
+        });
+        if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+            v.extend(extra.clone());
+        }
+        v.to_string()
+    }
+
+    /// The planted patterns of the fraud replay test (one line each):
+    /// - m1: 3 stores, 600,000 in 20 min: both rule sets;
+    /// - m2: 3 stores, 450,000: only a 400,000 threshold;
+    /// - m3: 4 sales of 150,000 in 4 stores: the current rules group all 4
+    ///   (at the 4th), a 400,000 threshold the first 3 (at the 3rd);
+    /// - m4: 3 stores, 600,000, two sales under the alias APP-4 whose
+    ///   registration (with M4's phone) comes last: one alert keyed M4;
+    /// - card-x: 3 stores, 600,000, no member: shared_payment_account;
+    /// - M9 redeems points it does not have: points_overdraft.
+    fn fraud_events() -> String {
+        let phone = "ab".repeat(32);
+        [
+            sale("m1a", "10:00", "KM-001", Some("M1"), None, 200_000),
+            sale("m1b", "10:10", "KM-002", Some("M1"), None, 200_000),
+            sale("m1c", "10:20", "KM-003", Some("M1"), None, 200_000),
+            sale("m2a", "11:00", "KM-001", Some("M2"), None, 150_000),
+            sale("m2b", "11:05", "KM-002", Some("M2"), None, 150_000),
+            sale("m2c", "11:10", "KM-003", Some("M2"), None, 150_000),
+            sale("m3a", "12:00", "KM-001", Some("M3"), None, 150_000),
+            sale("m3b", "12:05", "KM-002", Some("M3"), None, 150_000),
+            sale("m3c", "12:10", "KM-003", Some("M3"), None, 150_000),
+            sale("m3d", "12:15", "KM-004", Some("M3"), None, 150_000),
+            sale("m4a", "13:00", "KM-001", Some("M4"), None, 200_000),
+            sale("m4b", "13:05", "KM-002", Some("APP-4"), None, 200_000),
+            sale("m4c", "13:10", "KM-003", Some("APP-4"), None, 200_000),
+            sale("xa", "14:00", "KM-005", None, Some("card-x"), 200_000),
+            sale("xb", "14:05", "KM-006", None, Some("card-x"), 200_000),
+            sale("xc", "14:10", "KM-007", None, Some("card-x"), 200_000),
+            member_event(
+                "r9",
+                "14:20",
+                "points_redeem",
+                "M9",
+                serde_json::json!({"points": 100, "reference": "r9"}),
+            ),
+            member_event(
+                "reg4",
+                "09:00",
+                "member_register",
+                "M4",
+                serde_json::json!({"phone_hash": phone}),
+            ),
+            member_event(
+                "reg4b",
+                "09:30",
+                "member_register",
+                "APP-4",
+                serde_json::json!({"phone_hash": phone}),
+            ),
+        ]
+        .join("\n")
+    }
+
+    fn read_ndjson(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn replay_writes_standing_fraud_alerts_and_a_backtest_of_a_candidate() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.ndjson");
+        std::fs::write(&input, fraud_events()).unwrap();
+        let parser = parser();
+        let mut setup = ReplaySetup::defaults(parser.stores()).unwrap();
+        let candidate = r#"
+[[rule]]
+name = "multi_store_large_purchase"
+key = "member"
+window_minutes = 30
+[rule.when]
+total_cents = 400000
+distinct_stores = 3
+
+[[rule]]
+name = "large_single_purchase"
+key = "order"
+[rule.filter]
+min_sale_total_cents = 2000000
+[rule.when]
+total_cents = 2000000
+"#;
+        setup.candidate = Some(crate::rules_file::parse(candidate, parser.stores()).unwrap());
+        let out = dir.path().join("out");
+        let replayed = replay(&input, &out, &parser, &setup, 1, |_, _| {}).unwrap();
+
+        // alerts.ndjson: the stock (oversold: nothing was received) and
+        // points lines as they happened, then the standing fraud alerts by
+        // first_at.
+        let alerts = read_ndjson(&out.join("alerts.ndjson"));
+        let first_fraud = alerts
+            .iter()
+            .position(|a| a.get("key_kind").is_some())
+            .unwrap();
+        let (before, fraud) = alerts.split_at(first_fraud);
+        assert!(
+            fraud.iter().all(|a| a.get("key_kind").is_some()),
+            "fraud lines come last"
+        );
+        let points: Vec<_> = before
+            .iter()
+            .filter(|a| a.get("balance_after").is_some())
+            .collect();
+        assert_eq!(points.len(), 1, "the overdraft in its own shape too");
+        assert_eq!(points[0]["balance_after"], -100);
+        let keys: Vec<(&str, &str, usize)> = fraud
+            .iter()
+            .map(|a| {
+                (
+                    a["rule"].as_str().unwrap(),
+                    a["key"].as_str().unwrap(),
+                    a["event_ids"].as_array().unwrap().len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("multi_store_large_purchase", "M1", 3),
+                ("multi_store_large_purchase", "M3", 4),
+                ("multi_store_large_purchase", "M4", 3),
+                ("shared_payment_account", "card-x", 3),
+                ("points_overdraft", "M9", 1),
+            ]
+        );
+        assert_eq!(
+            fraud[2]["event_ids"],
+            serde_json::json!(["m4a", "m4b", "m4c"])
+        );
+        assert_eq!(fraud[0]["total_cents"], 600_000);
+        assert_eq!(
+            fraud[0]["stores"],
+            serde_json::json!(["KM-001", "KM-002", "KM-003"])
+        );
+        assert!(
+            fraud[0]["first_at"]
+                .as_str()
+                .unwrap()
+                .starts_with("2026-11-25T10:00:00"),
+            "{}",
+            fraud[0]["first_at"]
+        );
+
+        // summary.json: M4's alias sales made no alert of their own before
+        // the link, so nothing was withdrawn.
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(
+            summary["fraud"],
+            serde_json::json!({
+                "raised": 5, "withdrawn": 0,
+                "standing": {"large_single_purchase": 0, "multi_store_large_purchase": 3,
+                             "points_overdraft": 1, "shared_payment_account": 1},
+                "late_evaluated": 0, "late_dropped": 0,
+            })
+        );
+        assert_eq!(replayed.summary.fraud.raised, 5);
+
+        // The backtest.
+        let report = replayed.backtest.unwrap();
+        let id = |key: &str, n: usize| {
+            let a = fraud.iter().find(|a| a["key"] == key).unwrap();
+            assert_eq!(a["event_ids"].as_array().unwrap().len(), n);
+            a["alert_id"].as_str().unwrap().to_owned()
+        };
+        let multi = &report["multi_store_large_purchase"];
+        assert_eq!((multi.current, multi.candidate, multi.both), (3, 4, 2));
+        assert_eq!(multi.only_current, [id("M3", 4)]);
+        let candidate_alerts = read_ndjson(&out.join("backtest_alerts.ndjson"));
+        let candidate_id = |key: &str| -> (String, usize) {
+            let a = candidate_alerts.iter().find(|a| a["key"] == key).unwrap();
+            (
+                a["alert_id"].as_str().unwrap().to_owned(),
+                a["event_ids"].as_array().unwrap().len(),
+            )
+        };
+        let (m2, m2_sales) = candidate_id("M2");
+        let (m3, m3_sales) = candidate_id("M3");
+        assert_eq!(
+            (m2_sales, m3_sales),
+            (3, 3),
+            "the candidate fires at the 3rd sale"
+        );
+        assert_eq!(multi.only_candidate, [m2, m3]);
+        assert_eq!(candidate_alerts.len(), 4, "M1, M2, M3, M4");
+        let shared = &report["shared_payment_account"];
+        assert_eq!((shared.current, shared.candidate, shared.both), (1, 0, 0));
+        assert_eq!(shared.only_current, [id("card-x", 3)]);
+        let points = &report["points_overdraft"];
+        assert_eq!(
+            (points.current, points.candidate, points.only_current.len()),
+            (1, 0, 1)
+        );
+        assert_eq!(report["large_single_purchase"], BacktestRule::default());
+        assert_eq!(report.len(), 4);
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("backtest.json")).unwrap()).unwrap();
+        assert_eq!(written["multi_store_large_purchase"]["both"], 2);
+        assert_eq!(
+            written["multi_store_large_purchase"]["only_candidate"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+
+        // Deterministic: the same files with several threads.
+        let again = dir.path().join("again");
+        replay(&input, &again, &parser, &setup, 3, |_, _| {}).unwrap();
+        for file in [
+            "alerts.ndjson",
+            "backtest.json",
+            "backtest_alerts.ndjson",
+            "summary.json",
+        ] {
+            assert_eq!(
+                std::fs::read(out.join(file)).unwrap(),
+                std::fs::read(again.join(file)).unwrap(),
+                "{file}"
+            );
         }
     }
 
