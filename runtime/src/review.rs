@@ -169,13 +169,19 @@ impl ReviewQueue {
         &self.state
     }
 
-    /// Adds a raised alert; `false` if its id is already in the queue.
+    /// Adds a raised alert; `false` if the same alert is already in the
+    /// queue as it is.
+    ///
+    /// An id already there is raised again when a later regrouping brought
+    /// the same sales back together after a withdrawal (it stands again),
+    /// or when a late alias link re-keyed it to the canonical member (its
+    /// key is updated); its place in the queue and its decision stay.
     pub fn raise(&mut self, alert: FraudAlert, points: Option<(i64, i64)>) -> bool {
         if let Some(existing) = self.state.alerts.get_mut(&alert.alert_id) {
-            // Raised again after a withdrawal (a later regrouping brought
-            // the same sales back together): it stands again.
             let again = existing.withdrawn.take().is_some();
-            return again;
+            let changed = existing.alert != alert;
+            existing.alert = alert;
+            return again || changed;
         }
         let seq = self.state.next_seq;
         self.state.next_seq += 1;
@@ -381,6 +387,13 @@ mod tests {
         assert_eq!(q.get("a").map(|v| v.status), Some(Status::Withdrawn));
         assert!(q.raise(alert("a", "r1"), None), "standing again");
         assert_eq!(q.get("a").map(|v| v.status), Some(Status::Open));
+        let mut rekeyed = alert("a", "r1");
+        rekeyed.key = "canonical".into();
+        assert!(q.raise(rekeyed, None), "re-keyed by a late link");
+        assert_eq!(
+            q.get("a").map(|v| v.alert.key.to_string()),
+            Some("canonical".into())
+        );
     }
 
     #[test]

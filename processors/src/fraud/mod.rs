@@ -18,7 +18,7 @@
 //! is within `lateness + window` (its window state is still kept), and
 //! otherwise not. Keys are filed in a minute-bucket expiry wheel and
 //! dropped when their last sale leaves the horizon, so memory stays bounded
-//! on an endless stream (the `fraud` benchmark shows it).
+//! on an endless stream (the `fraud_memory` benchmark shows it).
 //!
 //! **Grouping** is in [`window`]: a sale is in at most one alert per rule
 //! and key, alert ids are hashes of their sales, and the same set of sales
@@ -45,8 +45,9 @@ pub mod window;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -56,7 +57,7 @@ use storepulse_core::{Event, EventBody, Id, Rejection, StoreMaster, Ts};
 use crate::processor::{Outcome, Processor};
 pub use output::{AlertWithdrawn, FraudAlert, FraudOutput};
 pub use rules::{CompiledRule, KeyKind, RuleKind, RuleSet, RuleSpec, SaleFilter, Thresholds};
-use window::{alert_id, Diff, KeyWindow, WindowSale, UNSCHEDULED};
+use window::{alert_id, Diff, KeyWindow, Scratch, WindowSale, UNSCHEDULED};
 
 /// `[fraud]` settings the processor needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +147,7 @@ pub struct FraudProcessor {
     rules: RuleSet,
     stores: Arc<StoreMaster>,
     state: FraudState,
+    scratch: Scratch,
 }
 
 fn bucket(at: Ts) -> i64 {
@@ -160,6 +162,7 @@ impl FraudProcessor {
             rules: RuleSet::empty(),
             stores,
             state: FraudState::default(),
+            scratch: Scratch::default(),
         };
         p.set_rules(rules);
         p
@@ -313,7 +316,10 @@ impl FraudProcessor {
             if event.occurred_at < clock - keep {
                 continue;
             }
-            let w = rs.keys.entry(key.clone()).or_default();
+            let w = match rs.keys.get_mut(key) {
+                Some(w) => w,
+                None => rs.keys.entry(key.clone()).or_default(),
+            };
             let Some(pos) = w.insert(WindowSale {
                 at: event.occurred_at,
                 event_id: event.event_id.clone(),
@@ -324,17 +330,19 @@ impl FraudProcessor {
             }) else {
                 continue;
             };
-            let diff = w.reevaluate(pos, rule);
-            emit(
-                rule,
-                key,
-                w,
-                diff,
-                clock,
-                &self.stores,
-                &mut self.state.stats,
-                out,
-            );
+            let diff = w.reevaluate(pos, rule, &mut self.scratch);
+            if !diff.raised.is_empty() || !diff.withdrawn.is_empty() {
+                emit(
+                    rule,
+                    key,
+                    w,
+                    diff,
+                    clock,
+                    &self.stores,
+                    &mut self.state.stats,
+                    out,
+                );
+            }
             if w.due == UNSCHEDULED {
                 if let Some(last) = w.last_at() {
                     let due = bucket(last + keep) + 1;
@@ -364,6 +372,12 @@ impl FraudProcessor {
                 continue;
             }
             let keep = self.config.lateness() + rule.window;
+            // Alerts raised under an alias: if the regrouping keeps them as
+            // they are, they are raised again under the canonical id (same
+            // alert id), so the review queue and replay re-key them.
+            let mut moved_alerts: Vec<u64> = moved.iter().flat_map(KeyWindow::alerts).collect();
+            moved_alerts.sort_unstable();
+            moved_alerts.dedup();
             let w = rs.keys.entry(canonical.clone()).or_default();
             let mut from: Option<usize> = None;
             for m in moved {
@@ -372,7 +386,14 @@ impl FraudProcessor {
                 }
             }
             if let Some(from) = from {
-                let diff = w.reevaluate(from, rule);
+                let mut diff = w.reevaluate(from, rule, &mut self.scratch);
+                let standing = w.alerts();
+                for h in moved_alerts {
+                    let kept = standing.binary_search(&h).is_ok();
+                    if kept && !diff.raised.iter().any(|f| f.hash == h) {
+                        diff.raised.push(w.found(h));
+                    }
+                }
                 emit(
                     rule,
                     canonical,

@@ -274,6 +274,31 @@ fn a_late_alias_link_still_produces_the_alert() {
 }
 
 #[test]
+fn an_alert_raised_under_an_alias_is_re_keyed_by_the_late_link() {
+    let mut p = processor();
+    let mut out = run(
+        &mut p,
+        &[
+            member_sale("k1", "alias", T0, "KM-001", 200_000),
+            member_sale("k2", "alias", T0 + MINUTE, "KM-002", 200_000),
+            member_sale("k3", "alias", T0 + 2 * MINUTE, "KM-003", 100_000),
+        ],
+    );
+    let first = raised(&out)[0].clone();
+    assert_eq!(first.key, "alias");
+    out.clear();
+    p.relink(&["canon".into(), "alias".into()], &"canon".into(), &mut out);
+    let again = raised(&out);
+    assert_eq!(again.len(), 1, "{out:?}");
+    assert_eq!(
+        again[0].alert_id, first.alert_id,
+        "the same sales, the same alert"
+    );
+    assert_eq!(again[0].key, "canon");
+    assert!(!out.iter().any(|o| matches!(o, FraudOutput::Withdrawn(_))));
+}
+
+#[test]
 fn a_late_sale_regroups_and_withdraws_what_no_longer_stands() {
     // In order: s1 s2 s3 s4, the alert is {s1..s3} at s3. Without s2, the
     // first three to arrive (s1 s3 s4) make {s1, s3, s4}; s2 arriving late

@@ -20,6 +20,7 @@
 //! the new sale is looked at.
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use storepulse_core::{Id, StoreIdx, Ts};
 use xxhash_rust::xxh3::Xxh3;
 
@@ -41,10 +42,13 @@ pub struct WindowSale {
 pub(crate) const UNSCHEDULED: i64 = i64::MIN;
 
 /// The sales of one key under one rule.
+///
+/// Most keys hold one sale (a card or member seen once in the horizon), so
+/// one sale is kept inline, without an allocation of its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyWindow {
     /// Sorted by (`at`, `event_id`).
-    pub sales: Vec<WindowSale>,
+    pub sales: SmallVec<[WindowSale; 1]>,
     /// Expiry bucket this key is filed under, or [`UNSCHEDULED`].
     pub(crate) due: i64,
 }
@@ -52,7 +56,7 @@ pub struct KeyWindow {
 impl Default for KeyWindow {
     fn default() -> Self {
         Self {
-            sales: Vec::new(),
+            sales: SmallVec::new(),
             due: UNSCHEDULED,
         }
     }
@@ -63,6 +67,15 @@ impl Default for KeyWindow {
 pub struct Found {
     pub hash: u64,
     pub sales: Vec<usize>,
+}
+
+/// Buffers a re-evaluation reuses, so grouping allocates only when an
+/// alert fires.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    undone: Vec<u64>,
+    stores: Vec<StoreIdx>,
+    members: Vec<usize>,
 }
 
 /// What a re-evaluation changed.
@@ -123,8 +136,13 @@ impl KeyWindow {
     /// Re-runs the grouping from index `from`: undoes every alert with a
     /// sale at or after it, walks again, and says which alerts went and
     /// which came (an alert found again with the same sales is in neither).
-    pub fn reevaluate(&mut self, from: usize, rule: &CompiledRule) -> Diff {
-        let mut undone: Vec<u64> = Vec::new();
+    pub fn reevaluate(&mut self, from: usize, rule: &CompiledRule, scratch: &mut Scratch) -> Diff {
+        let Scratch {
+            undone,
+            stores,
+            members,
+        } = scratch;
+        undone.clear();
         for s in self.sales.iter().skip(from) {
             if s.alert != 0 && !undone.contains(&s.alert) {
                 undone.push(s.alert);
@@ -138,8 +156,6 @@ impl KeyWindow {
             }
         }
         let mut raised = Vec::new();
-        let mut stores: Vec<StoreIdx> = Vec::new();
-        let mut members: Vec<usize> = Vec::new();
         for j in from..self.sales.len() {
             if self.sales[j].alert != 0 {
                 continue;
@@ -165,7 +181,7 @@ impl KeyWindow {
             if rule.met(total, stores.len(), members.len()) {
                 members.reverse();
                 let hash = alert_hash(rule.name(), members.iter().map(|&i| &self.sales[i]));
-                for &i in &members {
+                for &i in members.iter() {
                     self.sales[i].alert = hash;
                 }
                 raised.push(Found {
@@ -176,7 +192,7 @@ impl KeyWindow {
         }
         // Alerts found again unchanged are neither withdrawn nor raised.
         let mut diff = Diff::default();
-        for h in undone {
+        for &h in undone.iter() {
             if let Some(i) = raised.iter().position(|f| f.hash == h) {
                 raised.swap_remove(i);
             } else {
@@ -186,6 +202,29 @@ impl KeyWindow {
         raised.sort_by_key(|f| f.sales.last().copied());
         diff.raised = raised;
         diff
+    }
+
+    /// The indexes of the sales of the alert `hash`, as a [`Found`].
+    pub fn found(&self, hash: u64) -> Found {
+        Found {
+            hash,
+            sales: (0..self.sales.len())
+                .filter(|&i| self.sales[i].alert == hash)
+                .collect(),
+        }
+    }
+
+    /// The distinct alerts this window's sales are in.
+    pub fn alerts(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .sales
+            .iter()
+            .map(|s| s.alert)
+            .filter(|&a| a != 0)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 }
 
