@@ -291,6 +291,8 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             decisions: None,
             rules: None,
             notify: None,
+            backtest: None,
+            backtest_gate: Arc::new(tokio::sync::Semaphore::new(1)),
         }));
     }
     let ops = OpsState {

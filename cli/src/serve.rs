@@ -28,18 +28,20 @@ use storepulse_core::time::format_china;
 use storepulse_core::{EventParser, StoreMaster};
 use storepulse_dashboards::access::AccessTable;
 use storepulse_dashboards::audit::AuditLog;
-use storepulse_dashboards::fraud::{fraud_router, FraudApiState};
+use storepulse_dashboards::fraud::{fraud_router, BacktestRunner, FraudApiState};
 use storepulse_dashboards::members::{member_router, EraseRequest, EraseSubmitter, MemberApiState};
 use storepulse_dashboards::{DeadLetterReader, QueryState};
 use storepulse_ingest::append::{EventAppender, KeyedEvent, LogAppender};
 use storepulse_ingest::http::{IngestMetrics, IngestState};
 use storepulse_ingest::keys::KeyTable;
 use storepulse_ingest::log::EventLog;
+use storepulse_processors::fraud::RuleSet;
 use storepulse_runtime::checkpoint::CheckpointStore;
 use storepulse_runtime::decisions::DecisionLog;
 use storepulse_runtime::driver::{
     restore, AlertNotice, AlertSink, FraudSetup, MemberLogSink, PipelineContext,
 };
+use storepulse_runtime::replay::ReplaySetup;
 use storepulse_runtime::rules_file::RulesHandle;
 use storepulse_runtime::{run_pipeline, DeadLetterSink, Shared};
 use storepulse_sinks::webhook::{Outbox, WebhookHandle, WebhookSink};
@@ -77,6 +79,68 @@ impl MemberLogSink for LogMemberLog {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
+}
+
+/// `POST /v1/backtest` over the embedded event log: every record from the
+/// log's start to its end when the run starts, read in pages on the
+/// blocking pool, against the rules in force at that moment.
+fn log_backtest(
+    log: EventLog,
+    parser: EventParser,
+    config: &Config,
+    shared: Arc<Shared>,
+) -> BacktestRunner {
+    let base = ReplaySetup {
+        inventory: config.inventory.clone(),
+        members: config.members.clone(),
+        fraud: config.fraud.processor(),
+        rules: RuleSet::empty(),
+        candidate: None,
+    };
+    Arc::new(move |candidate, from, to| {
+        let (log, parser, mut setup) = (log.clone(), parser.clone(), base.clone());
+        setup.rules = shared
+            .fraud()
+            .as_ref()
+            .map_or_else(RuleSet::empty, |f| f.rules().clone());
+        setup.candidate = Some(candidate);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let end = log.end_offset();
+                let mut next = log.start_offset();
+                let mut failed = None;
+                let pages = std::iter::from_fn(|| {
+                    if next >= end || failed.is_some() {
+                        return None;
+                    }
+                    match log.read_range(next, 10_000) {
+                        Ok(page) if !page.is_empty() => {
+                            next = page.last().map_or(end, |(o, _)| o + 1);
+                            Some(page.into_iter().map(|(_, payload)| payload))
+                        }
+                        Ok(_) => None,
+                        Err(e) => {
+                            failed = Some(e.to_string());
+                            None
+                        }
+                    }
+                });
+                let report = storepulse_runtime::backtest::backtest_stored(
+                    pages.flatten(),
+                    &parser,
+                    &setup,
+                    from,
+                    to,
+                )?;
+                match failed {
+                    Some(e) => Err(format!("reading the event log: {e}")),
+                    None => Ok(report),
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        })
+    })
 }
 
 /// Starts the webhook senders when `[[fraud.webhooks]]` are configured.
@@ -328,6 +392,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         audit: audit.clone(),
         erase: erase_submitter(appender.clone(), shared.clone(), first_store),
     };
+    let backtest_parser = parser.clone();
     let ingest = IngestState {
         config: Arc::new(config.ingest.clone()),
         parser,
@@ -368,6 +433,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             decisions: Some(decision_log),
             rules: Some(rules_handle),
             notify: alert_sink,
+            backtest: Some(log_backtest(
+                log.clone(),
+                backtest_parser,
+                &config,
+                shared.clone(),
+            )),
+            backtest_gate: Arc::new(tokio::sync::Semaphore::new(1)),
         }))
         .merge(
             Router::new()

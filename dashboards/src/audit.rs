@@ -92,6 +92,8 @@ pub mod action {
     pub const CONFIG_CHANGE: &str = "config.change";
     /// Tag or risk rules were changed.
     pub const RULES_CHANGE: &str = "rules.change";
+    /// A candidate rule set was run over the stored events.
+    pub const RULES_BACKTEST: &str = "rules.backtest";
 }
 
 /// What redacted secrets are replaced with in `config.change` records.

@@ -9,6 +9,7 @@
 //! | `POST /v1/alerts/{alert_id}/decision` | `risk` |
 //! | `GET /v1/rules`, `GET /v1/rules/{name}` | `risk` or `hq` |
 //! | `PUT /v1/rules/{name}`, `DELETE /v1/rules/{name}` | `risk` |
+//! | `POST /v1/backtest` | `risk` (audited; one at a time) |
 //!
 //! Everything a person does here is written to the audit log *before* it
 //! takes effect (a failed audit write is a 503 and nothing happens):
@@ -33,7 +34,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use storepulse_processors::fraud::RuleSpec;
+use storepulse_core::Ts;
+use storepulse_processors::fraud::{RuleSet, RuleSpec};
+use storepulse_runtime::backtest::StoredBacktest;
 use storepulse_runtime::decisions::DecisionLog;
 use storepulse_runtime::driver::{AlertNotice, AlertSink};
 use storepulse_runtime::review::{Decision, Status, Verdict};
@@ -60,7 +63,21 @@ pub const FRAUD_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/rules/{name}"),
     ("put", "/v1/rules/{name}"),
     ("delete", "/v1/rules/{name}"),
+    ("post", "/v1/backtest"),
 ];
+
+/// Runs a candidate rule set over the stored events between two times
+/// (see `storepulse_runtime::backtest`).
+pub type BacktestRunner = Arc<
+    dyn Fn(
+            RuleSet,
+            Option<Ts>,
+            Option<Ts>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<StoredBacktest, String>> + Send>,
+        > + Send
+        + Sync,
+>;
 
 /// What the fraud routes need.
 #[derive(Clone)]
@@ -76,6 +93,10 @@ pub struct FraudApiState {
     pub rules: Option<RulesHandle>,
     /// The webhook outbox, for decisions.
     pub notify: Option<AlertSink>,
+    /// Backtests over the stored events (`None`: 503).
+    pub backtest: Option<BacktestRunner>,
+    /// One backtest at a time (it reads the whole event log).
+    pub backtest_gate: Arc<tokio::sync::Semaphore>,
 }
 
 impl axum::extract::FromRef<FraudApiState> for Arc<AccessTable> {
@@ -95,6 +116,7 @@ pub fn fraud_router(state: FraudApiState) -> Router {
             "/v1/rules/{name}",
             get(rule).put(put_rule).delete(delete_rule),
         )
+        .route("/v1/backtest", post(run_backtest))
         .with_state(state)
 }
 
@@ -435,6 +457,95 @@ async fn delete_rule(
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BacktestBody {
+    /// A whole candidate rule set.
+    #[serde(default)]
+    rules: Option<Vec<RuleSpec>>,
+    /// One rule added to (or replacing its namesake in) the rules in force.
+    #[serde(default)]
+    rule: Option<RuleSpec>,
+    /// RFC 3339; alerts whose last sale is before are not counted.
+    #[serde(default)]
+    from: Option<String>,
+    /// RFC 3339; events dated after are left out.
+    #[serde(default)]
+    to: Option<String>,
+}
+
+fn time_field(field: &str, text: Option<&str>) -> Result<Option<Ts>, ApiError> {
+    text.map(|t| {
+        storepulse_core::time::parse_rfc3339(t).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{field}: {t:?} is not an RFC 3339 timestamp with offset"),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// `POST /v1/backtest`: what a candidate rule set (`rules`, or one `rule`
+/// on top of the rules in force) would have flagged on the stored events
+/// between `from` and `to`, next to what the rules in force flag.
+async fn run_backtest(
+    State(st): State<FraudApiState>,
+    who: Principal,
+    body: Result<Json<BacktestBody>, axum::extract::rejection::JsonRejection>,
+) -> Answer {
+    require(who.is_risk(), "risk")?;
+    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let runner = st.backtest.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backtests over stored events are not run by this process (replay an export with `storepulse replay --rules`)",
+        )
+    })?;
+    let from = time_field("from", body.from.as_deref())?;
+    let to = time_field("to", body.to.as_deref())?;
+    let invalid = |reason: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason);
+    let candidate = {
+        let stores = st.shared.inventory().stores().clone();
+        match (body.rules, body.rule) {
+            (Some(specs), None) => RuleSet::compile(&specs, &stores).map_err(invalid)?,
+            (None, Some(spec)) => {
+                let current = st
+                    .shared
+                    .fraud()
+                    .as_ref()
+                    .map_or_else(RuleSet::empty, |f| f.rules().clone());
+                current.with_rule(spec, &stores).map_err(invalid)?
+            }
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "give either `rules` (a whole candidate set) or `rule` (one rule on top of the rules in force)",
+                ))
+            }
+        }
+    };
+    let _permit = st.backtest_gate.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "a backtest is running; retry when it is done",
+        )
+    })?;
+    st.audit
+        .append_async(
+            who.name(),
+            action::RULES_BACKTEST,
+            None,
+            json!({ "rules": candidate.specs(), "from": body.from, "to": body.to }),
+        )
+        .await
+        .map_err(|e| audit_failed(&e))?;
+    let report = runner(candidate, from, to)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(Json(report).into_response())
+}
+
 /// Writes a rules change seen in the file to the audit log (the change
 /// already happened; a failed write is logged).
 pub fn audit_rules_file_change(audit: &AuditLog, change: &RulesChange) {
@@ -533,6 +644,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let audit = AuditLog::open(&dir.path().join("audit")).unwrap();
         let (decisions, _) = DecisionLog::open(&dir.path().join("decisions")).unwrap();
+        let stores_for_backtest = stores.clone();
         let handle = RulesHandle::new(dir.path().join("rules.toml"), stores, shared.clone(), 0);
         let app = fraud_router(FraudApiState {
             shared,
@@ -541,12 +653,42 @@ mod tests {
             decisions: Some(Arc::new(decisions)),
             rules: Some(handle),
             notify: None,
+            backtest: Some(runner(stores_for_backtest)),
+            backtest_gate: Arc::new(tokio::sync::Semaphore::new(1)),
         });
         Fixture {
             app,
             audit,
             _dir: dir,
         }
+    }
+
+    /// A backtest over three stored sales of one member in three stores.
+    fn runner(stores: Arc<StoreMaster>) -> BacktestRunner {
+        Arc::new(move |candidate, from, to| {
+            let stores = stores.clone();
+            Box::pin(async move {
+                let parser = storepulse_core::EventParser::new(stores.clone());
+                let mut setup = storepulse_runtime::replay::ReplaySetup::defaults(&stores)?;
+                setup.candidate = Some(candidate);
+                let records =
+                    ["KM-001", "KM-002", "KM-003"]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, store)| {
+                            json!({
+                        "v": 1, "event_id": format!("b{i}"), "event_type": "sale",
+                        "occurred_at": format!("2026-11-01T10:0{i}:00+08:00"), "store_id": store,
+                        "channel": "pos", "member_id": "B", "order_id": format!("o{i}"),
+                        "lines": [{"sku": "S", "qty": 1, "unit_price_cents": 100_000}],
+                        "total_cents": 100_000, "payment": {"method": "cash"},
+                    })
+                    .to_string()
+                    .into_bytes()
+                        });
+                storepulse_runtime::backtest::backtest_stored(records, &parser, &setup, from, to)
+            })
+        })
     }
 
     impl Fixture {
@@ -589,6 +731,7 @@ mod tests {
     async fn every_route_against_every_role() {
         let decision = json!({"decision": "false_alarm", "comment": "known customer"});
         let rule = json!({"key": "payment_account", "window_minutes": 10, "when": {"total_cents": 1, "distinct_stores": 2}});
+        let backtest = json!({"rule": {"name": "multi_store_large_purchase", "key": "member", "window_minutes": 30, "when": {"total_cents": 300_000, "distinct_stores": 3}}});
         let ok = StatusCode::OK;
         let (unauth, forbidden) = (StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN);
         let cases: Vec<(&str, String, Option<Value>, [StatusCode; 5])> = vec![
@@ -640,6 +783,12 @@ mod tests {
                 None,
                 [unauth, ok, forbidden, forbidden, forbidden],
             ),
+            (
+                "POST",
+                "/v1/backtest".into(),
+                Some(backtest),
+                [unauth, ok, forbidden, forbidden, forbidden],
+            ),
         ];
         for (method, uri, body, expected) in cases {
             // A fresh fixture per key, so a PUT or DELETE by one key does
@@ -669,6 +818,28 @@ mod tests {
         let f = fixture();
         let (status, _) = f.call("GET", "/v1/alerts?kind=weather", None, None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
+        // A backtest: the lower threshold flags the stored pattern, the
+        // rules in force do not; the run is audited.
+        let lower = json!({"rule": {"name": "multi_store_large_purchase", "key": "member", "window_minutes": 30, "when": {"total_cents": 300_000, "distinct_stores": 3}}});
+        let (status, report) = f
+            .call("POST", "/v1/backtest", Some(RISK), Some(lower))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        assert_eq!(report["rules"]["multi_store_large_purchase"]["current"], 0);
+        assert_eq!(
+            report["rules"]["multi_store_large_purchase"]["candidate"],
+            1
+        );
+        assert_eq!(report["candidate_alerts"][0]["key"], "B");
+        let bad_time = json!({"from": "yesterday", "rules": []});
+        let (status, _) = f
+            .call("POST", "/v1/backtest", Some(RISK), Some(bad_time))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = f
+            .call("POST", "/v1/backtest", Some(RISK), Some(json!({})))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "rules or rule");
         let (status, _) = f
             .call("GET", "/v1/alerts?status=maybe", Some(RISK), None)
             .await;
@@ -727,6 +898,10 @@ mod tests {
             .collect();
         assert!(
             actions.contains(&("risk-desk", ALERT_DECISION)),
+            "{actions:?}"
+        );
+        assert!(
+            actions.contains(&("risk-desk", action::RULES_BACKTEST)),
             "{actions:?}"
         );
         assert!(

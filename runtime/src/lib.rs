@@ -18,9 +18,11 @@
 //! - [`rules_file`]: the fraud rules file, its hot reload and API edits.
 //! - [`metrics`]: Prometheus metrics of the pipeline.
 //! - [`replay`]: offline processing of an NDJSON file with the same processors.
+//! - [`backtest`]: a candidate rule set over the stored events (the API's backtest).
 //! - [`error`]: this crate's error enum.
 
 pub mod alerts;
+pub mod backtest;
 pub mod checkpoint;
 pub mod decisions;
 pub mod driver;

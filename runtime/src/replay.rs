@@ -45,7 +45,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use storepulse_core::{Event, EventParser, Rejection, StoreMaster};
+use storepulse_core::{Event, EventParser, Rejection, StoreMaster, Ts};
 use storepulse_processors::fraud::{FraudAlert, FraudConfig, FraudOutput, FraudProcessor, RuleSet};
 use storepulse_processors::inventory::{InventoryConfig, InventoryOutput, InventoryProcessor};
 use storepulse_processors::members::query::day_text;
@@ -142,7 +142,7 @@ pub struct Replayed {
 }
 
 /// One fraud processor of a replay and the alerts it leaves standing.
-struct FraudRun {
+pub(crate) struct FraudRun {
     processor: FraudProcessor,
     outputs: Vec<FraudOutput>,
     /// alert id -> alert, raised and not withdrawn.
@@ -152,7 +152,11 @@ struct FraudRun {
 }
 
 impl FraudRun {
-    fn new(config: &FraudConfig, rules: &RuleSet, stores: &std::sync::Arc<StoreMaster>) -> Self {
+    pub(crate) fn new(
+        config: &FraudConfig,
+        rules: &RuleSet,
+        stores: &std::sync::Arc<StoreMaster>,
+    ) -> Self {
         Self {
             processor: FraudProcessor::new(config.clone(), rules.clone(), stores.clone()),
             outputs: Vec::new(),
@@ -164,7 +168,12 @@ impl FraudRun {
 
     /// One event the member processor has just applied, with its outputs:
     /// fed as the driver feeds it, overdrafts included when their rule is on.
-    fn apply(&mut self, members: &MemberProcessor, event: &Event, member_outputs: &[MemberOutput]) {
+    pub(crate) fn apply(
+        &mut self,
+        members: &MemberProcessor,
+        event: &Event,
+        member_outputs: &[MemberOutput],
+    ) {
         apply_fraud(
             &mut self.processor,
             Some(members),
@@ -192,8 +201,13 @@ impl FraudRun {
         }
     }
 
+    /// Keeps only the standing alerts whose last sale is at or after `from`.
+    pub(crate) fn keep_from(&mut self, from: Ts) {
+        self.standing.retain(|_, a| a.last_at >= from);
+    }
+
     /// The standing alerts by (`first_at`, `alert_id`).
-    fn sorted(&self) -> Vec<&FraudAlert> {
+    pub(crate) fn sorted(&self) -> Vec<&FraudAlert> {
         let mut all: Vec<&FraudAlert> = self.standing.values().collect();
         all.sort_by(|a, b| (a.first_at, &a.alert_id).cmp(&(b.first_at, &b.alert_id)));
         all
@@ -222,7 +236,7 @@ impl FraudRun {
 }
 
 /// Compares the standing alerts of the current and candidate runs per rule.
-fn backtest(current: &FraudRun, candidate: &FraudRun) -> Backtest {
+pub(crate) fn backtest(current: &FraudRun, candidate: &FraudRun) -> Backtest {
     let mut report = Backtest::new();
     for run in [current, candidate] {
         for rule in run.processor.rules().rules() {

@@ -286,6 +286,34 @@ async fn fraud_is_caught_reviewed_retuned_and_delivered_to_a_webhook_that_comes_
     assert_eq!(detail["member"]["profile"]["member_id"], "M1");
     assert_eq!(detail["member"]["profile"]["aliases"], json!(["APP-9"]));
 
+    // Before changing a rule, the risk team backtests it on the stored
+    // events: a lower threshold would also flag N1 (a cent short of the
+    // old one, 499,999 in three stores).
+    let (status, report) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/v1/backtest"),
+        Some(RISK_KEY),
+        Some(
+            json!({"rule": {"name": "multi_store_large_purchase", "key": "member",
+            "window_minutes": 30, "when": {"total_cents": 400_000, "distinct_stores": 3}}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let multi_report = &report["rules"]["multi_store_large_purchase"];
+    assert_eq!(multi_report["current"], 1, "{report}");
+    assert_eq!(multi_report["candidate"], 2, "{report}");
+    assert_eq!(multi_report["both"], 1, "{report}");
+    assert!(
+        report["candidate_alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["key"] == "N1"),
+        "{report}"
+    );
+
     // A rule changed at run time: a store manager may not, a bad rule is
     // refused with the reason, a good one applies to the next events.
     let lower = json!({
