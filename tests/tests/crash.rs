@@ -2,17 +2,19 @@
 //!
 //! After every restart the server restores its checkpoint and replays the
 //! log tail. At the end, every event the server acknowledged (simulate's
-//! `--acked-out`) must be counted exactly once: the served stock equals an
-//! offline `replay` of the acknowledged events.
+//! `--acked-out`) must be counted exactly once: the served stock, members
+//! and standing fraud alerts equal an offline `replay` of the acknowledged
+//! events.
 
 #![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use storepulse_tests::{
     all_members, all_stock, free_port, read_members, replay, repo, storepulse, wait_caught_up,
-    Server, HQ_KEY,
+    Server, HQ_KEY, RISK_KEY,
 };
 
 const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
@@ -30,7 +32,12 @@ async fn kill_9_while_sending_loses_and_doubles_nothing() {
     let acked = dir.path().join("acked.ndjson");
     let port = free_port();
     // Frequent checkpoints, so kills land before, between and after them.
-    let env = [("STOREPULSE__RUNTIME__CHECKPOINT_INTERVAL_SECS", "0.3")];
+    // Event time runs ahead of the wall clock (--speedup): no future-skew
+    // limit.
+    let env = [
+        ("STOREPULSE__RUNTIME__CHECKPOINT_INTERVAL_SECS", "0.3"),
+        ("STOREPULSE__INGEST__MAX_FUTURE_SKEW_SECS", "3153600000"),
+    ];
     let mut server = Server::start(EXE, &data, port, &env);
     let base = server.base.clone();
 
@@ -46,6 +53,12 @@ async fn kill_9_while_sending_loses_and_doubles_nothing() {
             "0.03",
             "--jitter",
             "30",
+            // Event time at 600x (24,000 events span about an hour), so the
+            // planted fraud episodes (up to 25 minutes) complete.
+            "--speedup",
+            "600",
+            "--plant-fraud",
+            "12",
         ])
         .args(["--max-retries", "1000", "--stores"])
         .arg(repo().join("data/stores.csv"))
@@ -128,5 +141,51 @@ async fn kill_9_while_sending_loses_and_doubles_nothing() {
         "members differ from replay of acknowledged events: {differing:?}"
     );
     assert_eq!(served.len(), expected.len());
+
+    // Fraud alerts: the review queue (standing ones) equals replay's.
+    let r = client
+        .get(format!("{}/v1/alerts?status=all&limit=1000", server.base))
+        .bearer_auth(RISK_KEY)
+        .send()
+        .await
+        .unwrap();
+    let queue: serde_json::Value = r.json().await.unwrap();
+    let served: BTreeMap<String, String> = queue["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] != "withdrawn")
+        .map(|a| {
+            (
+                a["alert_id"].as_str().unwrap().to_owned(),
+                a["key"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let replayed: BTreeMap<String, String> =
+        std::fs::read_to_string(dir.path().join("replay/alerts.ndjson"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|a| a.get("key_kind").is_some())
+            .map(|a| {
+                (
+                    a["alert_id"].as_str().unwrap().to_owned(),
+                    a["key"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+    assert!(
+        replayed
+            .keys()
+            .filter(|id| !id.starts_with("points_overdraft"))
+            .count()
+            >= 6,
+        "the planted episodes raise window alerts: {replayed:?}"
+    );
+    assert_eq!(
+        served, replayed,
+        "fraud alerts after the kills differ from replay of acknowledged events"
+    );
     drop(server);
 }
