@@ -480,6 +480,8 @@ async fn healthz(State(ops): State<OpsState>) -> Response {
             "stock_records": p.stock_records.load(Ordering::Relaxed),
             "stale_records": p.stale_records.load(Ordering::Relaxed),
             "unreadable": p.unreadable.load(Ordering::Relaxed),
+            "fraud_records": p.fraud_records.load(Ordering::Relaxed),
+            "decisions": p.decisions.load(Ordering::Relaxed),
         });
         body["event_time_clock"] = ops.shared.inventory().clock_text().into();
     }
