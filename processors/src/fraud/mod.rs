@@ -25,6 +25,14 @@
 //! gives the same alerts in any order; a late sale that regroups them
 //! withdraws the alerts that no longer stand ([`AlertWithdrawn`]).
 //!
+//! **On Kafka** each rule runs in the stage whose partitioning keeps its
+//! key whole ([`RuleSet::only`]): order rules beside inventory, member rules
+//! in each member partition (fed by [`FraudProcessor::apply_with_members`],
+//! as embedded; a late link across partitions moves the id's windows with
+//! [`FraudProcessor::take_member_windows`] and
+//! [`FraudProcessor::absorb_member_windows`]), account rules in a stage of
+//! their own.
+//!
 //! **Rules** ([`rules`]) are data and can be replaced while running
 //! ([`FraudProcessor::set_rules`]): a rule whose definition is unchanged
 //! keeps its windows; a new or changed rule starts empty and applies to the
