@@ -49,6 +49,7 @@ pub type Partitioner = fn(&[u8], u32) -> u32;
 /// A record between member partitions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "control", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one per record read; boxed in `Routed`
 pub enum Control {
     /// `member_id` registered with `phone` (hex) at `registered_at`; its
     /// history until then, if it had any.
