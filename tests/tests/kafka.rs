@@ -997,6 +997,50 @@ async fn fraud_alerts_on_kafka_equal_embedded() {
         .await
         .unwrap();
     assert_eq!(r["status"], "confirmed_fraud", "{r}");
+
+    // A rule changed on serve is written to the rules file, which the
+    // processors re-read: a purchase of 15,000 CNY becomes "large".
+    let lower = json!({
+        "key": "order", "window_minutes": 0,
+        "filter": {"min_sale_total_cents": 1_000_000},
+        "when": {"total_cents": 1_000_000, "distinct_stores": 1, "sales": 1},
+    });
+    let r = client
+        .put(format!("{}/v1/rules/large_single_purchase", server.base))
+        .bearer_auth(storepulse_tests::RISK_KEY)
+        .json(&lower)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    'caught: loop {
+        // A new sale each round: one processed before the processors
+        // re-read the file is judged by the old rule.
+        let id = format!("kf-rule-{n}");
+        n += 1;
+        post_lines(
+            &client,
+            &server.base,
+            &[sale(&id, 50 + n, "KM-004", "KF-R", 1_500_000, "card-kf-r")],
+        )
+        .await;
+        let round = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < round {
+            let open = review_queue(&client, &server.base, "open").await;
+            if open.values().any(|(rule, ids)| {
+                rule == "large_single_purchase" && ids.iter().any(|e| e.starts_with("kf-rule-"))
+            }) {
+                break 'caught;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no alert under the changed rule within 30 s ({n} sales of 15,000 CNY)"
+        );
+    }
     assert!(embedded.stop(), "embedded: clean stop");
     assert!(server.stop(), "kafka: clean stop");
 }
