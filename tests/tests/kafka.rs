@@ -924,6 +924,17 @@ async fn fraud_alerts_on_kafka_equal_embedded() {
             "embedded raised no {rule}: {expected:?}"
         );
     }
+    eprintln!(
+        "fraud e2e: {} standing fraud alerts in embedded ({:?})",
+        expected.len(),
+        expected.values().fold(
+            std::collections::BTreeMap::<&str, usize>::new(),
+            |mut m, (r, _)| {
+                *m.entry(r.as_str()).or_default() += 1;
+                m
+            }
+        )
+    );
     let linked: Vec<String> = ["kf-s1", "kf-s2", "kf-s3"].map(String::from).to_vec();
     assert!(
         expected.values().any(|(_, ids)| *ids == linked),
