@@ -1,8 +1,9 @@
 //! Kafka mode against a real Kafka-protocol broker (Tansu, started by
 //! `deploy/test.sh`): end to end, crashes, scale-out, a broker restart and
-//! poison messages. In every test the stock served over HTTP must end equal
-//! to an offline `replay` of exactly the events the pipeline acknowledged:
-//! nothing lost, nothing counted twice.
+//! poison messages, fraud rules. In every test the stock served over HTTP
+//! must end equal to an offline `replay` of exactly the events the pipeline
+//! acknowledged: nothing lost, nothing counted twice; where fraud is
+//! planted, the standing fraud alerts equal the embedded program's.
 
 #![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
 
@@ -247,7 +248,9 @@ async fn simulate_to_kafka_to_api_equals_replay_with_duplicates_and_disorder() {
 }
 
 /// Separate roles; the processor is killed with SIGKILL five times while
-/// events flow, and restarted each time.
+/// events flow (with planted fraud), and restarted each time: the stock
+/// equals replay, and the fraud alerts standing on `<p>.alerts` and open on
+/// `serve` equal the embedded program's on the same events.
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_of_the_processor_five_times_loses_and_doubles_nothing() {
     let _turn = ONE_AT_A_TIME.lock().await;
@@ -271,7 +274,16 @@ async fn kill_9_of_the_processor_five_times_loses_and_doubles_nothing() {
         &ingest.base,
         total,
         3000,
-        &["--duplicate-share", "0.03", "--jitter", "60", "--seed", "5"],
+        &[
+            "--duplicate-share",
+            "0.03",
+            "--jitter",
+            "60",
+            "--seed",
+            "5",
+            "--plant-fraud",
+            "8",
+        ],
         &acked,
     );
     let mut seen = 0;
@@ -293,6 +305,33 @@ async fn kill_9_of_the_processor_five_times_loses_and_doubles_nothing() {
     let expected = replay(EXE, &acked, &dir.path().join("replay"));
     let client = reqwest::Client::new();
     wait_stock_equals(&client, &serve.base, &expected, Duration::from_secs(120)).await;
+    // The fraud windows were checkpointed with each stage's partitions: the
+    // alerts standing after the crashes are those of the embedded program
+    // (re-sent raises and withdrawals carry the same ids).
+    let lines: Vec<String> = std::fs::read_to_string(&acked)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let fraud = embedded_fraud(&client, &dir.path().join("embedded"), &[&lines]).await;
+    assert!(
+        !fraud.is_empty(),
+        "the planted fraud raised no alert embedded"
+    );
+    let prefix = env
+        .iter()
+        .find(|(k, _)| *k == "STOREPULSE__KAFKA__TOPIC_PREFIX")
+        .map(|(_, v)| v.to_string())
+        .unwrap();
+    wait_fraud_equals(
+        &client,
+        &storepulse_tests::kafka::broker(),
+        &prefix,
+        &serve.base,
+        &fraud,
+        Duration::from_secs(60),
+    )
+    .await;
     assert!(process.stop(), "graceful stop of the processor failed");
     drop((ingest, serve));
 }
@@ -778,6 +817,74 @@ async fn post_lines(client: &reqwest::Client, base: &str, lines: &[String]) {
     }
 }
 
+/// The open fraud review queue (points overdrafts aside) of an embedded
+/// `storepulse run` fed `batches` of events in order, each batch processed
+/// before the next is sent.
+async fn embedded_fraud(
+    client: &reqwest::Client,
+    data: &Path,
+    batches: &[&[String]],
+) -> std::collections::BTreeMap<String, (String, Vec<String>)> {
+    let embedded = Server::start(
+        EXE,
+        data,
+        0,
+        &[("STOREPULSE__INGEST__MAX_FUTURE_SKEW_SECS", "100000000")],
+    );
+    for batch in batches {
+        post_lines(client, &embedded.base, batch).await;
+        storepulse_tests::wait_caught_up(client, &embedded.base).await;
+    }
+    let mut expected = review_queue(client, &embedded.base, "open").await;
+    expected.retain(|_, (rule, _)| rule != "points_overdraft");
+    assert!(embedded.stop(), "embedded: clean stop");
+    expected
+}
+
+/// Waits until the fraud alerts standing on `<prefix>.alerts` and open on
+/// `serve` (points overdrafts aside) equal `expected`.
+async fn wait_fraud_equals(
+    client: &reqwest::Client,
+    broker: &str,
+    prefix: &str,
+    serve: &str,
+    expected: &std::collections::BTreeMap<String, (String, Vec<String>)>,
+    timeout: Duration,
+) {
+    let topic = format!("{prefix}.alerts");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let on_topic = standing_on_topic(broker, &topic);
+        let mut served = review_queue(client, serve, "open").await;
+        served.retain(|_, (rule, _)| rule != "points_overdraft");
+        if &on_topic == expected && &served == expected {
+            return;
+        }
+        if Instant::now() > deadline {
+            let missing: Vec<_> = expected
+                .iter()
+                .filter(|(k, _)| !on_topic.contains_key(*k))
+                .collect();
+            let extra: Vec<_> = on_topic
+                .iter()
+                .filter(|(k, _)| !expected.contains_key(*k))
+                .collect();
+            let served_differs: Vec<_> = served
+                .keys()
+                .filter(|k| !expected.contains_key(*k))
+                .chain(expected.keys().filter(|k| !served.contains_key(*k)))
+                .collect();
+            panic!(
+                "fraud alerts on Kafka != embedded after {timeout:?}: {} expected, {} standing on {topic}, {} open on serve; missing on the topic {missing:?}; extra on the topic {extra:?}; differing on serve {served_differs:?}",
+                expected.len(),
+                on_topic.len(),
+                served.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Fraud on Kafka: a simulated stream with planted fraud, a large single
 /// purchase, a payment account shared by three members, and a member whose
 /// alias buys in a by-member partition other than its phone's and whose
@@ -890,28 +997,17 @@ async fn fraud_alerts_on_kafka_equal_embedded() {
 
     // The embedded program fed the same acknowledged events, in the same
     // order, is the reference.
-    let mut all: Vec<String> = std::fs::read_to_string(&acked)
+    let simulated: Vec<String> = std::fs::read_to_string(&acked)
         .unwrap()
         .lines()
         .map(str::to_owned)
         .collect();
-    let simulated = all.len();
-    all.extend(first.iter().cloned());
-    all.extend(late.iter().cloned());
-    let embedded_data = setup.dir.path().join("embedded");
-    let embedded = Server::start(
-        EXE,
-        &embedded_data,
-        0,
-        &[("STOREPULSE__INGEST__MAX_FUTURE_SKEW_SECS", "100000000")],
-    );
-    post_lines(&client, &embedded.base, &all[..simulated]).await;
-    post_lines(&client, &embedded.base, &first).await;
-    storepulse_tests::wait_caught_up(&client, &embedded.base).await;
-    post_lines(&client, &embedded.base, &late).await;
-    storepulse_tests::wait_caught_up(&client, &embedded.base).await;
-    let mut expected = review_queue(&client, &embedded.base, "open").await;
-    expected.retain(|_, (rule, _)| rule != "points_overdraft");
+    let expected = embedded_fraud(
+        &client,
+        &setup.dir.path().join("embedded"),
+        &[&simulated, &first, &late],
+    )
+    .await;
     let rules: std::collections::BTreeSet<&str> =
         expected.values().map(|(r, _)| r.as_str()).collect();
     for rule in [
@@ -942,33 +1038,15 @@ async fn fraud_alerts_on_kafka_equal_embedded() {
     );
 
     // Kafka: the topic, then serve's queue, converge to the same alerts.
-    let topic = format!("{}.alerts", setup.prefix);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let on_topic = standing_on_topic(&setup.broker, &topic);
-        let mut served = review_queue(&client, &server.base, "open").await;
-        served.retain(|_, (rule, _)| rule != "points_overdraft");
-        if on_topic == expected && served == expected {
-            break;
-        }
-        if Instant::now() > deadline {
-            let missing: Vec<_> = expected
-                .iter()
-                .filter(|(k, _)| !on_topic.contains_key(*k))
-                .collect();
-            let extra: Vec<_> = on_topic
-                .iter()
-                .filter(|(k, _)| !expected.contains_key(*k))
-                .collect();
-            panic!(
-                "fraud alerts on Kafka != embedded after 90 s: {} expected, {} standing on {topic}, {} open on serve; missing on the topic {missing:?}; extra on the topic {extra:?}",
-                expected.len(),
-                on_topic.len(),
-                served.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_fraud_equals(
+        &client,
+        &setup.broker,
+        &setup.prefix,
+        &server.base,
+        &expected,
+        Duration::from_secs(90),
+    )
+    .await;
 
     // The rules are served; a decision goes through the decisions topic.
     let r = client
@@ -1052,6 +1130,5 @@ async fn fraud_alerts_on_kafka_equal_embedded() {
             "no alert under the changed rule within 30 s ({n} sales of 15,000 CNY)"
         );
     }
-    assert!(embedded.stop(), "embedded: clean stop");
     assert!(server.stop(), "kafka: clean stop");
 }
