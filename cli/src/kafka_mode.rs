@@ -13,8 +13,8 @@
 //!   `storepulse_kafka::materialize`); every instance answers for every
 //!   store, and serves the fraud review queue from `<p>.alerts`. Decisions
 //!   are produced to `<p>.alert-decisions`; `PUT /v1/rules` writes the rules
-//!   file, which every process re-reads (it must be on storage they all
-//!   reach, like `kafka.state_dir`).
+//!   file and publishes the rules to `<p>.fraud-rules`, which every process
+//!   follows.
 //!
 //! Every role serves `/healthz` and `/metrics` on `[http] listen`.
 //! Shutdown (Ctrl-C, SIGTERM): the HTTP server finishes its requests, the
@@ -121,8 +121,9 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     info!(brokers = %kafka.brokers, topic = %topics.events, partitions, roles = ?roles.names(), "kafka mode");
     let stores = Arc::new(StoreMaster::load(&config.storage.stores_csv)?);
     let parser = EventParser::new(stores.clone());
-    // Every process reads the rules file at start and re-reads it (the
-    // processors in their loops, serve through its `RulesHandle`).
+    // The rules file at start; `<p>.fraud-rules` once anything was
+    // published there (serve publishes what it installs; every process
+    // follows the topic).
     let (rules, rules_hash) = RulesHandle::load(&config.fraud.rules_file, &stores)
         .map_err(|e| anyhow::anyhow!("fraud.rules_file: {e}"))?;
 
@@ -185,8 +186,6 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
                 members: config.members.clone(),
                 fraud: config.fraud.processor(),
                 rules: rules.clone(),
-                rules_file: Some(config.fraud.rules_file.clone()),
-                rules_reload: Duration::from_secs_f64(config.fraud.reload_interval_secs),
                 stage,
                 batch_size: config.runtime.batch_size,
                 checkpoint_interval: Duration::from_secs_f64(
@@ -302,6 +301,17 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             None => KafkaAppender::new(&kafka, topics.clone(), partitions)?,
         };
         let eraser: Arc<dyn EventAppender> = Arc::new(producer.clone());
+        let rules_producer = producer.clone();
+        let publish_rules: storepulse_runtime::rules_file::RulesPublisher =
+            Arc::new(move |specs| {
+                let producer = rules_producer.clone();
+                Box::pin(async move {
+                    producer
+                        .publish_rules(specs)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            });
         let publish: DecisionPublisher = Arc::new(move |decision| {
             let producer = producer.clone();
             Box::pin(async move {
@@ -323,13 +333,15 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             erase: crate::serve::erase_submitter(eraser, shared.clone(), first_store),
         }));
         // The rules file: read at start, watched, written by PUT/DELETE
-        // /v1/rules (the processors re-read it too).
+        // /v1/rules; every set installed here is published to
+        // `<p>.fraud-rules`, which the processors and other serves follow.
         let rules_handle = RulesHandle::new(
             config.fraud.rules_file.clone(),
             stores.clone(),
             shared.clone(),
             rules_hash,
-        );
+        )
+        .with_publisher(publish_rules);
         let watch_audit = audit.clone();
         tokio::spawn(rules_handle.clone().watch(
             Duration::from_secs_f64(config.fraud.reload_interval_secs),

@@ -28,7 +28,8 @@
 //! alerts while that rule is on. The compacted `<p>.alert-decisions` holds
 //! the risk team's decisions (any serve instance produces them); every
 //! instance applies them to its queue, so all agree and decisions survive
-//! restarts.
+//! restarts. The rules in force (`GET /v1/rules`) follow
+//! `<p>.fraud-rules` ([`crate::rules`]).
 //!
 //! Reading starts at the beginning of every partition (no consumer-group
 //! offsets): the compacted topic holds one record per (store, SKU), so a
@@ -129,6 +130,7 @@ pub fn run(
         &topics.dlq,
         &topics.members,
         &topics.alert_decisions,
+        &topics.fraud_rules,
     ] {
         let n = crate::topics::partition_count(config, topic)?;
         for p in 0..n as i32 {
@@ -143,6 +145,7 @@ pub fn run(
     let mut versions: HashMap<String, SourceRef> = HashMap::new();
     let mut settlement: BTreeMap<u32, Settlement> = BTreeMap::new();
     let mut stock: Vec<StockRecord> = Vec::new();
+    let stores = shared.inventory().stores().clone();
     while !stop.load(Ordering::Acquire) {
         let mut wait = Duration::from_millis(100);
         stock.clear();
@@ -192,6 +195,18 @@ pub fn run(
                     Err(e) => {
                         progress.unreadable.fetch_add(1, Ordering::Relaxed);
                         warn!(error = %e, "unreadable alert record");
+                    }
+                }
+            } else if topic == topics.fraud_rules {
+                match crate::rules::RulesRecord::parse(payload, &stores) {
+                    Ok(rules) => {
+                        if let Some(fraud) = shared.fraud_mut().as_mut() {
+                            fraud.set_rules(rules);
+                        }
+                    }
+                    Err(reason) => {
+                        progress.unreadable.fetch_add(1, Ordering::Relaxed);
+                        warn!(%reason, "fraud rules record refused; the rules in force stay");
                     }
                 }
             } else if topic == topics.alert_decisions {

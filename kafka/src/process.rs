@@ -46,8 +46,9 @@
 //! are in its partitions' checkpoints (`Checkpoint::fraud`). Alerts raised
 //! and withdrawn go to `<p>.alerts`, keyed by `alert_id`, as
 //! `{"type":"alert.raised",...}` / `{"type":"alert.withdrawn",...}` (the
-//! webhook bodies). The rules come from the rules file, re-read every
-//! `rules_reload`; each stage keeps the rules of its key kind.
+//! webhook bodies). The rules come from `<p>.fraud-rules` (see
+//! [`crate::rules`]; the rules file at start while the topic is empty),
+//! followed while running; each stage keeps the rules of its key kind.
 //!
 //! **Wrong partition.** An event whose `store_id` hashes elsewhere (a POS
 //! producing with another partitioner) is forwarded, unchanged and keyed by
@@ -146,13 +147,9 @@ pub struct ProcessSettings {
     pub members: MemberConfig,
     /// `[fraud]` settings of the fraud processors.
     pub fraud: FraudConfig,
-    /// The fraud rules at start (all kinds; each stage keeps its own).
+    /// The fraud rules at start when `<p>.fraud-rules` is still empty (all
+    /// kinds; each stage keeps its own).
     pub rules: RuleSet,
-    /// The rules file, re-read every `rules_reload` (`None`: the rules
-    /// above stay).
-    pub rules_file: Option<PathBuf>,
-    /// How often the rules file is re-read.
-    pub rules_reload: Duration,
     /// Which processors this loop runs.
     pub stage: Stage,
     /// Most records processed between output flushes. Default 2000.
@@ -532,9 +529,8 @@ struct GroupContext {
     in_flight: Mutex<Option<CheckpointJob>>,
     /// An empty inventory state (member checkpoints carry one).
     blank: Arc<InventoryState>,
-    /// The fraud rules in force (all kinds), and the text of the rules
-    /// file last refused (not to warn about it again).
-    rules: Mutex<(RuleSet, Option<String>)>,
+    /// The fraud rules in force (all kinds).
+    rules: Mutex<RuleSet>,
 }
 
 impl ClientContext for GroupContext {}
@@ -659,7 +655,6 @@ impl GroupContext {
             .rules
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .0
             .only(self.settings.stage.fraud_key());
         let fraud = |state: Option<FraudState>| -> Box<FraudProcessor> {
             let config = self.settings.fraud.clone();
@@ -1294,43 +1289,28 @@ impl GroupContext {
         Ok(())
     }
 
-    /// Re-reads the rules file; installs a changed, valid one in every
-    /// owned partition (each keeps the rules of its stage's key kind). An
-    /// invalid file leaves the rules in force, with one warning per
-    /// content.
-    fn reload_rules(&self) {
-        let Some(path) = &self.settings.rules_file else {
-            return;
-        };
-        // A missing file is not a change (the defaults stay, as embedded).
-        let Ok(text) = std::fs::read_to_string(path) else {
-            return;
-        };
-        let mut current = self
-            .rules
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match storepulse_runtime::rules_file::parse(&text, self.parser.stores()) {
-            Ok(rules) => {
-                current.1 = None;
-                if rules.specs() == current.0.specs() {
-                    return;
-                }
-                info!(path = %path.display(), rules = rules.rules().len(), "fraud rules reloaded");
-                current.0 = rules.clone();
-                // Not holding `rules` while taking `owned` (assignment
-                // takes them the other way round).
-                drop(current);
-                for state in self.owned().values_mut() {
-                    state.task.set_rules(&rules, self.settings.stage);
-                }
+    /// Installs rules published on `<p>.fraud-rules` in every owned
+    /// partition (each keeps the rules of its stage's key kind; a rule
+    /// whose definition is unchanged keeps its windows).
+    fn install_rules(&self, rules: RuleSet) {
+        {
+            let mut current = self
+                .rules
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if rules.specs() == current.specs() {
+                return;
             }
-            Err(reason) => {
-                if current.1.as_deref() != Some(text.as_str()) {
-                    warn!(path = %path.display(), %reason, "fraud rules file refused; the old rules stay in force");
-                    current.1 = Some(text);
-                }
-            }
+            *current = rules.clone();
+            // Not holding `rules` while taking `owned` (assignment takes
+            // them the other way round).
+        }
+        info!(
+            rules = rules.rules().len(),
+            "fraud rules installed from the rules topic"
+        );
+        for state in self.owned().values_mut() {
+            state.task.set_rules(&rules, self.settings.stage);
         }
     }
 
@@ -1718,8 +1698,14 @@ pub fn run(
     );
     let batch_size = settings.batch_size.max(1);
     let interval = settings.checkpoint_interval;
-    let rules_reload = settings.rules_reload;
-    let rules = settings.rules.clone();
+    // The newest published rules, else those of the rules file.
+    let (mut rules_feed, published) = crate::rules::RulesFeed::open(
+        &settings.kafka,
+        &settings.topics.fraud_rules,
+        parser.stores(),
+        Duration::from_secs(10),
+    )?;
+    let rules = published.unwrap_or_else(|| settings.rules.clone());
     let context = GroupContext {
         settings,
         parser,
@@ -1729,7 +1715,7 @@ pub fn run(
         failure: Mutex::new(None),
         in_flight: Mutex::new(None),
         blank,
-        rules: Mutex::new((rules, None)),
+        rules: Mutex::new(rules),
     };
     let consumer: BaseConsumer<GroupContext> =
         crate::client::consumer(&context.settings.kafka, "storepulse-process", &group_id)
@@ -1892,8 +1878,10 @@ pub fn run(
             }
             last_checkpoint = Instant::now();
         }
-        if last_rules.elapsed() >= rules_reload {
-            ctx.reload_rules();
+        if last_rules.elapsed() >= Duration::from_millis(500) {
+            if let Some(rules) = rules_feed.poll(ctx.parser.stores()) {
+                ctx.install_rules(rules);
+            }
             last_rules = Instant::now();
         }
         if last_lag.elapsed() >= Duration::from_secs(2) {

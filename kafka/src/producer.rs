@@ -3,7 +3,8 @@
 //! the broker acknowledged them (`acks=all`, idempotent, compressed).
 //!
 //! It also produces the risk team's review decisions (`serve`, Kafka mode)
-//! to `<prefix>.alert-decisions`.
+//! to `<prefix>.alert-decisions`, and the fraud rules `serve` installs to
+//! `<prefix>.fraud-rules`.
 //!
 //! A full producer queue answers 503 at once (back-pressure); a broker that
 //! does not acknowledge within `produce_timeout_ms` answers 503 too. Events
@@ -168,6 +169,25 @@ impl KafkaAppender {
             payload,
         };
         self.send_all(&self.topics.alert_decisions, vec![record], |_| None)
+            .await
+    }
+
+    /// Publishes the whole fraud rule set to `<p>.fraud-rules` (key
+    /// `rules`) and waits for the broker's acknowledgement.
+    ///
+    /// # Errors
+    /// The broker did not acknowledge it.
+    pub async fn publish_rules(
+        &self,
+        rules: Vec<storepulse_processors::fraud::RuleSpec>,
+    ) -> std::result::Result<(), AppendError> {
+        let payload = serde_json::to_vec(&crate::rules::RulesRecord { rules })
+            .map_err(|e| AppendError::Unavailable(format!("encode rules: {e}")))?;
+        let record = KeyedEvent {
+            key: crate::rules::RULES_KEY.to_owned(),
+            payload,
+        };
+        self.send_all(&self.topics.fraud_rules, vec![record], |_| None)
             .await
     }
 

@@ -9,6 +9,7 @@
 //! | `<p>.events.by-account` | `payment.account_ref` | a sale (contract event) paid with that account, or the stock stage's clock (header `storepulse.control`) | delete |
 //! | `<p>.alerts` | `alert_id` | stock and points alerts: [`AlertRecord`](storepulse_runtime::alerts::AlertRecord) (`{"family":..,"alert":..}`); fraud alerts: `{"type":"alert.raised","rule":..,"alert":{FraudAlert}}` or `{"type":"alert.withdrawn","rule":..,"withdrawn":{AlertWithdrawn}}` (see [`crate::records::AlertsTopicRecord`]) | compact |
 //! | `<p>.alert-decisions` | `alert_id` | a review [`Decision`](storepulse_runtime::review::Decision) (the latest per alert) | compact |
+//! | `<p>.fraud-rules` | `rules` | the whole fraud rule set ([`RulesRecord`](crate::rules::RulesRecord)) | compact |
 //! | `<p>.members` | `phone:<hash>` of a registered person, else its member id; `p<N>` with header `storepulse.kind: settlement` | [`MemberSnapshot`](crate::records::MemberSnapshot), a tombstone when the person is gone (erased, merged, moved); a partition's settlement table | compact |
 //! | `<p>.member-tags` | canonical member id | a member-log record (`{"type":"tag_change",...}` or `{"type":"member_erased",...}`) | delete |
 //!
@@ -45,6 +46,8 @@ pub struct Topics {
     pub events_by_account: String,
     /// Review decisions, keyed by alert id (compacted).
     pub alert_decisions: String,
+    /// The fraud rules in force (compacted, one key).
+    pub fraud_rules: String,
 }
 
 impl Topics {
@@ -60,10 +63,11 @@ impl Topics {
             members: format!("{prefix}.members"),
             events_by_account: format!("{prefix}.events.by-account"),
             alert_decisions: format!("{prefix}.alert-decisions"),
+            fraud_rules: format!("{prefix}.fraud-rules"),
         }
     }
 
-    fn all(&self) -> [(&str, bool); 9] {
+    fn all(&self) -> [(&str, bool); 10] {
         [
             (&self.events, false),
             (&self.events_by_member, false),
@@ -74,6 +78,7 @@ impl Topics {
             (&self.members, true),
             (&self.events_by_account, false),
             (&self.alert_decisions, true),
+            (&self.fraud_rules, true),
         ]
     }
 }

@@ -1130,5 +1130,44 @@ async fn fraud_alerts_on_kafka_equal_embedded() {
             "no alert under the changed rule within 30 s ({n} sales of 15,000 CNY)"
         );
     }
+    // The rules reached the other processes through `<p>.fraud-rules`: a
+    // second serve, whose own rules file does not exist (defaults), serves
+    // the changed rule.
+    let rules_topic = format!("{}.fraud-rules", setup.prefix);
+    let published = storepulse_tests::kafka::read_topic(&setup.broker, &rules_topic);
+    assert!(
+        published.iter().any(|r| r.2 == "rules"),
+        "nothing published on {rules_topic}"
+    );
+    let env = env_refs(&setup.env);
+    let second = Server::start_role(
+        EXE,
+        &config(),
+        &setup.data.join("serve-2"),
+        0,
+        "serve",
+        &env,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r: serde_json::Value = client
+            .get(format!("{}/v1/rules/large_single_purchase", second.base))
+            .bearer_auth(storepulse_tests::RISK_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_default();
+        if r.to_string().contains("1000000") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a second serve does not serve the changed rule: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(second.stop(), "second serve: clean stop");
     assert!(server.stop(), "kafka: clean stop");
 }
