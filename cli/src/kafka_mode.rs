@@ -4,12 +4,17 @@
 //! - **ingest**: `POST /v1/events` produces accepted events to
 //!   `<prefix>.events` keyed by `store_id` and answers after `acks=all`.
 //!   Stateless: run as many as the POS traffic needs, behind a load balancer.
-//! - **process**: joins the consumer group and runs the processors on the
-//!   partitions it is given (see `storepulse_kafka::process`). Scale by
-//!   starting more, up to the partition count.
-//! - **serve**: the query API from a read model of the stock, alerts and
-//!   dead-letter topics (see `storepulse_kafka::materialize`); every
-//!   instance answers for every store.
+//! - **process**: joins the consumer groups (stock, members, accounts) and
+//!   runs the processors, fraud rules included, on the partitions it is
+//!   given (see `storepulse_kafka::process`). Scale by starting more, up to
+//!   the partition count.
+//! - **serve**: the query API from a read model of the stock, alerts,
+//!   dead-letter, member and decision topics (see
+//!   `storepulse_kafka::materialize`); every instance answers for every
+//!   store, and serves the fraud review queue from `<p>.alerts`. Decisions
+//!   are produced to `<p>.alert-decisions`; `PUT /v1/rules` writes the rules
+//!   file and publishes the rules to `<p>.fraud-rules`, which every process
+//!   follows.
 //!
 //! Every role serves `/healthz` and `/metrics` on `[http] listen`.
 //! Shutdown (Ctrl-C, SIGTERM): the HTTP server finishes its requests, the
@@ -34,7 +39,7 @@ use storepulse_core::latency::VisibilityTracker;
 use storepulse_core::{EventParser, StoreMaster};
 use storepulse_dashboards::access::AccessTable;
 use storepulse_dashboards::audit::AuditLog;
-use storepulse_dashboards::fraud::{fraud_router, FraudApiState};
+use storepulse_dashboards::fraud::{fraud_router, DecisionPublisher, DecisionStore, FraudApiState};
 use storepulse_dashboards::members::{member_router, MemberApiState};
 use storepulse_dashboards::{DeadLetterReader, QueryState};
 use storepulse_ingest::append::EventAppender;
@@ -44,9 +49,12 @@ use storepulse_kafka::materialize::ReadModel;
 use storepulse_kafka::process::{ProcessMetrics, ProcessSettings, Stage};
 use storepulse_kafka::producer::KafkaAppender;
 use storepulse_kafka::Topics;
+use storepulse_processors::fraud::FraudProcessor;
 use storepulse_processors::inventory::InventoryProcessor;
 use storepulse_processors::members::MemberProcessor;
 use storepulse_runtime::alerts::AlertBook;
+use storepulse_runtime::review::ReviewQueue;
+use storepulse_runtime::rules_file::RulesHandle;
 use storepulse_runtime::Shared;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -113,6 +121,11 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     info!(brokers = %kafka.brokers, topic = %topics.events, partitions, roles = ?roles.names(), "kafka mode");
     let stores = Arc::new(StoreMaster::load(&config.storage.stores_csv)?);
     let parser = EventParser::new(stores.clone());
+    // The rules file at start; `<p>.fraud-rules` once anything was
+    // published there (serve publishes what it installs; every process
+    // follows the topic).
+    let (rules, rules_hash) = RulesHandle::load(&config.fraud.rules_file, &stores)
+        .map_err(|e| anyhow::anyhow!("fraud.rules_file: {e}"))?;
 
     let visibility = Arc::new(VisibilityTracker::default());
     let mut shared = Shared::new(
@@ -126,6 +139,13 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             MemberProcessor::new(config.members.clone(), stores.clone())
                 .map_err(anyhow::Error::msg)?
                 .without_dedup(),
+        );
+        // The review queue, fed from `<p>.alerts` and
+        // `<p>.alert-decisions`; this fraud processor sees no events, it
+        // holds the rules in force for `GET /v1/rules`.
+        shared = shared.with_fraud(
+            FraudProcessor::new(config.fraud.processor(), rules.clone(), stores.clone()),
+            ReviewQueue::new(config.fraud.review_capacity),
         );
     }
     let shared = Arc::new(shared);
@@ -142,13 +162,17 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         metrics
     });
     if let Some(metrics) = &process_metrics {
-        // Two loops: stock per store on the events topic, and members per
-        // person on the by-member topic (its metrics under `members_`).
+        // Three loops: stock per store on the events topic, members per
+        // person on the by-member topic (its metrics under `members_`), and
+        // the account fraud rules on the by-account topic (`accounts_`).
         let member_metrics = ProcessMetrics::with_pipeline(Default::default());
         member_metrics.register(registry.sub_registry_with_prefix("members"));
+        let account_metrics = ProcessMetrics::with_pipeline(Default::default());
+        account_metrics.register(registry.sub_registry_with_prefix("accounts"));
         for (stage, metrics) in [
             (Stage::Stock, metrics.clone()),
             (Stage::Members, member_metrics),
+            (Stage::Accounts, account_metrics),
         ] {
             let settings = ProcessSettings {
                 kafka: kafka.clone(),
@@ -160,6 +184,8 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
                     .unwrap_or_else(|| config.storage.data_dir.join("kafka-state")),
                 inventory: config.inventory.clone(),
                 members: config.members.clone(),
+                fraud: config.fraud.processor(),
+                rules: rules.clone(),
                 stage,
                 batch_size: config.runtime.batch_size,
                 checkpoint_interval: Duration::from_secs_f64(
@@ -170,6 +196,7 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             let name = match stage {
                 Stage::Stock => "storepulse-process",
                 Stage::Members => "storepulse-members",
+                Stage::Accounts => "storepulse-accounts",
             };
             threads.push(
                 std::thread::Builder::new()
@@ -185,6 +212,7 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     }
 
     let read_model = ReadModel::default();
+    let rules_watch = tokio_util::sync::CancellationToken::new();
     if roles.serve {
         let (kafka, topics, shared, model, stop, failed) = (
             kafka.clone(),
@@ -266,11 +294,33 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         audit
             .record_config(&serde_json::to_value(&config).context("config as JSON")?)
             .context("auditing the configuration")?;
-        // Erasures go through the events topic like any event.
-        let eraser: Arc<dyn EventAppender> = match &appender {
-            Some(producer) => Arc::new(producer.clone()),
-            None => Arc::new(KafkaAppender::new(&kafka, topics.clone(), partitions)?),
+        // Erasures go through the events topic like any event; decisions
+        // to `<p>.alert-decisions`.
+        let producer = match &appender {
+            Some(producer) => producer.clone(),
+            None => KafkaAppender::new(&kafka, topics.clone(), partitions)?,
         };
+        let eraser: Arc<dyn EventAppender> = Arc::new(producer.clone());
+        let rules_producer = producer.clone();
+        let publish_rules: storepulse_runtime::rules_file::RulesPublisher =
+            Arc::new(move |specs| {
+                let producer = rules_producer.clone();
+                Box::pin(async move {
+                    producer
+                        .publish_rules(specs)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            });
+        let publish: DecisionPublisher = Arc::new(move |decision| {
+            let producer = producer.clone();
+            Box::pin(async move {
+                producer
+                    .publish_decision(&decision)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        });
         let first_store = stores
             .iter()
             .next()
@@ -282,14 +332,32 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             audit: audit.clone(),
             erase: crate::serve::erase_submitter(eraser, shared.clone(), first_store),
         }));
-        // Stock alerts as before; the fraud review queue is not served in
-        // Kafka mode yet (503 with the reason).
+        // The rules file: read at start, watched, written by PUT/DELETE
+        // /v1/rules; every set installed here is published to
+        // `<p>.fraud-rules`, which the processors and other serves follow.
+        let rules_handle = RulesHandle::new(
+            config.fraud.rules_file.clone(),
+            stores.clone(),
+            shared.clone(),
+            rules_hash,
+        )
+        .with_publisher(publish_rules);
+        let watch_audit = audit.clone();
+        tokio::spawn(rules_handle.clone().watch(
+            Duration::from_secs_f64(config.fraud.reload_interval_secs),
+            rules_watch.clone(),
+            move |change| {
+                storepulse_dashboards::fraud::audit_rules_file_change(&watch_audit, &change);
+            },
+        ));
+        // Webhooks are sent by the embedded mode only (for now): in Kafka
+        // mode a consumer of `<p>.alerts` takes their place.
         app = app.merge(fraud_router(FraudApiState {
             shared: shared.clone(),
             access,
             audit,
-            decisions: None,
-            rules: None,
+            decisions: Some(DecisionStore::Published(publish)),
+            rules: Some(rules_handle),
             notify: None,
             backtest: None,
             backtest_gate: Arc::new(tokio::sync::Semaphore::new(1)),
@@ -347,6 +415,7 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         served
     };
     stop.store(true, Ordering::Release);
+    rules_watch.cancel();
     if let Some(producer) = appender {
         tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10)))
             .await
@@ -425,6 +494,8 @@ async fn healthz(State(ops): State<OpsState>) -> Response {
             "stock_records": p.stock_records.load(Ordering::Relaxed),
             "stale_records": p.stale_records.load(Ordering::Relaxed),
             "unreadable": p.unreadable.load(Ordering::Relaxed),
+            "fraud_records": p.fraud_records.load(Ordering::Relaxed),
+            "decisions": p.decisions.load(Ordering::Relaxed),
         });
         body["event_time_clock"] = ops.shared.inventory().clock_text().into();
     }

@@ -28,7 +28,7 @@ use storepulse_core::time::format_china;
 use storepulse_core::{EventParser, StoreMaster};
 use storepulse_dashboards::access::AccessTable;
 use storepulse_dashboards::audit::AuditLog;
-use storepulse_dashboards::fraud::{fraud_router, BacktestRunner, FraudApiState};
+use storepulse_dashboards::fraud::{fraud_router, BacktestRunner, DecisionStore, FraudApiState};
 use storepulse_dashboards::members::{member_router, EraseRequest, EraseSubmitter, MemberApiState};
 use storepulse_dashboards::{DeadLetterReader, QueryState};
 use storepulse_ingest::append::{EventAppender, KeyedEvent, LogAppender};
@@ -430,7 +430,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             shared: shared.clone(),
             access: access.clone(),
             audit: audit.clone(),
-            decisions: Some(decision_log),
+            decisions: Some(DecisionStore::Log(decision_log)),
             rules: Some(rules_handle),
             notify: alert_sink,
             backtest: Some(log_backtest(

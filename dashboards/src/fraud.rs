@@ -17,9 +17,11 @@
 //! rule, and refusals with their reason), and reads of an alert's member
 //! history (`member.read`). Refusals for a missing role are 403.
 //!
-//! A decision is then appended to the decision log (fsynced) and applied
-//! to the queue, and emitted to the webhooks as a `decided:<alert_id>:<n>`
-//! notification ("emitted as events").
+//! A decision is then made durable ([`DecisionStore`]: appended to the
+//! decision log, fsynced, embedded; produced to `<p>.alert-decisions` and
+//! acknowledged by the broker, Kafka mode, where every serve applies it from
+//! the topic) and applied to the queue, and emitted to the webhooks as a
+//! `decided:<alert_id>:<n>` notification ("emitted as events").
 //!
 //! Reading: the risk team needs the member's recent history to review an
 //! alert, so `risk` sees it without `member_data` (need-to-know for fraud
@@ -88,7 +90,7 @@ pub struct FraudApiState {
     pub audit: AuditLog,
     /// Where decisions are made durable (`None`: this process takes no
     /// decisions, 503).
-    pub decisions: Option<Arc<DecisionLog>>,
+    pub decisions: Option<DecisionStore>,
     /// The rules file (`None`: rules are read-only here, 503 on changes).
     pub rules: Option<RulesHandle>,
     /// The webhook outbox, for decisions.
@@ -97,6 +99,26 @@ pub struct FraudApiState {
     pub backtest: Option<BacktestRunner>,
     /// One backtest at a time (it reads the whole event log).
     pub backtest_gate: Arc<tokio::sync::Semaphore>,
+}
+
+/// Produces a decision where every serve reads it (Kafka mode); resolves
+/// once it is durable (the broker acknowledged it).
+pub type DecisionPublisher = Arc<
+    dyn Fn(
+            Decision,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Where decisions are made durable.
+#[derive(Clone)]
+pub enum DecisionStore {
+    /// The embedded decision log (fsynced before the answer).
+    Log(Arc<DecisionLog>),
+    /// Kafka mode: `<p>.alert-decisions` (compacted, key alert id).
+    Published(DecisionPublisher),
 }
 
 impl axum::extract::FromRef<FraudApiState> for Arc<AccessTable> {
@@ -128,12 +150,13 @@ fn audit_failed(error: &AuditError) -> ApiError {
     )
 }
 
-/// 503 where this process runs no fraud rules (Kafka mode, for now).
+/// 503 where this process holds no review queue (a Kafka role other than
+/// `serve`).
 fn serving(st: &FraudApiState) -> Result<(), ApiError> {
     if st.shared.fraud().is_none() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "fraud review is not served by this process (Kafka mode runs no fraud rules yet)",
+            "fraud review is not served by this process",
         ));
     }
     Ok(())
@@ -306,16 +329,20 @@ async fn decide(
         .await
         .map_err(|e| audit_failed(&e))?;
     let to_log = decision.clone();
-    tokio::task::spawn_blocking(move || log.append(&to_log))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "decision log: write failed");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "decision log unavailable: the decision was not recorded; retry",
-            )
-        })?;
+    let recorded = match log {
+        DecisionStore::Log(log) => tokio::task::spawn_blocking(move || log.append(&to_log))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| e.to_string()),
+        DecisionStore::Published(publish) => publish(to_log).await,
+    };
+    recorded.map_err(|e| {
+        tracing::error!(error = %e, "decision log: write failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "decision log unavailable: the decision was not recorded; retry",
+        )
+    })?;
     st.shared.review_mut().decide(decision.clone());
     let notified = match &st.notify {
         Some(sink) => {
@@ -650,7 +677,7 @@ mod tests {
             shared,
             access,
             audit: audit.clone(),
-            decisions: Some(Arc::new(decisions)),
+            decisions: Some(DecisionStore::Log(Arc::new(decisions))),
             rules: Some(handle),
             notify: None,
             backtest: Some(runner(stores_for_backtest)),

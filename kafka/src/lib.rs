@@ -11,6 +11,7 @@
 //! - [`process`]: the partitioned processing loop of `storepulse process`.
 //! - [`materialize`]: the read model of `storepulse serve` (stock, alerts
 //!   and dead letters from their topics).
+//! - [`rules`]: the fraud rules topic every process follows.
 //! - [`dump`]: reading a whole topic, for `replay --from-topic`.
 //! - [`error`]: this crate's error enum.
 
@@ -23,6 +24,7 @@ pub mod partitioner;
 pub mod process;
 pub mod producer;
 pub mod records;
+pub mod rules;
 pub mod topics;
 
 pub use config::KafkaConfig;

@@ -22,6 +22,15 @@
 //! a [`MemberProcessor`](storepulse_processors::members::MemberProcessor) in
 //! read-model mode, so the member API answers the same as embedded.
 //!
+//! **Fraud review.** `<p>.alerts` also carries the fraud alerts raised and
+//! withdrawn by the processors ([`AlertsTopicRecord`]); they fill the
+//! review queue of `shared` (when it has one), as do points-overdraft
+//! alerts while that rule is on. The compacted `<p>.alert-decisions` holds
+//! the risk team's decisions (any serve instance produces them); every
+//! instance applies them to its queue, so all agree and decisions survive
+//! restarts. The rules in force (`GET /v1/rules`) follow
+//! `<p>.fraud-rules` ([`crate::rules`]).
+//!
 //! Reading starts at the beginning of every partition (no consumer-group
 //! offsets): the compacted topic holds one record per (store, SKU), so a
 //! start costs one pass over the current stock.
@@ -36,13 +45,16 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use storepulse_core::dead_letter::DeadLetter;
 use storepulse_processors::members::ledger::Settlement;
-use storepulse_runtime::alerts::AlertRecord;
+use storepulse_runtime::alerts::Alert;
+use storepulse_runtime::review::{Decision, ReviewAlert};
 use storepulse_runtime::Shared;
 use tracing::{debug, info, warn};
 
 use crate::config::KafkaConfig;
 use crate::error::{KafkaError, Result};
-use crate::records::{MemberSnapshot, SettlementSnapshot, SourceRef, StockRecord, HEADER_KIND};
+use crate::records::{
+    AlertsTopicRecord, MemberSnapshot, SettlementSnapshot, SourceRef, StockRecord, HEADER_KIND,
+};
 use crate::topics::Topics;
 
 /// Dead letters kept for `GET /v1/dlq`.
@@ -85,6 +97,10 @@ pub struct MaterializeProgress {
     pub stale_records: AtomicU64,
     /// Records that could not be read (bad JSON, unknown store).
     pub unreadable: AtomicU64,
+    /// Fraud alert records (raised or withdrawn) read into the review queue.
+    pub fraud_records: AtomicU64,
+    /// Review decisions read.
+    pub decisions: AtomicU64,
 }
 
 /// Reads the output topics into `shared` until `stop` is set. Blocking:
@@ -108,7 +124,14 @@ pub fn run(
         .create()
         .map_err(KafkaError::client("read-model consumer"))?;
     let mut tpl = TopicPartitionList::new();
-    for topic in [&topics.stock, &topics.alerts, &topics.dlq, &topics.members] {
+    for topic in [
+        &topics.stock,
+        &topics.alerts,
+        &topics.dlq,
+        &topics.members,
+        &topics.alert_decisions,
+        &topics.fraud_rules,
+    ] {
         let n = crate::topics::partition_count(config, topic)?;
         for p in 0..n as i32 {
             tpl.add_partition_offset(topic, p, Offset::Beginning)
@@ -122,6 +145,7 @@ pub fn run(
     let mut versions: HashMap<String, SourceRef> = HashMap::new();
     let mut settlement: BTreeMap<u32, Settlement> = BTreeMap::new();
     let mut stock: Vec<StockRecord> = Vec::new();
+    let stores = shared.inventory().stores().clone();
     while !stop.load(Ordering::Acquire) {
         let mut wait = Duration::from_millis(100);
         stock.clear();
@@ -166,13 +190,34 @@ pub fn run(
                     }
                 }
             } else if topic == topics.alerts {
-                match serde_json::from_slice::<AlertRecord>(payload) {
-                    Ok(alert) => {
-                        shared.alerts_mut().push(alert);
-                    }
+                match AlertsTopicRecord::parse(payload) {
+                    Ok(record) => apply_alert_record(shared, record, progress),
                     Err(e) => {
                         progress.unreadable.fetch_add(1, Ordering::Relaxed);
                         warn!(error = %e, "unreadable alert record");
+                    }
+                }
+            } else if topic == topics.fraud_rules {
+                match crate::rules::RulesRecord::parse(payload, &stores) {
+                    Ok(rules) => {
+                        if let Some(fraud) = shared.fraud_mut().as_mut() {
+                            fraud.set_rules(rules);
+                        }
+                    }
+                    Err(reason) => {
+                        progress.unreadable.fetch_add(1, Ordering::Relaxed);
+                        warn!(%reason, "fraud rules record refused; the rules in force stay");
+                    }
+                }
+            } else if topic == topics.alert_decisions {
+                match serde_json::from_slice::<Decision>(payload) {
+                    Ok(decision) => {
+                        progress.decisions.fetch_add(1, Ordering::Relaxed);
+                        shared.review_mut().decide(decision);
+                    }
+                    Err(e) => {
+                        progress.unreadable.fetch_add(1, Ordering::Relaxed);
+                        warn!(error = %e, "unreadable decision record");
                     }
                 }
             } else if let Ok(letter) = serde_json::from_slice::<DeadLetter>(payload) {
@@ -207,6 +252,36 @@ pub fn run(
         progress.stock_records.fetch_add(applied, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// Applies one record of `<p>.alerts`: stock and points alerts to the
+/// alert book, fraud alerts (and points overdrafts while that rule is on)
+/// to the review queue.
+fn apply_alert_record(shared: &Shared, record: AlertsTopicRecord, progress: &MaterializeProgress) {
+    match record {
+        AlertsTopicRecord::Alert(alert) => {
+            if let Alert::PointsOverdraft(overdraft) = &alert.alert {
+                let to_review = shared
+                    .fraud()
+                    .as_ref()
+                    .is_some_and(|f| f.rules().points_overdraft_enabled());
+                if to_review {
+                    shared
+                        .review_mut()
+                        .raise(ReviewAlert::from_overdraft(overdraft), None);
+                }
+            }
+            shared.alerts_mut().push(*alert);
+        }
+        AlertsTopicRecord::Raised(alert) => {
+            progress.fraud_records.fetch_add(1, Ordering::Relaxed);
+            shared.review_mut().raise(*alert, None);
+        }
+        AlertsTopicRecord::Withdrawn(w) => {
+            progress.fraud_records.fetch_add(1, Ordering::Relaxed);
+            shared.review_mut().withdraw(*w);
+        }
+    }
 }
 
 /// Applies one record of `<p>.members` to the served member processor.

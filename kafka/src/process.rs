@@ -36,6 +36,20 @@
 //! partition *lost* (this instance was thrown out of the group) is dropped
 //! without a checkpoint; its next owner resumes from the last one.
 //!
+//! **Fraud rules** run where their key is whole (ARCHITECTURE.md "Fraud on
+//! Kafka"): order-keyed rules beside inventory in the stock stage (an
+//! order's sale is in its store's partition); member-keyed rules in each
+//! member partition ([`MemberPartition::with_fraud`]); account-keyed rules
+//! in a third stage, [`Stage::Accounts`], on `<p>.events.by-account`, to
+//! which the stock stage forwards every applied sale that names a
+//! `payment.account_ref` (keyed by it, murmur2). Each stage's fraud windows
+//! are in its partitions' checkpoints (`Checkpoint::fraud`). Alerts raised
+//! and withdrawn go to `<p>.alerts`, keyed by `alert_id`, as
+//! `{"type":"alert.raised",...}` / `{"type":"alert.withdrawn",...}` (the
+//! webhook bodies). The rules come from `<p>.fraud-rules` (see
+//! [`crate::rules`]; the rules file at start while the topic is empty),
+//! followed while running; each stage keeps the rules of its key kind.
+//!
 //! **Wrong partition.** An event whose `store_id` hashes elsewhere (a POS
 //! producing with another partitioner) is forwarded, unchanged and keyed by
 //! `store_id`, to the right partition, where it is applied; forwarded twice
@@ -64,6 +78,9 @@ use rustc_hash::FxHashMap;
 use storepulse_core::dead_letter::{DeadLetter, RejectedAt};
 use storepulse_core::source::SourcePosition;
 use storepulse_core::{EventParser, EventType};
+use storepulse_processors::fraud::{
+    FraudConfig, FraudOutput, FraudProcessor, FraudState, KeyKind, RuleSet,
+};
 use storepulse_processors::inventory::{
     InventoryConfig, InventoryOutput, InventoryProcessor, InventoryState, StockChange,
 };
@@ -74,8 +91,9 @@ use storepulse_processors::members::{
 use storepulse_processors::{Outcome, Processor};
 use storepulse_runtime::alerts::{Alert, AlertBook, AlertRecord};
 use storepulse_runtime::checkpoint::{CheckpointRef, CheckpointStore};
-use storepulse_runtime::driver::MemberLogRecord;
-use storepulse_runtime::metrics::{AlertLabels, PipelineMetrics, ProcessedLabels};
+use storepulse_runtime::driver::{AlertNotice, MemberLogRecord};
+use storepulse_runtime::metrics::{AlertLabels, PipelineMetrics, ProcessedLabels, RuleLabels};
+use storepulse_runtime::review::ReviewState;
 use tracing::{debug, error, info, warn};
 
 use crate::config::KafkaConfig;
@@ -97,8 +115,23 @@ pub enum Stage {
     /// `<p>.events.by-member`.
     Stock,
     /// Members per person, on `<p>.events.by-member` (see
-    /// `storepulse_processors::members::partitioned`).
+    /// `storepulse_processors::members::partitioned`), with the
+    /// member-keyed fraud rules.
     Members,
+    /// Account-keyed fraud rules per `payment.account_ref`, on
+    /// `<p>.events.by-account`.
+    Accounts,
+}
+
+impl Stage {
+    /// The fraud rules this stage runs: the window rules of its key kind.
+    pub fn fraud_key(self) -> KeyKind {
+        match self {
+            Stage::Stock => KeyKind::Order,
+            Stage::Members => KeyKind::Member,
+            Stage::Accounts => KeyKind::PaymentAccount,
+        }
+    }
 }
 
 /// Everything `process` needs besides the broker.
@@ -112,6 +145,11 @@ pub struct ProcessSettings {
     pub state_dir: PathBuf,
     pub inventory: InventoryConfig,
     pub members: MemberConfig,
+    /// `[fraud]` settings of the fraud processors.
+    pub fraud: FraudConfig,
+    /// The fraud rules at start when `<p>.fraud-rules` is still empty (all
+    /// kinds; each stage keeps its own).
+    pub rules: RuleSet,
     /// Which processors this loop runs.
     pub stage: Stage,
     /// Most records processed between output flushes. Default 2000.
@@ -126,6 +164,7 @@ impl ProcessSettings {
         match self.stage {
             Stage::Stock => &self.topics.events,
             Stage::Members => &self.topics.events_by_member,
+            Stage::Accounts => &self.topics.events_by_account,
         }
     }
 
@@ -134,6 +173,7 @@ impl ProcessSettings {
         match self.stage {
             Stage::Stock => self.kafka.group_id.clone(),
             Stage::Members => format!("{}-members", self.kafka.group_id),
+            Stage::Accounts => format!("{}-accounts", self.kafka.group_id),
         }
     }
 }
@@ -241,29 +281,51 @@ impl ProcessMetrics {
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // one per owned partition, never moved in a hot loop
 enum Task {
-    Stock(InventoryProcessor),
+    /// Inventory and the order-keyed fraud rules.
+    Stock(InventoryProcessor, Box<FraudProcessor>),
     Members(Box<MemberPartition>),
+    /// The account-keyed fraud rules.
+    Accounts(Box<FraudProcessor>),
 }
 
 /// A copy of a task's state for a background checkpoint.
 #[allow(clippy::large_enum_variant)] // one per partition per checkpoint
 enum TaskCopy {
-    Stock(InventoryState),
-    Members(Box<MemberState>),
+    Stock(InventoryState, Box<FraudState>),
+    Members(Box<MemberState>, Option<Box<FraudState>>),
+    Accounts(Box<FraudState>),
 }
 
 impl Task {
     fn copy(&self) -> TaskCopy {
         match self {
-            Task::Stock(p) => TaskCopy::Stock(p.state().clone()),
-            Task::Members(m) => TaskCopy::Members(Box::new(m.state().clone())),
+            Task::Stock(p, f) => TaskCopy::Stock(p.state().clone(), Box::new(f.state().clone())),
+            Task::Members(m) => TaskCopy::Members(
+                Box::new(m.state().clone()),
+                m.fraud_state().map(|f| Box::new(f.clone())),
+            ),
+            Task::Accounts(f) => TaskCopy::Accounts(Box::new(f.state().clone())),
         }
     }
 
     fn size(&self) -> usize {
         match self {
-            Task::Stock(p) => p.len(),
+            Task::Stock(p, _) => p.len(),
             Task::Members(m) => m.members.len(),
+            Task::Accounts(f) => f.state().keys(),
+        }
+    }
+
+    /// Installs a new rule set (the task keeps the rules of its kind).
+    fn set_rules(&mut self, rules: &RuleSet, stage: Stage) {
+        let own = rules.only(stage.fraud_key());
+        match self {
+            Task::Stock(_, f) | Task::Accounts(f) => f.set_rules(own),
+            Task::Members(m) => {
+                if let Some(f) = m.fraud_mut() {
+                    f.set_rules(own);
+                }
+            }
         }
     }
 }
@@ -282,16 +344,19 @@ fn write_checkpoint(
         offset: next as u64,
     }];
     let alerts = AlertBook::new(1);
-    let (inventory, members) = match task {
-        TaskCopyRef::Stock(i) => (*i, None),
-        TaskCopyRef::Members(m) => (blank, Some(*m)),
+    // The review queue lives in `serve` (from `<p>.alerts`), not here.
+    let review = ReviewState::default();
+    let (inventory, members, fraud) = match task {
+        TaskCopyRef::Stock(i, f) => (*i, None, Some(*f)),
+        TaskCopyRef::Members(m, f) => (blank, Some(*m), *f),
+        TaskCopyRef::Accounts(f) => (blank, None, Some(*f)),
     };
     let bytes = store.encode(&CheckpointRef {
         positions: &positions,
         inventory,
         members,
         alerts: &alerts,
-        fraud: None,
+        fraud: fraud.map(|f| (f, &review)),
         taken_at,
     })?;
     store.write(&bytes)?;
@@ -300,15 +365,17 @@ fn write_checkpoint(
 
 /// A borrowed task state to checkpoint.
 enum TaskCopyRef<'a> {
-    Stock(&'a InventoryState),
-    Members(&'a MemberState),
+    Stock(&'a InventoryState, &'a FraudState),
+    Members(&'a MemberState, Option<&'a FraudState>),
+    Accounts(&'a FraudState),
 }
 
 impl Task {
     fn as_copy_ref(&self) -> TaskCopyRef<'_> {
         match self {
-            Task::Stock(p) => TaskCopyRef::Stock(p.state()),
-            Task::Members(m) => TaskCopyRef::Members(m.state()),
+            Task::Stock(p, f) => TaskCopyRef::Stock(p.state(), f.state()),
+            Task::Members(m) => TaskCopyRef::Members(m.state(), m.fraud_state()),
+            Task::Accounts(f) => TaskCopyRef::Accounts(f.state()),
         }
     }
 }
@@ -316,8 +383,9 @@ impl Task {
 impl TaskCopy {
     fn as_ref(&self) -> TaskCopyRef<'_> {
         match self {
-            TaskCopy::Stock(i) => TaskCopyRef::Stock(i),
-            TaskCopy::Members(m) => TaskCopyRef::Members(m),
+            TaskCopy::Stock(i, f) => TaskCopyRef::Stock(i, f),
+            TaskCopy::Members(m, f) => TaskCopyRef::Members(m, f.as_deref()),
+            TaskCopy::Accounts(f) => TaskCopyRef::Accounts(f),
         }
     }
 }
@@ -461,6 +529,8 @@ struct GroupContext {
     in_flight: Mutex<Option<CheckpointJob>>,
     /// An empty inventory state (member checkpoints carry one).
     blank: Arc<InventoryState>,
+    /// The fraud rules in force (all kinds).
+    rules: Mutex<RuleSet>,
 }
 
 impl ClientContext for GroupContext {}
@@ -581,21 +651,39 @@ impl GroupContext {
             }
             Err(e) => return Err(e.into()),
         };
-        let members = |state: Option<MemberState>| -> Result<Task> {
-            let config = self.settings.members.clone();
-            let processor = match state {
-                Some(state) => MemberProcessor::from_state(state, config, stores.clone()),
-                None => MemberProcessor::new(config, stores.clone()),
-            }
-            .map_err(state_error)?
-            .tracking_changes();
-            Ok(Task::Members(Box::new(MemberPartition::new(
-                processor,
-                partition as u32,
-                self.settings.partitions,
-                partition_for,
-            ))))
+        let rules = self
+            .rules
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .only(self.settings.stage.fraud_key());
+        let fraud = |state: Option<FraudState>| -> Box<FraudProcessor> {
+            let config = self.settings.fraud.clone();
+            Box::new(match state {
+                Some(state) => {
+                    FraudProcessor::from_state(state, config, rules.clone(), stores.clone())
+                }
+                None => FraudProcessor::new(config, rules.clone(), stores.clone()),
+            })
         };
+        let members =
+            |state: Option<MemberState>, fraud_state: Option<FraudState>| -> Result<Task> {
+                let config = self.settings.members.clone();
+                let processor = match state {
+                    Some(state) => MemberProcessor::from_state(state, config, stores.clone()),
+                    None => MemberProcessor::new(config, stores.clone()),
+                }
+                .map_err(state_error)?
+                .tracking_changes();
+                Ok(Task::Members(Box::new(
+                    MemberPartition::new(
+                        processor,
+                        partition as u32,
+                        self.settings.partitions,
+                        partition_for,
+                    )
+                    .with_fraud(*fraud(fraud_state)),
+                )))
+            };
         let (task, next) = match loaded {
             None if low > 0 => {
                 return Err(state_error(format!(
@@ -605,13 +693,14 @@ impl GroupContext {
             }
             None => match self.settings.stage {
                 Stage::Stock => (
-                    Task::Stock(InventoryProcessor::new(
-                        self.settings.inventory.clone(),
-                        stores.clone(),
-                    )),
+                    Task::Stock(
+                        InventoryProcessor::new(self.settings.inventory.clone(), stores.clone()),
+                        fraud(None),
+                    ),
                     0,
                 ),
-                Stage::Members => (members(None)?, 0),
+                Stage::Members => (members(None, None)?, 0),
+                Stage::Accounts => (Task::Accounts(fraud(None)), 0),
             },
             Some(cp) => {
                 let position = cp
@@ -633,6 +722,9 @@ impl GroupContext {
                         "the checkpoint resumes at offset {next} but the topic starts at {low}: events in between were deleted by retention"
                     )));
                 }
+                // Checkpoints from before fraud ran on Kafka have no
+                // windows: the rules start empty there.
+                let fraud_state = cp.fraud.map(|(f, _)| f);
                 let task = match self.settings.stage {
                     Stage::Stock => Task::Stock(
                         InventoryProcessor::from_state(
@@ -641,8 +733,10 @@ impl GroupContext {
                             stores.clone(),
                         )
                         .map_err(state_error)?,
+                        fraud(fraud_state),
                     ),
-                    Stage::Members => members(cp.members)?,
+                    Stage::Members => members(cp.members, fraud_state)?,
+                    Stage::Accounts => Task::Accounts(fraud(fraud_state)),
                 };
                 (task, next)
             }
@@ -833,8 +927,9 @@ impl GroupContext {
     /// Sends the stock records of the entries changed since the last emit.
     fn emit_stock(&self, partition: i32, state: &mut PartitionState) -> Result<()> {
         let processor = match &mut state.task {
-            Task::Stock(processor) => processor,
+            Task::Stock(processor, _) => processor,
             Task::Members(members) => return self.emit_persons(partition, members),
+            Task::Accounts(_) => return Ok(()),
         };
         if state.pending.is_empty() {
             return Ok(());
@@ -988,8 +1083,12 @@ impl GroupContext {
         let Some(payload) = payload else {
             return self.dead_letter(source, "", "message: has no value", None, b"");
         };
-        if let Task::Members(members) = &mut state.task {
-            return self.process_member(partition, members, source, payload, control);
+        match &mut state.task {
+            Task::Members(members) => {
+                return self.process_member(partition, members, source, payload, control)
+            }
+            Task::Accounts(fraud) => return self.process_account(fraud, source, payload, control),
+            Task::Stock(..) => {}
         }
         let event = match self.parser.parse(payload) {
             Ok(event) => event,
@@ -1018,7 +1117,7 @@ impl GroupContext {
         }
         let kind = event.event_type();
         outputs.clear();
-        let Task::Stock(processor) = &mut state.task else {
+        let Task::Stock(processor, fraud) = &mut state.task else {
             return Ok(());
         };
         match processor.apply(&event, outputs) {
@@ -1029,7 +1128,13 @@ impl GroupContext {
                 };
                 self.count(kind.as_str(), label, 1);
                 if outcome != Outcome::Duplicate {
+                    // Order-keyed rules here; the others where their key
+                    // is whole (forwarded once, after the event applied).
+                    let mut fraud_outputs = Vec::new();
+                    fraud.apply_sale(&event, None, &mut fraud_outputs);
+                    self.emit_fraud(fraud_outputs)?;
                     self.route_to_members(&event, payload)?;
+                    self.route_to_accounts(&event, payload)?;
                 }
             }
             Err(rejection) => {
@@ -1099,6 +1204,116 @@ impl GroupContext {
         )
     }
 
+    /// Sends a sale paid with a `payment.account_ref` to
+    /// `<p>.events.by-account`, keyed (and partitioned) by the account.
+    fn route_to_accounts(&self, event: &storepulse_core::Event, payload: &[u8]) -> Result<()> {
+        let storepulse_core::EventBody::Sale(sale) = &event.body else {
+            return Ok(());
+        };
+        let Some(account) = &sale.payment.account_ref else {
+            return Ok(());
+        };
+        let partition = partition_for(account.as_bytes(), self.settings.partitions) as i32;
+        self.send(
+            &self.settings.topics.events_by_account,
+            Some(partition),
+            account,
+            payload,
+            None,
+        )
+    }
+
+    /// Applies one record of an account partition: a sale, or the stock
+    /// stage's clock. A sale forwarded twice (a stock partition re-done
+    /// after a crash) is a duplicate in its key's window, dropped by
+    /// `event_id`.
+    fn process_account(
+        &self,
+        fraud: &mut FraudProcessor,
+        source: SourceRef,
+        payload: &[u8],
+        control: bool,
+    ) -> Result<()> {
+        if control {
+            return match serde_json::from_slice::<Control>(payload) {
+                Ok(Control::Clock { at }) => {
+                    fraud.advance(at);
+                    Ok(())
+                }
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let reason = format!("control record: {e}");
+                    self.dead_letter(source, "", &reason, None, payload)
+                }
+            };
+        }
+        let event = match self.parser.parse(payload) {
+            Ok(event) => event,
+            Err(rejection) => {
+                self.count(EventType::sniff(payload), "rejected", 1);
+                let reason = rejection.reason();
+                return self.dead_letter(source, "", &reason, rejection.event_id, payload);
+            }
+        };
+        self.count(event.event_type().as_str(), "applied", 1);
+        let mut outputs = Vec::new();
+        fraud.apply_sale(&event, None, &mut outputs);
+        self.emit_fraud(outputs)
+    }
+
+    /// Sends fraud outputs to `<p>.alerts`, keyed by `alert_id`: the
+    /// webhook bodies, `{"type":"alert.raised","rule":..,"alert":{..}}` and
+    /// `{"type":"alert.withdrawn","rule":..,"withdrawn":{..}}`. On the
+    /// compacted topic the last record of an alert id says whether it
+    /// stands.
+    fn emit_fraud(&self, outputs: Vec<FraudOutput>) -> Result<()> {
+        for output in outputs {
+            let (key, notice) = match &output {
+                FraudOutput::Raised(alert) => {
+                    self.metrics
+                        .pipeline
+                        .fraud_alerts
+                        .get_or_create(&RuleLabels {
+                            rule: alert.rule.clone(),
+                        })
+                        .inc();
+                    (&alert.alert_id, AlertNotice::raised(alert))
+                }
+                FraudOutput::Withdrawn(w) => {
+                    self.metrics.pipeline.fraud_withdrawn.inc();
+                    (&w.alert_id, AlertNotice::withdrawn(w))
+                }
+            };
+            self.send(&self.settings.topics.alerts, None, key, &notice.body, None)?;
+        }
+        Ok(())
+    }
+
+    /// Installs rules published on `<p>.fraud-rules` in every owned
+    /// partition (each keeps the rules of its stage's key kind; a rule
+    /// whose definition is unchanged keeps its windows).
+    fn install_rules(&self, rules: RuleSet) {
+        {
+            let mut current = self
+                .rules
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if rules.specs() == current.specs() {
+                return;
+            }
+            *current = rules.clone();
+            // Not holding `rules` while taking `owned` (assignment takes
+            // them the other way round).
+        }
+        info!(
+            rules = rules.rules().len(),
+            "fraud rules installed from the rules topic"
+        );
+        for state in self.owned().values_mut() {
+            state.task.set_rules(&rules, self.settings.stage);
+        }
+    }
+
     /// Applies one record of a member partition: an event, or a control
     /// record from another member partition.
     fn process_member(
@@ -1146,6 +1361,7 @@ impl GroupContext {
                 }
             }
         }
+        self.emit_fraud(members.drain_fraud())?;
         for r in routed {
             match r {
                 Routed::Forward { partition: to } => {
@@ -1230,8 +1446,8 @@ impl GroupContext {
             .owned()
             .values()
             .filter_map(|s| match &s.task {
-                Task::Stock(p) => p.clock(),
-                Task::Members(_) => None,
+                Task::Stock(p, _) => p.clock(),
+                Task::Members(_) | Task::Accounts(_) => None,
             })
             .max();
         let Some(newest) = newest else {
@@ -1244,6 +1460,24 @@ impl GroupContext {
         let clock = Control::Clock { at: newest };
         for partition in 0..self.settings.partitions {
             self.send_control(partition, "", &clock)?;
+        }
+        // The account partitions get the same clock (as a control record
+        // on their topic), so their windows expire and late sales are
+        // judged against the pipeline's clock, not only their own sales'.
+        let value = serde_json::to_vec(&clock)
+            .map_err(|e| KafkaError::Config(format!("encode control record: {e}")))?;
+        for partition in 0..self.settings.partitions {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: HEADER_CONTROL,
+                value: Some("1"),
+            });
+            self.send(
+                &self.settings.topics.events_by_account,
+                Some(partition as i32),
+                "",
+                &value,
+                Some(headers),
+            )?;
         }
         Ok(())
     }
@@ -1273,7 +1507,7 @@ impl GroupContext {
             .values()
             .filter_map(|s| match &s.task {
                 Task::Members(m) => Some(m.members.clock()),
-                Task::Stock(_) => None,
+                Task::Stock(..) | Task::Accounts(_) => None,
             })
             .max();
         let Some(newest) = newest else {
@@ -1282,7 +1516,7 @@ impl GroupContext {
         let mut outputs = Vec::new();
         for state in owned.values_mut() {
             if let Task::Members(m) = &mut state.task {
-                m.members.tick(newest, &mut outputs);
+                m.tick(newest, &mut outputs);
             }
         }
         drop(owned);
@@ -1464,6 +1698,14 @@ pub fn run(
     );
     let batch_size = settings.batch_size.max(1);
     let interval = settings.checkpoint_interval;
+    // The newest published rules, else those of the rules file.
+    let (mut rules_feed, published) = crate::rules::RulesFeed::open(
+        &settings.kafka,
+        &settings.topics.fraud_rules,
+        parser.stores(),
+        Duration::from_secs(10),
+    )?;
+    let rules = published.unwrap_or_else(|| settings.rules.clone());
     let context = GroupContext {
         settings,
         parser,
@@ -1473,6 +1715,7 @@ pub fn run(
         failure: Mutex::new(None),
         in_flight: Mutex::new(None),
         blank,
+        rules: Mutex::new(rules),
     };
     let consumer: BaseConsumer<GroupContext> =
         crate::client::consumer(&context.settings.kafka, "storepulse-process", &group_id)
@@ -1487,6 +1730,7 @@ pub fn run(
     let mut last_checkpoint = Instant::now();
     let mut last_lag = Instant::now();
     let mut last_clock = i64::MIN;
+    let mut last_rules = Instant::now();
     let mut watch = OrphanWatch::new(Duration::from_millis(
         consumer.context().settings.kafka.session_timeout_ms,
     ));
@@ -1597,6 +1841,7 @@ pub fn run(
             let ticked = match ctx.settings.stage {
                 Stage::Members => ctx.tick_members(),
                 Stage::Stock => ctx.broadcast_clock(&mut last_clock),
+                Stage::Accounts => Ok(()),
             };
             if let Err(e) = ticked {
                 failed = Some(e);
@@ -1632,6 +1877,12 @@ pub fn run(
                 break Err(e);
             }
             last_checkpoint = Instant::now();
+        }
+        if last_rules.elapsed() >= Duration::from_millis(500) {
+            if let Some(rules) = rules_feed.poll(ctx.parser.stores()) {
+                ctx.install_rules(rules);
+            }
+            last_rules = Instant::now();
         }
         if last_lag.elapsed() >= Duration::from_secs(2) {
             update_lag(&consumer, &topic);

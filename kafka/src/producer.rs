@@ -2,6 +2,10 @@
 //! `store_id`, rejections to `<prefix>.dlq`, and the HTTP answer only after
 //! the broker acknowledged them (`acks=all`, idempotent, compressed).
 //!
+//! It also produces the risk team's review decisions (`serve`, Kafka mode)
+//! to `<prefix>.alert-decisions`, and the fraud rules `serve` installs to
+//! `<prefix>.fraud-rules`.
+//!
 //! A full producer queue answers 503 at once (back-pressure); a broker that
 //! does not acknowledge within `produce_timeout_ms` answers 503 too. Events
 //! of a failed request that did reach the broker become duplicates when the
@@ -145,6 +149,46 @@ impl KafkaAppender {
                 self.timeout.as_millis()
             ))),
         }
+    }
+
+    /// Produces a review decision to `<p>.alert-decisions` (key: its alert
+    /// id) and waits for the broker's acknowledgement.
+    ///
+    /// # Errors
+    /// The broker did not acknowledge it (nothing is recorded then, as far
+    /// as the caller knows; a retry produces it again, which is harmless
+    /// on a compacted topic keyed by alert id).
+    pub async fn publish_decision(
+        &self,
+        decision: &storepulse_runtime::review::Decision,
+    ) -> std::result::Result<(), AppendError> {
+        let payload = serde_json::to_vec(decision)
+            .map_err(|e| AppendError::Unavailable(format!("encode decision: {e}")))?;
+        let record = KeyedEvent {
+            key: decision.alert_id.clone(),
+            payload,
+        };
+        self.send_all(&self.topics.alert_decisions, vec![record], |_| None)
+            .await
+    }
+
+    /// Publishes the whole fraud rule set to `<p>.fraud-rules` (key
+    /// `rules`) and waits for the broker's acknowledgement.
+    ///
+    /// # Errors
+    /// The broker did not acknowledge it.
+    pub async fn publish_rules(
+        &self,
+        rules: Vec<storepulse_processors::fraud::RuleSpec>,
+    ) -> std::result::Result<(), AppendError> {
+        let payload = serde_json::to_vec(&crate::rules::RulesRecord { rules })
+            .map_err(|e| AppendError::Unavailable(format!("encode rules: {e}")))?;
+        let record = KeyedEvent {
+            key: crate::rules::RULES_KEY.to_owned(),
+            payload,
+        };
+        self.send_all(&self.topics.fraud_rules, vec![record], |_| None)
+            .await
     }
 
     /// Waits until everything queued is delivered (at shutdown).

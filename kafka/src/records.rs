@@ -7,14 +7,19 @@
 //! - a stock record's identity is its key and `source` (the input event
 //!   that last changed it); on the compacted topic the newest per key wins,
 //!   and a reader keeps the greatest `source.offset` per key;
-//! - an alert's is its `alert_id` (also the message key);
+//! - an alert's is its `alert_id` (also the message key); `<p>.alerts`
+//!   holds stock and points alerts ([`AlertRecord`]) and fraud alerts
+//!   raised or withdrawn (the webhook bodies), told apart by
+//!   [`AlertsTopicRecord::parse`];
 //! - a processor-stage dead letter's is `(partition, offset)` of the input
 //!   (header `storepulse.source`).
 
 use serde::{Deserialize, Serialize};
 use storepulse_core::time::rfc3339;
 use storepulse_core::Ts;
+use storepulse_processors::fraud::{AlertWithdrawn, FraudAlert};
 use storepulse_processors::inventory::StockSnapshot;
+use storepulse_runtime::alerts::AlertRecord;
 
 /// Header with a dead letter's reason (`field: rule`).
 pub const HEADER_REASON: &str = "storepulse.reason";
@@ -158,5 +163,84 @@ mod member_record_tests {
         let json = serde_json::to_vec(&SettlementSnapshot::of(4, &table)).unwrap();
         let back: SettlementSnapshot = serde_json::from_slice(&json).unwrap();
         assert_eq!((back.partition, back.table()), (4, table));
+    }
+}
+
+/// A record of `<p>.alerts`: a stock or points alert (an [`AlertRecord`],
+/// `{"family":..,"alert":..}`), or a fraud alert raised or withdrawn
+/// (`{"type":"alert.raised","rule":..,"alert":{..}}`,
+/// `{"type":"alert.withdrawn","rule":..,"withdrawn":{..}}`, the same bodies
+/// as the webhooks). Both are keyed by `alert_id`; on the compacted topic the
+/// last record of a fraud alert id says whether it stands.
+#[derive(Debug, Clone)]
+pub enum AlertsTopicRecord {
+    Alert(Box<AlertRecord>),
+    Raised(Box<FraudAlert>),
+    Withdrawn(Box<AlertWithdrawn>),
+}
+
+impl AlertsTopicRecord {
+    /// Reads a record of either kind.
+    ///
+    /// # Errors
+    /// Not JSON, or neither kind.
+    pub fn parse(payload: &[u8]) -> Result<Self, serde_json::Error> {
+        let mut value: serde_json::Value = serde_json::from_slice(payload)?;
+        let kind = value
+            .get("type")
+            .and_then(|t| t.as_str())
+            .map(str::to_owned);
+        match kind.as_deref() {
+            Some("alert.raised") => {
+                let alert = value.get_mut("alert").map(serde_json::Value::take);
+                serde_json::from_value(alert.unwrap_or_default()).map(|a| Self::Raised(Box::new(a)))
+            }
+            Some("alert.withdrawn") => {
+                let w = value.get_mut("withdrawn").map(serde_json::Value::take);
+                serde_json::from_value(w.unwrap_or_default()).map(|w| Self::Withdrawn(Box::new(w)))
+            }
+            _ => serde_json::from_value(value).map(|a| Self::Alert(Box::new(a))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod alerts_topic_tests {
+    use super::AlertsTopicRecord;
+    use storepulse_processors::fraud::{AlertWithdrawn, FraudAlert};
+    use storepulse_runtime::driver::AlertNotice;
+
+    #[test]
+    fn fraud_records_are_told_apart_from_stock_alerts() {
+        let alert = FraudAlert {
+            alert_id: "large_single_purchase:00000000000000ab".into(),
+            rule: "large_single_purchase".into(),
+            key_kind: "order".into(),
+            key: "o-1".into(),
+            event_ids: vec!["e1".into()],
+            order_ids: vec!["o-1".into()],
+            stores: vec!["KM-001".into()],
+            total_cents: 2_500_000,
+            first_at: 1_764_000_000_000_000_000,
+            last_at: 1_764_000_000_000_000_000,
+        };
+        let raised = AlertNotice::raised(&alert).body;
+        match AlertsTopicRecord::parse(&raised).unwrap() {
+            AlertsTopicRecord::Raised(a) => assert_eq!(*a, alert),
+            other => panic!("{other:?}"),
+        }
+        let w = AlertWithdrawn {
+            alert_id: alert.alert_id.clone(),
+            rule: alert.rule.clone(),
+            key: alert.key.clone(),
+            superseded_by: vec![],
+            as_of: alert.last_at,
+        };
+        match AlertsTopicRecord::parse(&AlertNotice::withdrawn(&w).body).unwrap() {
+            AlertsTopicRecord::Withdrawn(back) => assert_eq!(*back, w),
+            other => panic!("{other:?}"),
+        }
+        assert!(AlertsTopicRecord::parse(br#"{"type":"alert.raised"}"#).is_err());
+        assert!(AlertsTopicRecord::parse(b"not json").is_err());
     }
 }

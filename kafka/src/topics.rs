@@ -6,10 +6,15 @@
 //! | `<p>.events.by-member` | raw `member_id` | contract event, or a control record between member partitions (header `storepulse.control`, [`Control`](storepulse_processors::members::partitioned::Control) JSON) | delete |
 //! | `<p>.dlq` | original key | [`DeadLetter`](storepulse_core::dead_letter::DeadLetter), reason also in a header | delete |
 //! | `<p>.stock` | `store_id/sku` | [`StockRecord`](crate::records::StockRecord) | compact |
-//! | `<p>.alerts` | `alert_id` | [`AlertRecord`](storepulse_runtime::alerts::AlertRecord) | compact |
+//! | `<p>.events.by-account` | `payment.account_ref` | a sale (contract event) paid with that account, or the stock stage's clock (header `storepulse.control`) | delete |
+//! | `<p>.alerts` | `alert_id` | stock and points alerts: [`AlertRecord`](storepulse_runtime::alerts::AlertRecord) (`{"family":..,"alert":..}`); fraud alerts: `{"type":"alert.raised","rule":..,"alert":{FraudAlert}}` or `{"type":"alert.withdrawn","rule":..,"withdrawn":{AlertWithdrawn}}` (see [`crate::records::AlertsTopicRecord`]) | compact |
+//! | `<p>.alert-decisions` | `alert_id` | a review [`Decision`](storepulse_runtime::review::Decision) (the latest per alert) | compact |
+//! | `<p>.fraud-rules` | `rules` | the whole fraud rule set ([`RulesRecord`](crate::rules::RulesRecord)) | compact |
 //! | `<p>.members` | `phone:<hash>` of a registered person, else its member id; `p<N>` with header `storepulse.kind: settlement` | [`MemberSnapshot`](crate::records::MemberSnapshot), a tombstone when the person is gone (erased, merged, moved); a partition's settlement table | compact |
 //! | `<p>.member-tags` | canonical member id | a member-log record (`{"type":"tag_change",...}` or `{"type":"member_erased",...}`) | delete |
 //!
+//! `events.by-account` is the repartition topic of the account-keyed fraud
+//! rules (ARCHITECTURE.md "Fraud on Kafka").
 //! `events.by-member` is the repartition topic for member-keyed work
 //! (members, points, fraud; ARCHITECTURE.md "Repartitioning by member"). It
 //! is created here so that its partition count matches the events topic.
@@ -37,6 +42,12 @@ pub struct Topics {
     pub member_tags: String,
     /// The member read model: one record per person (compacted).
     pub members: String,
+    /// Sales by `payment.account_ref`, for the account-keyed fraud rules.
+    pub events_by_account: String,
+    /// Review decisions, keyed by alert id (compacted).
+    pub alert_decisions: String,
+    /// The fraud rules in force (compacted, one key).
+    pub fraud_rules: String,
 }
 
 impl Topics {
@@ -50,10 +61,13 @@ impl Topics {
             alerts: format!("{prefix}.alerts"),
             member_tags: format!("{prefix}.member-tags"),
             members: format!("{prefix}.members"),
+            events_by_account: format!("{prefix}.events.by-account"),
+            alert_decisions: format!("{prefix}.alert-decisions"),
+            fraud_rules: format!("{prefix}.fraud-rules"),
         }
     }
 
-    fn all(&self) -> [(&str, bool); 7] {
+    fn all(&self) -> [(&str, bool); 10] {
         [
             (&self.events, false),
             (&self.events_by_member, false),
@@ -62,6 +76,9 @@ impl Topics {
             (&self.alerts, true),
             (&self.member_tags, false),
             (&self.members, true),
+            (&self.events_by_account, false),
+            (&self.alert_decisions, true),
+            (&self.fraud_rules, true),
         ]
     }
 }

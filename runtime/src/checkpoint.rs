@@ -38,7 +38,9 @@ pub struct Checkpoint {
     /// checkpoints have none).
     pub members: Option<MemberState>,
     pub alerts: AlertBook,
-    /// Fraud windows and the review queue's alerts (embedded mode).
+    /// Fraud windows and the review queue's alerts (embedded mode); in
+    /// Kafka mode each stage partition's windows, with an empty queue
+    /// (the queue is `serve`'s, read from `<p>.alerts`).
     pub fraud: Option<(FraudState, ReviewState)>,
     /// Wall-clock time it was taken (nanoseconds).
     pub taken_at: i64,

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use storepulse_core::dead_letter::{DeadLetter, RejectedAt};
 use storepulse_core::source::{EventSource, SourcePosition, SourceRecord};
-use storepulse_core::{EventBody, EventParser, EventType, Id};
+use storepulse_core::{EventParser, EventType};
 use storepulse_processors::fraud::{FraudConfig, FraudOutput, FraudProcessor, RuleSet};
 use storepulse_processors::inventory::{
     InventoryConfig, InventoryOutput, InventoryProcessor, InventoryState,
@@ -569,9 +569,11 @@ fn apply_batch(
 
 /// Feeds one event to the fraud processor: the canonical id of its member
 /// (the member processor has just applied it), re-linking after a
-/// registration, forgetting after an erasure. `member_outputs` are the
-/// member processor's outputs for this event. The embedded pipeline and
-/// `replay` (current and candidate rules alike) feed fraud through here.
+/// registration, forgetting after an erasure (the same feeding as a Kafka
+/// member partition: `FraudProcessor::apply_with_members`). `member_outputs`
+/// are the member processor's outputs for this event. The embedded
+/// pipeline and `replay` (current and candidate rules alike) feed fraud
+/// through here.
 pub(crate) fn apply_fraud(
     fraud: &mut FraudProcessor,
     members: Option<&MemberProcessor>,
@@ -579,26 +581,7 @@ pub(crate) fn apply_fraud(
     member_outputs: &[MemberOutput],
     out: &mut Vec<FraudOutput>,
 ) {
-    let canonical: Option<Id> = match (&event.member_id, members) {
-        (Some(id), Some(m)) => Some(m.canonical_of(id).cloned().unwrap_or_else(|| id.clone())),
-        (id, _) => id.clone(),
-    };
-    fraud.apply_sale(event, canonical.as_ref(), out);
-    if let (EventBody::MemberRegister(_), Some(id), Some(m)) =
-        (&event.body, &event.member_id, members)
-    {
-        if let Some(person) = m.person_by_id(id) {
-            let ids: Vec<Id> = person.ids.iter().map(|x| x.id.clone()).collect();
-            fraud.relink(&ids, person.canonical(), out);
-        }
-    }
-    for o in member_outputs {
-        if let MemberOutput::Erased(e) = o {
-            let mut ids = e.aliases.clone();
-            ids.push(e.member_id.clone());
-            fraud.forget_member(&ids);
-        }
-    }
+    fraud.apply_with_members(members, event, member_outputs, out);
 }
 
 /// A points-overdraft alert as a raised fraud alert, when the fraud rules

@@ -15,6 +15,10 @@
 //! - `PUT /v1/rules/{name}` / `DELETE`: [`RulesHandle::put`] validates
 //!   the new set, writes the file atomically (tmp, fsync, rename), then
 //!   installs it, so the file always says what runs.
+//!
+//! In Kafka mode a [`RulesPublisher`] ([`RulesHandle::with_publisher`])
+//! also publishes every set installed here to the rules topic, which the
+//! processors and the other `serve` instances follow.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -76,10 +80,23 @@ pub enum RulesChange {
     Refused { reason: String },
 }
 
+/// Publishes a rule set where the other processes follow it (Kafka mode);
+/// resolves once it is durable there.
+pub type RulesPublisher = Arc<
+    dyn Fn(
+            Vec<RuleSpec>,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// The rules in force and the file behind them.
 #[derive(Clone)]
 pub struct RulesHandle {
     path: PathBuf,
+    /// Where installed sets are published (Kafka mode).
+    publish: Option<RulesPublisher>,
     stores: Arc<StoreMaster>,
     shared: Arc<Shared>,
     /// Hash of the file content last installed or refused.
@@ -114,10 +131,26 @@ impl RulesHandle {
     pub fn new(path: PathBuf, stores: Arc<StoreMaster>, shared: Arc<Shared>, hash: u64) -> Self {
         Self {
             path,
+            publish: None,
             stores,
             shared,
             seen: Arc::new(Mutex::new(hash)),
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// Publishes every set installed from now on (Kafka mode).
+    #[must_use]
+    pub fn with_publisher(mut self, publish: RulesPublisher) -> Self {
+        self.publish = Some(publish);
+        self
+    }
+
+    /// Publishes `rules` if this handle has a publisher.
+    async fn publish(&self, rules: &RuleSet) -> Result<(), String> {
+        match &self.publish {
+            Some(publish) => publish(rules.specs()).await,
+            None => Ok(()),
         }
     }
 
@@ -169,6 +202,9 @@ impl RulesHandle {
         let hash = tokio::task::spawn_blocking(move || write(&path, &to_write))
             .await
             .map_err(|e| e.to_string())??;
+        self.publish(&next)
+            .await
+            .map_err(|e| format!("written to the rules file but not published: {e}"))?;
         self.install(next.clone(), hash);
         Ok(next)
     }
@@ -197,6 +233,15 @@ impl RulesHandle {
         match parse(&text, &self.stores) {
             Ok(rules) => {
                 let specs = rules.specs();
+                if let Err(e) = self.publish(&rules).await {
+                    warn!(path = %self.path.display(), error = %e, "fraud rules file changed but not published; retried at the next change");
+                    // Not marked seen: the next poll tries again.
+                    *self
+                        .seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = 0;
+                    return None;
+                }
                 self.install(rules, hash);
                 info!(path = %self.path.display(), rules = specs.len(), "fraud rules reloaded");
                 Some(RulesChange::Installed {

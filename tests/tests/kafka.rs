@@ -1,8 +1,9 @@
 //! Kafka mode against a real Kafka-protocol broker (Tansu, started by
 //! `deploy/test.sh`): end to end, crashes, scale-out, a broker restart and
-//! poison messages. In every test the stock served over HTTP must end equal
-//! to an offline `replay` of exactly the events the pipeline acknowledged:
-//! nothing lost, nothing counted twice.
+//! poison messages, fraud rules. In every test the stock served over HTTP
+//! must end equal to an offline `replay` of exactly the events the pipeline
+//! acknowledged: nothing lost, nothing counted twice; where fraud is
+//! planted, the standing fraud alerts equal the embedded program's.
 
 #![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
 
@@ -247,7 +248,9 @@ async fn simulate_to_kafka_to_api_equals_replay_with_duplicates_and_disorder() {
 }
 
 /// Separate roles; the processor is killed with SIGKILL five times while
-/// events flow, and restarted each time.
+/// events flow (with planted fraud), and restarted each time: the stock
+/// equals replay, and the fraud alerts standing on `<p>.alerts` and open on
+/// `serve` equal the embedded program's on the same events.
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_of_the_processor_five_times_loses_and_doubles_nothing() {
     let _turn = ONE_AT_A_TIME.lock().await;
@@ -271,7 +274,16 @@ async fn kill_9_of_the_processor_five_times_loses_and_doubles_nothing() {
         &ingest.base,
         total,
         3000,
-        &["--duplicate-share", "0.03", "--jitter", "60", "--seed", "5"],
+        &[
+            "--duplicate-share",
+            "0.03",
+            "--jitter",
+            "60",
+            "--seed",
+            "5",
+            "--plant-fraud",
+            "8",
+        ],
         &acked,
     );
     let mut seen = 0;
@@ -293,6 +305,33 @@ async fn kill_9_of_the_processor_five_times_loses_and_doubles_nothing() {
     let expected = replay(EXE, &acked, &dir.path().join("replay"));
     let client = reqwest::Client::new();
     wait_stock_equals(&client, &serve.base, &expected, Duration::from_secs(120)).await;
+    // The fraud windows were checkpointed with each stage's partitions: the
+    // alerts standing after the crashes are those of the embedded program
+    // (re-sent raises and withdrawals carry the same ids).
+    let lines: Vec<String> = std::fs::read_to_string(&acked)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let fraud = embedded_fraud(&client, &dir.path().join("embedded"), &[&lines]).await;
+    assert!(
+        !fraud.is_empty(),
+        "the planted fraud raised no alert embedded"
+    );
+    let prefix = env
+        .iter()
+        .find(|(k, _)| *k == "STOREPULSE__KAFKA__TOPIC_PREFIX")
+        .map(|(_, v)| v.to_string())
+        .unwrap();
+    wait_fraud_equals(
+        &client,
+        &storepulse_tests::kafka::broker(),
+        &prefix,
+        &serve.base,
+        &fraud,
+        Duration::from_secs(60),
+    )
+    .await;
     assert!(process.stop(), "graceful stop of the processor failed");
     drop((ingest, serve));
 }
@@ -689,4 +728,446 @@ async fn member_tags_on_kafka_equal_replay() {
         on_topic.len()
     );
     assert!(server.stop(), "clean stop");
+}
+
+/// The fraud review queue of `base` with `status` (`open`, `all`...):
+/// alert id -> (rule, event ids), every page.
+async fn review_queue(
+    client: &reqwest::Client,
+    base: &str,
+    status: &str,
+) -> std::collections::BTreeMap<String, (String, Vec<String>)> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut before = String::new();
+    loop {
+        let r = client
+            .get(format!(
+                "{base}/v1/alerts?status={status}&limit=100{before}"
+            ))
+            .bearer_auth(storepulse_tests::RISK_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "review queue of {base}");
+        let page: serde_json::Value = r.json().await.unwrap();
+        for a in page["alerts"].as_array().unwrap() {
+            let ids = a["event_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e.as_str().unwrap().to_owned())
+                .collect();
+            out.insert(
+                a["alert_id"].as_str().unwrap().to_owned(),
+                (a["rule"].as_str().unwrap().to_owned(), ids),
+            );
+        }
+        match page["next"].as_u64() {
+            Some(seq) => before = format!("&before={seq}"),
+            None => return out,
+        }
+    }
+}
+
+/// The fraud alerts standing on `<p>.alerts`: the last record of each
+/// fraud alert id is a raise (alert id -> (rule, event ids)).
+fn standing_on_topic(
+    broker: &str,
+    topic: &str,
+) -> std::collections::BTreeMap<String, (String, Vec<String>)> {
+    let mut out = std::collections::BTreeMap::new();
+    for (_, _, key, value) in storepulse_tests::kafka::read_topic(broker, topic) {
+        let v: serde_json::Value = serde_json::from_slice(&value).unwrap_or_default();
+        match v["type"].as_str() {
+            Some("alert.raised") => {
+                let ids = v["alert"]["event_ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.as_str().unwrap().to_owned())
+                    .collect();
+                out.insert(key, (v["rule"].as_str().unwrap().to_owned(), ids));
+            }
+            Some("alert.withdrawn") => {
+                out.remove(&key);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Posts NDJSON lines to `base` in chunks; every event must be accepted
+/// (a duplicate is accepted too).
+async fn post_lines(client: &reqwest::Client, base: &str, lines: &[String]) {
+    for chunk in lines.chunks(500) {
+        let body: String = chunk.iter().map(|l| format!("{l}\n")).collect();
+        let r = client
+            .post(format!("{base}/v1/events"))
+            .header("content-type", "application/x-ndjson")
+            .bearer_auth("storepulse-demo-key")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let answer: serde_json::Value = r.json().await.unwrap_or_default();
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["rejected"], serde_json::json!([]), "{answer}");
+    }
+}
+
+/// The open fraud review queue (points overdrafts aside) of an embedded
+/// `storepulse run` fed `batches` of events in order, each batch processed
+/// before the next is sent.
+async fn embedded_fraud(
+    client: &reqwest::Client,
+    data: &Path,
+    batches: &[&[String]],
+) -> std::collections::BTreeMap<String, (String, Vec<String>)> {
+    let embedded = Server::start(
+        EXE,
+        data,
+        0,
+        &[("STOREPULSE__INGEST__MAX_FUTURE_SKEW_SECS", "100000000")],
+    );
+    for batch in batches {
+        post_lines(client, &embedded.base, batch).await;
+        storepulse_tests::wait_caught_up(client, &embedded.base).await;
+    }
+    let mut expected = review_queue(client, &embedded.base, "open").await;
+    expected.retain(|_, (rule, _)| rule != "points_overdraft");
+    assert!(embedded.stop(), "embedded: clean stop");
+    expected
+}
+
+/// Waits until the fraud alerts standing on `<prefix>.alerts` and open on
+/// `serve` (points overdrafts aside) equal `expected`.
+async fn wait_fraud_equals(
+    client: &reqwest::Client,
+    broker: &str,
+    prefix: &str,
+    serve: &str,
+    expected: &std::collections::BTreeMap<String, (String, Vec<String>)>,
+    timeout: Duration,
+) {
+    let topic = format!("{prefix}.alerts");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let on_topic = standing_on_topic(broker, &topic);
+        let mut served = review_queue(client, serve, "open").await;
+        served.retain(|_, (rule, _)| rule != "points_overdraft");
+        if &on_topic == expected && &served == expected {
+            return;
+        }
+        if Instant::now() > deadline {
+            let missing: Vec<_> = expected
+                .iter()
+                .filter(|(k, _)| !on_topic.contains_key(*k))
+                .collect();
+            let extra: Vec<_> = on_topic
+                .iter()
+                .filter(|(k, _)| !expected.contains_key(*k))
+                .collect();
+            let served_differs: Vec<_> = served
+                .keys()
+                .filter(|k| !expected.contains_key(*k))
+                .chain(expected.keys().filter(|k| !served.contains_key(*k)))
+                .collect();
+            panic!(
+                "fraud alerts on Kafka != embedded after {timeout:?}: {} expected, {} standing on {topic}, {} open on serve; missing on the topic {missing:?}; extra on the topic {extra:?}; differing on serve {served_differs:?}",
+                expected.len(),
+                on_topic.len(),
+                served.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Fraud on Kafka: a simulated stream with planted fraud, a large single
+/// purchase, a payment account shared by three members, and a member whose
+/// alias buys in a by-member partition other than its phone's and whose
+/// registration arrives after its sales were processed (the handover must
+/// carry the alias's fraud windows). The standing fraud alerts on
+/// `<p>.alerts`, and serve's open review queue, equal the review queue of
+/// the embedded `storepulse run` fed the same acknowledged events; a
+/// decision taken on serve is on `<p>.alert-decisions` and in the queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn fraud_alerts_on_kafka_equal_embedded() {
+    use serde_json::json;
+    use storepulse_kafka::partitioner::partition_for;
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let setup = setup("fraud");
+    let server = Server::start_role(EXE, &config(), &setup.data, 0, "run", &env_refs(&setup.env));
+    let client = reqwest::Client::new();
+    let acked = setup.dir.path().join("acked.ndjson");
+    let mut sim = simulate(
+        &setup.data,
+        &server.base,
+        6_000,
+        0,
+        &[
+            "--plant-fraud",
+            "6",
+            "--duplicate-share",
+            "0.03",
+            "--jitter",
+            "300",
+            "--seed",
+            "9",
+        ],
+        &acked,
+    );
+    wait_exit(&mut sim, Duration::from_secs(180), "simulate");
+    // Every simulated event went through the stock stage (and was
+    // forwarded, before any later clock record of the same producer)
+    // before the hand-made events move the clock on by hours: embedded
+    // sees them in that order too.
+    let stock = replay(EXE, &acked, &setup.dir.path().join("replay"));
+    wait_stock_equals(&client, &server.base, &stock, Duration::from_secs(120)).await;
+
+    // Hand-made fraud, hours after the simulated stream (so that nothing
+    // simulated is late against it).
+    let t0 = storepulse_core::time::now() + 3 * storepulse_core::time::HOUR;
+    let at = |minutes: i64| {
+        storepulse_core::time::format_china(t0 + minutes * storepulse_core::time::MINUTE)
+    };
+    let phone = "5b1c2d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d";
+    let home = partition_for(phone.as_bytes(), 4);
+    let alias = (0..100)
+        .map(|i| format!("KF-ALIAS-{i}"))
+        .find(|id| partition_for(id.as_bytes(), 4) != home)
+        .unwrap();
+    let sale = |id: &str, minutes: i64, store: &str, member: &str, total: u64, account: &str| {
+        json!({
+            "v": 1, "event_id": id, "event_type": "sale", "occurred_at": at(minutes),
+            "store_id": store, "channel": "pos", "member_id": member,
+            "order_id": format!("o-{id}"),
+            "lines": [{"sku": "SKU-1", "qty": 1, "unit_price_cents": total}],
+            "total_cents": total,
+            "payment": {"method": "card", "account_ref": account},
+        })
+        .to_string()
+    };
+    let register = |id: &str, minutes: i64, member: &str| {
+        json!({
+            "v": 1, "event_id": id, "event_type": "member_register", "occurred_at": at(minutes),
+            "store_id": "KM-001", "channel": "app", "member_id": member, "phone_hash": phone,
+        })
+        .to_string()
+    };
+    let first: Vec<String> = vec![
+        register("kf-r0", -60, "KF-M"),
+        sale("kf-s1", 0, "KM-001", "KF-M", 200_000, "card-kf-m"),
+        sale("kf-s2", 10, "DL-001", &alias, 200_000, "card-kf-a"),
+        sale("kf-s3", 20, "MZ-001", &alias, 200_000, "card-kf-a"),
+        sale("kf-big", 25, "KM-002", "KF-BIG", 2_500_000, "card-kf-big"),
+        sale("kf-sh1", 30, "KM-003", "KF-S1", 200_000, "card-kf-shared"),
+        sale("kf-sh2", 35, "DL-002", "KF-S2", 200_000, "card-kf-shared"),
+        sale("kf-sh3", 40, "MZ-002", "KF-S3", 200_000, "card-kf-shared"),
+    ];
+    let late = vec![register("kf-r1", -30, &alias)];
+    post_lines(&client, &server.base, &first).await;
+    // The alias's sales are processed in its own partition before its
+    // registration is sent.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = client
+            .get(format!("{}/v1/members/{alias}", server.base))
+            .bearer_auth(storepulse_tests::HQ_KEY)
+            .send()
+            .await
+            .unwrap();
+        let v: serde_json::Value = if r.status() == 200 {
+            r.json().await.unwrap_or_default()
+        } else {
+            serde_json::Value::Null
+        };
+        if v["orders_90d"] == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the alias's two sales were not processed within 60 s: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    post_lines(&client, &server.base, &late).await;
+
+    // The embedded program fed the same acknowledged events, in the same
+    // order, is the reference.
+    let simulated: Vec<String> = std::fs::read_to_string(&acked)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let expected = embedded_fraud(
+        &client,
+        &setup.dir.path().join("embedded"),
+        &[&simulated, &first, &late],
+    )
+    .await;
+    let rules: std::collections::BTreeSet<&str> =
+        expected.values().map(|(r, _)| r.as_str()).collect();
+    for rule in [
+        "multi_store_large_purchase",
+        "shared_payment_account",
+        "large_single_purchase",
+    ] {
+        assert!(
+            rules.contains(rule),
+            "embedded raised no {rule}: {expected:?}"
+        );
+    }
+    eprintln!(
+        "fraud e2e: {} standing fraud alerts in embedded ({:?})",
+        expected.len(),
+        expected.values().fold(
+            std::collections::BTreeMap::<&str, usize>::new(),
+            |mut m, (r, _)| {
+                *m.entry(r.as_str()).or_default() += 1;
+                m
+            }
+        )
+    );
+    let linked: Vec<String> = ["kf-s1", "kf-s2", "kf-s3"].map(String::from).to_vec();
+    assert!(
+        expected.values().any(|(_, ids)| *ids == linked),
+        "embedded: the late link's alert {expected:?}"
+    );
+
+    // Kafka: the topic, then serve's queue, converge to the same alerts.
+    wait_fraud_equals(
+        &client,
+        &setup.broker,
+        &setup.prefix,
+        &server.base,
+        &expected,
+        Duration::from_secs(90),
+    )
+    .await;
+
+    // The rules are served; a decision goes through the decisions topic.
+    let r = client
+        .get(format!("{}/v1/rules", server.base))
+        .bearer_auth(storepulse_tests::RISK_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (decided, _) = expected
+        .iter()
+        .find(|(_, (rule, _))| rule == "large_single_purchase")
+        .unwrap();
+    let r = client
+        .post(format!("{}/v1/alerts/{decided}/decision", server.base))
+        .bearer_auth(storepulse_tests::RISK_KEY)
+        .json(&json!({"decision": "confirmed_fraud", "comment": "card reported stolen"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let decisions = storepulse_tests::kafka::read_topic(
+        &setup.broker,
+        &format!("{}.alert-decisions", setup.prefix),
+    );
+    assert!(
+        decisions.iter().any(|d| d.2 == *decided),
+        "the decision is on the decisions topic"
+    );
+    let r: serde_json::Value = client
+        .get(format!("{}/v1/alerts/{decided}", server.base))
+        .bearer_auth(storepulse_tests::RISK_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"], "confirmed_fraud", "{r}");
+
+    // A rule changed on serve is written to the rules file, which the
+    // processors re-read: a purchase of 15,000 CNY becomes "large".
+    let lower = json!({
+        "key": "order", "window_minutes": 0,
+        "filter": {"min_sale_total_cents": 1_000_000},
+        "when": {"total_cents": 1_000_000, "distinct_stores": 1, "sales": 1},
+    });
+    let r = client
+        .put(format!("{}/v1/rules/large_single_purchase", server.base))
+        .bearer_auth(storepulse_tests::RISK_KEY)
+        .json(&lower)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    'caught: loop {
+        // A new sale each round: one processed before the processors
+        // re-read the file is judged by the old rule.
+        let id = format!("kf-rule-{n}");
+        n += 1;
+        post_lines(
+            &client,
+            &server.base,
+            &[sale(&id, 50 + n, "KM-004", "KF-R", 1_500_000, "card-kf-r")],
+        )
+        .await;
+        let round = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < round {
+            let open = review_queue(&client, &server.base, "open").await;
+            if open.values().any(|(rule, ids)| {
+                rule == "large_single_purchase" && ids.iter().any(|e| e.starts_with("kf-rule-"))
+            }) {
+                break 'caught;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no alert under the changed rule within 30 s ({n} sales of 15,000 CNY)"
+        );
+    }
+    // The rules reached the other processes through `<p>.fraud-rules`: a
+    // second serve, whose own rules file does not exist (defaults), serves
+    // the changed rule.
+    let rules_topic = format!("{}.fraud-rules", setup.prefix);
+    let published = storepulse_tests::kafka::read_topic(&setup.broker, &rules_topic);
+    assert!(
+        published.iter().any(|r| r.2 == "rules"),
+        "nothing published on {rules_topic}"
+    );
+    let env = env_refs(&setup.env);
+    let second = Server::start_role(
+        EXE,
+        &config(),
+        &setup.data.join("serve-2"),
+        0,
+        "serve",
+        &env,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r: serde_json::Value = client
+            .get(format!("{}/v1/rules/large_single_purchase", second.base))
+            .bearer_auth(storepulse_tests::RISK_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_default();
+        if r.to_string().contains("1000000") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a second serve does not serve the changed rule: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(second.stop(), "second serve: clean stop");
+    assert!(server.stop(), "kafka: clean stop");
 }

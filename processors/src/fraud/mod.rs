@@ -25,6 +25,14 @@
 //! gives the same alerts in any order; a late sale that regroups them
 //! withdraws the alerts that no longer stand ([`AlertWithdrawn`]).
 //!
+//! **On Kafka** each rule runs in the stage whose partitioning keeps its
+//! key whole ([`RuleSet::only`]): order rules beside inventory, member rules
+//! in each member partition (fed by [`FraudProcessor::apply_with_members`],
+//! as embedded; a late link across partitions moves the id's windows with
+//! [`FraudProcessor::take_member_windows`] and
+//! [`FraudProcessor::absorb_member_windows`]), account rules in a stage of
+//! their own.
+//!
 //! **Rules** ([`rules`]) are data and can be replaced while running
 //! ([`FraudProcessor::set_rules`]): a rule whose definition is unchanged
 //! keeps its windows; a new or changed rule starts empty and applies to the
@@ -54,6 +62,7 @@ use serde::{Deserialize, Serialize};
 use storepulse_core::time::MINUTE;
 use storepulse_core::{Event, EventBody, Id, Rejection, StoreMaster, Ts};
 
+use crate::members::{MemberOutput, MemberProcessor};
 use crate::processor::{Outcome, Processor};
 pub use output::{AlertWithdrawn, FraudAlert, FraudOutput};
 pub use rules::{CompiledRule, KeyKind, RuleKind, RuleSet, RuleSpec, SaleFilter, Thresholds};
@@ -415,6 +424,135 @@ impl FraudProcessor {
         }
     }
 
+    /// Feeds one event the way every runtime does (embedded driver, Kafka
+    /// member partitions): the canonical id of its member (`members` has
+    /// just applied it; `member_outputs` is what that produced), re-linking
+    /// after a registration, forgetting after an erasure.
+    pub fn apply_with_members(
+        &mut self,
+        members: Option<&MemberProcessor>,
+        event: &Event,
+        member_outputs: &[MemberOutput],
+        out: &mut Vec<FraudOutput>,
+    ) {
+        let canonical: Option<Id> = match (&event.member_id, members) {
+            (Some(id), Some(m)) => Some(m.canonical_of(id).cloned().unwrap_or_else(|| id.clone())),
+            (id, _) => id.clone(),
+        };
+        self.apply_sale(event, canonical.as_ref(), out);
+        if let (EventBody::MemberRegister(_), Some(id), Some(m)) =
+            (&event.body, &event.member_id, members)
+        {
+            self.relink_person(m, id, out);
+        }
+        self.forget_erased(member_outputs);
+    }
+
+    /// Re-links the person that owns `id` (after its registration): the
+    /// windows of its ids move under its canonical id.
+    pub fn relink_person(
+        &mut self,
+        members: &MemberProcessor,
+        id: &str,
+        out: &mut Vec<FraudOutput>,
+    ) {
+        if let Some(person) = members.person_by_id(id) {
+            let ids: Vec<Id> = person.ids.iter().map(|x| x.id.clone()).collect();
+            self.relink(&ids, person.canonical(), out);
+        }
+    }
+
+    /// Forgets the ids of every erasure among `member_outputs`.
+    pub fn forget_erased(&mut self, member_outputs: &[MemberOutput]) {
+        for o in member_outputs {
+            if let MemberOutput::Erased(e) = o {
+                let mut ids = e.aliases.clone();
+                ids.push(e.member_id.clone());
+                self.forget_member(&ids);
+            }
+        }
+    }
+
+    /// Takes the member windows of `id` out (a Kafka member partition hands
+    /// the id's history over to its phone's partition).
+    pub fn take_member_windows(&mut self, id: &str) -> Vec<MovedWindow> {
+        let mut moved = Vec::new();
+        for (rule, rs) in self.rules.rules().iter().zip(&mut self.state.rules) {
+            if rule.key != KeyKind::Member {
+                continue;
+            }
+            if let Some(mut window) = rs.keys.remove(id) {
+                window.due = UNSCHEDULED;
+                moved.push(MovedWindow {
+                    rule: rs.name.clone(),
+                    fingerprint: rs.fingerprint,
+                    window,
+                });
+            }
+        }
+        moved
+    }
+
+    /// Puts windows taken by [`Self::take_member_windows`] (elsewhere) under
+    /// `key`. Where `key` holds nothing yet under that rule, the window is
+    /// put as it is (its alerts were raised where it comes from); otherwise
+    /// the sales are merged and grouped again. Windows of rules not in force
+    /// here with the same definition are dropped.
+    pub fn absorb_member_windows(
+        &mut self,
+        key: &Id,
+        windows: Vec<MovedWindow>,
+        out: &mut Vec<FraudOutput>,
+    ) {
+        let clock = self.state.clock;
+        let lateness = self.config.lateness();
+        for moved in windows {
+            let Some((rule, rs)) =
+                self.rules
+                    .rules()
+                    .iter()
+                    .zip(&mut self.state.rules)
+                    .find(|(r, s)| {
+                        r.key == KeyKind::Member
+                            && r.is_active_window()
+                            && s.name == moved.rule
+                            && s.fingerprint == moved.fingerprint
+                    })
+            else {
+                continue;
+            };
+            let keep = lateness + rule.window;
+            let w = rs.keys.entry(key.clone()).or_default();
+            if w.sales.is_empty() {
+                w.sales = moved.window.sales;
+            } else if let Some(from) = w.absorb(moved.window) {
+                let diff = w.reevaluate(from, rule, &mut self.scratch);
+                emit(
+                    rule,
+                    key,
+                    w,
+                    diff,
+                    clock,
+                    &self.stores,
+                    &mut self.state.stats,
+                    out,
+                );
+            }
+            match w.last_at() {
+                Some(last) => {
+                    let due = bucket(last + keep) + 1;
+                    if w.due < due {
+                        w.due = due;
+                        rs.expiry.entry(due).or_default().push(key.clone());
+                    }
+                }
+                None => {
+                    rs.keys.remove(key);
+                }
+            }
+        }
+    }
+
     /// Drops the member windows of erased ids (PIPL).
     pub fn forget_member(&mut self, ids: &[Id]) {
         for (rule, rs) in self.rules.rules().iter().zip(&mut self.state.rules) {
@@ -425,6 +563,16 @@ impl FraudProcessor {
             }
         }
     }
+}
+
+/// One key's window under one rule, moved between processors (a Kafka
+/// member handover); the rule is named and fingerprinted so that a receiver
+/// running another definition drops it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedWindow {
+    pub rule: String,
+    pub fingerprint: u64,
+    pub window: KeyWindow,
 }
 
 /// Turns a window's diff into outputs.

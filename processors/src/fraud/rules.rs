@@ -487,6 +487,19 @@ impl RuleSet {
         self.rules.iter().find(|r| r.spec.name == name)
     }
 
+    /// The window rules of one key kind only (a Kafka stage runs the rules
+    /// whose key its partitioning keeps together).
+    pub fn only(&self, key: KeyKind) -> Self {
+        Self {
+            rules: self
+                .rules
+                .iter()
+                .filter(|r| r.key == key && r.spec.kind == RuleKind::Window)
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// Whether points-overdraft alerts go to the review queue.
     pub fn points_overdraft_enabled(&self) -> bool {
         self.rules

@@ -24,6 +24,14 @@
 //! is delivered and the partitions' clocks agree, the union of the
 //! partitions equals a single processor over all events (the property test
 //! below checks it with shuffled input and random interleavings).
+//! **Fraud.** A partition may run a [`FraudProcessor`] with the
+//! member-keyed rules ([`MemberPartition::with_fraud`]), fed exactly as the
+//! embedded driver feeds it (canonical id, relink after a registration,
+//! forget on erasure: [`FraudProcessor::apply_with_members`]). A handover
+//! carries the id's fraud windows too; the phone's partition puts them
+//! under the id and re-links the person, so the alert a late link completes
+//! is raised there. Alerts come out of [`MemberPartition::drain_fraud`].
+//!
 //! Control records carry deterministic ids (`handover:<registration id>`,
 //! `forget:<erasure id>:<member id>`), so a record re-sent after a crash is a
 //! duplicate at its receiver.
@@ -32,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use storepulse_core::{Event, EventBody, Id, Rejection, Ts};
 
 use super::{phone_bytes, MemberOutput, MemberProcessor, MemberState, PersonParts};
+use crate::fraud::{FraudOutput, FraudProcessor, FraudState, MovedWindow};
 use crate::processor::Outcome;
 
 /// Maps a record key to a partition (Kafka's murmur2 in production).
@@ -40,6 +49,7 @@ pub type Partitioner = fn(&[u8], u32) -> u32;
 /// A record between member partitions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "control", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one per record read; boxed in `Routed`
 pub enum Control {
     /// `member_id` registered with `phone` (hex) at `registered_at`; its
     /// history until then, if it had any.
@@ -51,6 +61,9 @@ pub enum Control {
         registered_at: Ts,
         registration_id: Id,
         parts: Option<PersonParts>,
+        /// The id's fraud windows (member-keyed rules), if any.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        fraud: Vec<MovedWindow>,
         /// The sender's event-time clock: at least every time in `parts`.
         #[serde(with = "storepulse_core::time::rfc3339")]
         clock: Ts,
@@ -95,6 +108,10 @@ pub struct Redirect {
 #[derive(Debug)]
 pub struct MemberPartition {
     pub members: MemberProcessor,
+    /// The member-keyed fraud rules of this partition, if it runs them.
+    fraud: Option<FraudProcessor>,
+    /// Fraud outputs not yet drained.
+    fraud_out: Vec<FraudOutput>,
     partition: u32,
     partitions: u32,
     partitioner: Partitioner,
@@ -111,9 +128,47 @@ impl MemberPartition {
     ) -> Self {
         Self {
             members,
+            fraud: None,
+            fraud_out: Vec::new(),
             partition,
             partitions: partitions.max(1),
             partitioner,
+        }
+    }
+
+    /// Runs `fraud` (give it the member-keyed rules only) beside the
+    /// members.
+    #[must_use]
+    pub fn with_fraud(mut self, fraud: FraudProcessor) -> Self {
+        self.fraud = Some(fraud);
+        self
+    }
+
+    /// The fraud processor, if this partition runs one.
+    pub fn fraud(&self) -> Option<&FraudProcessor> {
+        self.fraud.as_ref()
+    }
+
+    /// The fraud processor, to change its rules.
+    pub fn fraud_mut(&mut self) -> Option<&mut FraudProcessor> {
+        self.fraud.as_mut()
+    }
+
+    /// The fraud state to checkpoint, if this partition runs fraud rules.
+    pub fn fraud_state(&self) -> Option<&FraudState> {
+        self.fraud.as_ref().map(FraudProcessor::state)
+    }
+
+    /// Takes the fraud alerts raised and withdrawn since the last call.
+    pub fn drain_fraud(&mut self) -> Vec<FraudOutput> {
+        std::mem::take(&mut self.fraud_out)
+    }
+
+    /// Moves the event-time clock of the members and the fraud rules.
+    pub fn tick(&mut self, at: Ts, out: &mut Vec<MemberOutput>) {
+        self.members.tick(at, out);
+        if let Some(f) = &mut self.fraud {
+            f.advance(at);
         }
     }
 
@@ -140,9 +195,10 @@ impl MemberPartition {
         routed: &mut Vec<Routed>,
     ) -> Result<Outcome, Rejection> {
         let Some(id) = &event.member_id else {
-            self.members.tick(event.occurred_at, out);
+            self.tick(event.occurred_at, out);
             return Ok(Outcome::Ignored);
         };
+        let first_new = out.len();
         let registration = match &event.body {
             EventBody::MemberRegister(r) => phone_bytes(&r.phone_hash),
             _ => None,
@@ -169,6 +225,13 @@ impl MemberPartition {
             let home = self.partition_of(&reg.phone_hash);
             if home != self.partition && !self.members.is_erased(id, event.occurred_at) {
                 let parts = self.members.take_unregistered(id, &event.event_id, out);
+                let fraud = match &mut self.fraud {
+                    Some(f) => {
+                        f.advance(event.occurred_at);
+                        f.take_member_windows(id)
+                    }
+                    None => Vec::new(),
+                };
                 self.members
                     .state
                     .redirects
@@ -182,6 +245,7 @@ impl MemberPartition {
                         registered_at: event.occurred_at,
                         registration_id: event.event_id.clone(),
                         parts,
+                        fraud,
                         clock: self.members.clock(),
                     }),
                 });
@@ -189,6 +253,10 @@ impl MemberPartition {
             }
         }
         let outcome = self.members.apply_admitted(event, out);
+        if let Some(f) = &mut self.fraud {
+            let produced = out.get(first_new..).unwrap_or_default();
+            f.apply_with_members(Some(&self.members), event, produced, &mut self.fraud_out);
+        }
         self.route_forgets(out, routed);
         Ok(outcome)
     }
@@ -208,6 +276,7 @@ impl MemberPartition {
                 registered_at,
                 registration_id,
                 parts,
+                fraud,
                 clock,
             } => {
                 if !self.members.remember(&control_id, registered_at)
@@ -219,15 +288,23 @@ impl MemberPartition {
                     return;
                 };
                 // The moved history is as new as the sender's clock.
-                self.members.tick(clock, out);
+                self.tick(clock, out);
                 if let Some(parts) = parts {
                     self.members.insert_parts(&member_id, parts);
                 }
+                let first_new = out.len();
                 self.members
                     .register(&registration_id, registered_at, &member_id, phone, out);
+                if let Some(f) = &mut self.fraud {
+                    // As a late link embedded: the id's windows join its
+                    // person's, grouped again under the canonical id.
+                    f.absorb_member_windows(&member_id, fraud, &mut self.fraud_out);
+                    f.relink_person(&self.members, &member_id, &mut self.fraud_out);
+                    f.forget_erased(out.get(first_new..).unwrap_or_default());
+                }
                 self.route_forgets(out, routed);
             }
-            Control::Clock { at } => self.members.tick(at, out),
+            Control::Clock { at } => self.tick(at, out),
             Control::Forget {
                 control_id,
                 member_id,
@@ -238,6 +315,9 @@ impl MemberPartition {
                 }
                 self.members.state.redirects.remove(member_id.as_str());
                 self.members.forget(&member_id, erased_at);
+                if let Some(f) = &mut self.fraud {
+                    f.forget_member(std::slice::from_ref(&member_id));
+                }
             }
         }
     }
@@ -278,7 +358,38 @@ mod tests {
     use super::super::tests::{build, op, shuffle, stores, D0};
     use super::super::{MemberConfig, MemberProcessor};
     use super::*;
+    use crate::fraud::{FraudConfig, KeyKind, RuleSet};
     use crate::processor::Processor;
+
+    /// The fraud processor of the tests: the member-keyed default rules,
+    /// and a lateness that keeps every sale of a shuffled stream.
+    fn fraud() -> FraudProcessor {
+        let rules = RuleSet::defaults(&stores()).unwrap().only(KeyKind::Member);
+        FraudProcessor::new(
+            FraudConfig {
+                allowed_lateness_minutes: 366 * 24 * 60,
+            },
+            rules,
+            stores(),
+        )
+    }
+
+    /// The alerts standing after `outputs` (raised and not withdrawn):
+    /// alert id -> (event ids, total).
+    fn standing(outputs: &[FraudOutput]) -> std::collections::BTreeMap<String, (Vec<Id>, u64)> {
+        let mut alerts = std::collections::BTreeMap::new();
+        for o in outputs {
+            match o {
+                FraudOutput::Raised(a) => {
+                    alerts.insert(a.alert_id.clone(), (a.event_ids.clone(), a.total_cents));
+                }
+                FraudOutput::Withdrawn(w) => {
+                    alerts.remove(&w.alert_id);
+                }
+            }
+        }
+        alerts
+    }
 
     fn partitioner(key: &[u8], n: u32) -> u32 {
         (xxhash_rust::xxh3::xxh3_64(key) % u64::from(n)) as u32
@@ -294,14 +405,15 @@ mod tests {
     /// What the partitions published for the read model: key, person.
     type Published = Vec<(String, Option<super::super::Person>, Ts)>;
 
-    /// Runs `events` through `n` partitions, delivering queued messages in
-    /// an order driven by `choices`; returns the partitions and what they
-    /// published, in order.
+    /// Runs `events` through `n` partitions (each with the member fraud
+    /// rules), delivering queued messages in an order driven by `choices`;
+    /// returns the partitions, what they published and their fraud
+    /// outputs, in order.
     fn run_partitioned(
         events: &[Event],
         n: u32,
         choices: &[u8],
-    ) -> (Vec<MemberPartition>, Published) {
+    ) -> (Vec<MemberPartition>, Published, Vec<FraudOutput>) {
         let config = MemberConfig {
             ledger_exact_days: 366,
             allowed_lateness_hours: 24 * 366,
@@ -317,8 +429,10 @@ mod tests {
                     n,
                     partitioner,
                 )
+                .with_fraud(fraud())
             })
             .collect();
+        let mut fraud_outputs = Vec::new();
         // One FIFO queue per (producer, partition): Kafka keeps a producer's
         // order within a partition, nothing else. Producer n is "ingest".
         let mut queues: Vec<VecDeque<Msg>> = vec![VecDeque::new(); ((n + 1) * n) as usize];
@@ -357,6 +471,7 @@ mod tests {
                     parts[to as usize].apply_control(c.clone(), &mut out, &mut routed)
                 }
             }
+            fraud_outputs.extend(parts[to as usize].drain_fraud());
             let clock = parts[to as usize].members.clock();
             parts[to as usize].members.drain_changes(|c| match c {
                 super::super::PersonChange::Put(key, p) => {
@@ -385,7 +500,7 @@ mod tests {
                 super::super::PersonChange::Retire(key) => published.push((key, None, clock)),
             });
         }
-        (parts, published)
+        (parts, published, fraud_outputs)
     }
 
     /// A read model fed with `published`, keys spread over 3 topic
@@ -436,20 +551,30 @@ mod tests {
         #[test]
         fn partitions_together_equal_one_processor(
             ops in prop::collection::vec((op(), 0u32..90 * 24), 1..80),
+            // 90 days (members), or 1-4 hours: sales dense enough for the
+            // member fraud rule to fire, late links included.
+            span in prop_oneof![Just(90u32 * 24), Just(1u32), Just(4u32)],
             seed in any::<u64>(),
             n in 1u32..5,
             choices in prop::collection::vec(any::<u8>(), 1..64),
         ) {
-            let mut events = build(&ops, 90 * 24);
+            let mut events = build(&ops, span);
             events.sort_by_key(|e| e.occurred_at);
             let config = MemberConfig { ledger_exact_days: 366, ..MemberConfig::default() };
             let mut one = MemberProcessor::new(config, stores()).unwrap();
+            let mut one_fraud = fraud();
             let mut out = Vec::new();
+            let mut fraud_out = Vec::new();
             for e in &events {
-                let _ = one.apply(e, &mut out);
+                let first = out.len();
+                if one.apply(e, &mut out).is_ok() {
+                    one_fraud.apply_with_members(Some(&one), e, &out[first..], &mut fraud_out);
+                }
             }
             let shuffled = shuffle(events, seed);
-            let (parts, published) = run_partitioned(&shuffled, n, &choices);
+            let (parts, published, fraud_outputs) = run_partitioned(&shuffled, n, &choices);
+            // The standing member fraud alerts are the same.
+            prop_assert_eq!(standing(&fraud_outputs), standing(&fraud_out));
             let mut together: Vec<_> = parts.iter().flat_map(|p| p.members.all_members()).collect();
             together.sort_by(|a, b| a.member_id.cmp(&b.member_id));
             let mut alone: Vec<_> = one.all_members().collect();
@@ -475,6 +600,52 @@ mod tests {
     }
 
     #[test]
+    fn a_late_link_completes_a_member_fraud_alert_at_the_phone_partition() {
+        use storepulse_core::time::MINUTE;
+        let n = 4;
+        let phone = super::super::tests::phone(1);
+        let home = partitioner(phone.as_bytes(), n);
+        let alias = (0..100)
+            .map(|i| format!("APP-{i}"))
+            .find(|id| partitioner(id.as_bytes(), n) != home)
+            .unwrap();
+        let t = |m: i64| i64::from(D0) * 24 * HOUR + 10 * HOUR + m * MINUTE;
+        // M1 registered with the phone; the alias buys in two more stores
+        // within 30 minutes, and its registration arrives last.
+        let events = vec![
+            super::super::tests::register("r0", "M1", t(-60), 1),
+            super::super::tests::sale("s1", "M1", t(0), "KM-001", 200_000),
+            super::super::tests::sale("s2", &alias, t(10), "DL-001", 200_000),
+            super::super::tests::sale("s3", &alias, t(20), "MZ-001", 200_000),
+            super::super::tests::register("r1", &alias, t(-30), 1),
+        ];
+        let (parts, _, outputs) = run_partitioned(&events, n, &[0]);
+        let alerts = standing(&outputs);
+        assert_eq!(alerts.len(), 1, "{outputs:?}");
+        let (ids, total) = alerts.values().next().unwrap();
+        assert_eq!(ids.len(), 3);
+        assert_eq!(*total, 600_000);
+        // Raised at the phone's partition, under the person's canonical id.
+        let raised: Vec<_> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                FraudOutput::Raised(a) => Some(a),
+                FraudOutput::Withdrawn(_) => None,
+            })
+            .collect();
+        assert_eq!(raised.len(), 1);
+        assert_eq!(raised[0].key.as_str(), "M1");
+        assert!(
+            parts[partitioner(alias.as_bytes(), n) as usize]
+                .fraud()
+                .unwrap()
+                .window("multi_store_large_purchase", &alias)
+                .is_none(),
+            "the alias's windows moved with the handover"
+        );
+    }
+
+    #[test]
     fn a_handover_moves_history_to_the_phone_partition_and_erasure_forgets_it() {
         // Find ids whose partitions differ from the phone's, for n = 4.
         let n = 4;
@@ -490,7 +661,7 @@ mod tests {
             super::super::tests::register("r1", &alias, t(0), 1),
             super::super::tests::sale("s2", &alias, t(2), "DL-001", 50_000),
         ];
-        let (parts, _) = run_partitioned(&events, n, &[0]);
+        let (parts, _, _) = run_partitioned(&events, n, &[0]);
         let own = &parts[partitioner(alias.as_bytes(), n) as usize];
         assert_eq!(own.redirects(), 1);
         assert!(own.members.member(&alias).is_none(), "moved away");
@@ -498,7 +669,7 @@ mod tests {
         assert_eq!((m.orders_90d, m.points_balance), (2, 1500));
         let mut with_erase = events.clone();
         with_erase.push(super::super::tests::erase("x1", &alias, t(3)));
-        let (parts, _) = run_partitioned(&with_erase, n, &[0]);
+        let (parts, _, _) = run_partitioned(&with_erase, n, &[0]);
         assert!(parts.iter().all(|p| p.members.member(&alias).is_none()));
         assert!(
             parts.iter().all(|p| p.redirects() == 0),
