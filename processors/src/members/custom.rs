@@ -20,6 +20,8 @@
 
 use std::sync::Arc;
 
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
 use cel::{Context, Env, Program, Value};
 use storepulse_tags::{Tag, TagSet, WindowStats, CUSTOM_TAG_BASE};
 
@@ -124,8 +126,51 @@ impl Features {
 struct CompiledTag {
     name: String,
     program: Program,
-    /// The variables the expression reads (only these are bound).
+    /// The variables the expression reads (only these are resolved).
     variables: Vec<String>,
+}
+
+/// The values of the variables one expression reads, resolved by name
+/// when the program looks them up (no per-run binding into a map).
+struct Bound<'a> {
+    names: &'a [String],
+    values: &'a [Value],
+}
+
+impl VariableResolver for Bound<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        let i = self.names.iter().position(|n| n == variable)?;
+        let value = self.values.get(i)?.clone();
+        Box::<dyn Val>::try_from(value).ok().map(CowVal::Owned)
+    }
+}
+
+/// The last inputs and result of each custom tag. CEL is pure, so a tag
+/// whose variables have the same values as in its last run has the same
+/// result: [`CustomTags::evaluate_memo`] runs CEL only when a variable the
+/// expression reads changed. The timer's probes of one member (the same
+/// member on successive candidate days) mostly hit; a new event mostly
+/// does not.
+#[derive(Debug, Clone, Default)]
+pub struct CelMemo {
+    /// Per tag: the inputs (one word per variable) and the result.
+    last: Vec<Option<(Vec<u64>, bool)>>,
+    /// Scratch: the values of the current run.
+    values: Vec<Value>,
+    keys: Vec<u64>,
+}
+
+/// A word that equals another iff the values are equal (each variable has
+/// one type; doubles compare by bits, which is conservative).
+fn key_of(value: &Value) -> u64 {
+    match value {
+        Value::Int(i) => *i as u64,
+        Value::UInt(u) => *u,
+        Value::Float(f) => f.to_bits(),
+        Value::Bool(b) => u64::from(*b),
+        // Features are ints, doubles and bools only.
+        _ => u64::MAX,
+    }
 }
 
 /// The compiled custom tags, in configuration order (bit 16 + index).
@@ -239,21 +284,62 @@ impl CustomTags {
     /// Sets the custom bits of `set` from the features. An expression that
     /// fails at run time (e.g. a division by zero) reads as false.
     pub fn evaluate(&self, features: &Features, set: &mut TagSet) {
+        self.evaluate_memo(features, set, &mut CelMemo::default());
+    }
+
+    /// [`CustomTags::evaluate`], running an expression only when a variable
+    /// it reads differs from its last run remembered in `memo` (the result
+    /// is the same either way).
+    pub fn evaluate_memo(&self, features: &Features, set: &mut TagSet, memo: &mut CelMemo) {
         let Some(env) = &self.env else { return };
+        if memo.last.len() != self.tags.len() {
+            memo.last = vec![None; self.tags.len()];
+        }
         for (i, tag) in self.tags.iter().enumerate() {
-            let on = run(env, tag, features).unwrap_or(false);
+            memo.values.clear();
+            memo.keys.clear();
+            for v in &tag.variables {
+                // Every variable was checked at compile time.
+                let value = features.value(v).unwrap_or(Value::Null);
+                memo.keys.push(key_of(&value));
+                memo.values.push(value);
+            }
+            let on = match &mut memo.last[i] {
+                Some((keys, on)) if *keys == memo.keys => *on,
+                last => {
+                    let on = run_values(env, tag, &memo.values).unwrap_or(false);
+                    match last {
+                        Some((keys, result)) => {
+                            keys.clone_from(&memo.keys);
+                            *result = on;
+                        }
+                        None => *last = Some((memo.keys.clone(), on)),
+                    }
+                    on
+                }
+            };
             set.set_bit(CUSTOM_TAG_BASE + i as u32, on);
         }
     }
 }
 
 fn run(env: &Arc<Env>, tag: &CompiledTag, features: &Features) -> Result<bool, String> {
+    let values: Vec<Value> = tag
+        .variables
+        .iter()
+        .map(|v| features.value(v).unwrap_or(Value::Null))
+        .collect();
+    run_values(env, tag, &values)
+}
+
+/// Runs a tag's program with `values` (one per variable, in order).
+fn run_values(env: &Arc<Env>, tag: &CompiledTag, values: &[Value]) -> Result<bool, String> {
+    let bound = Bound {
+        names: &tag.variables,
+        values,
+    };
     let mut ctx = Context::with_env(env.clone());
-    for v in &tag.variables {
-        if let Some(value) = features.value(v) {
-            ctx.add_variable_from_value(v.clone(), value);
-        }
-    }
+    ctx.set_variable_resolver(&bound);
     match tag.program.execute(&ctx) {
         Ok(Value::Bool(b)) => Ok(b),
         Ok(other) => Err(format!("must yield a bool, yields {other:?}")),

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 use storepulse_core::StoreIdx;
-use storepulse_tags::{quarter_of_day, WindowStats};
+use storepulse_tags::{civil_from_days, quarter_of_day, WindowStats};
 
 /// A member's sales in one store on one China day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +87,18 @@ pub(crate) fn trim<T>(v: &mut Vec<T>) {
     } else if v.capacity() > v.len() + v.len() / 4 + 2 {
         v.shrink_to(v.len() + v.len() / 8);
     }
+}
+
+/// Days since 1970-01-01 of the first day of `month` (1-12) of `year`
+/// (H. Hinnant's `days_from_civil`, the inverse of `civil_from_days`).
+fn days_from_civil(year: i32, month: u32) -> i64 {
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 impl History {
@@ -247,6 +259,134 @@ impl History {
         s
     }
 
+    /// [`History::window`] for several windows at once, and the favorite
+    /// store ([`History::favorite_store`]) over `windows[favorite]` if
+    /// asked: one pass over the aggregates, newest first. `windows` must be
+    /// sorted longest first; `out[k]` receives the stats of `windows[k]`.
+    /// All windows end with `today`, so each is a prefix of the walk back
+    /// from `today`: running sums are copied out as the walk passes each
+    /// window's first day (the sums saturate like `window`'s, and saturating
+    /// sums of non-negative values do not depend on the order).
+    pub fn windows_desc<'a>(
+        &self,
+        today: i32,
+        windows: &[u32],
+        out: &mut [WindowStats],
+        favorite: Option<(usize, &dyn Fn(StoreIdx) -> &'a str)>,
+    ) -> Option<StoreIdx> {
+        debug_assert!(windows.windows(2).all(|w| w[0] >= w[1]));
+        let first_of = |days: u32| i64::from(today) - i64::from(days) + 1;
+        let n = windows.len().min(out.len());
+        const INLINE: usize = 16;
+        let mut stores: [(StoreIdx, u64); INLINE] = [(StoreIdx(0), 0); INLINE];
+        let mut n_stores = 0usize;
+        let mut overflow: Vec<(StoreIdx, u64)> = Vec::new();
+        let mut quarters = [0u64; 4];
+        // The quarter of the aggregate's day, recomputed only when the walk
+        // leaves the quarter (days go down).
+        let (mut q, mut q_start) = (0usize, i64::MAX);
+        let mut run = WindowStats::default();
+        let mut fav = None;
+        // Windows still open (the shortest first closes), as an index
+        // into `windows` counted from the end.
+        let mut open = n;
+        let end = self.days.partition_point(|d| d.day <= today);
+        let mut snapshot = |k: usize,
+                            run: &WindowStats,
+                            stores: &[(StoreIdx, u64)],
+                            overflow: &[(StoreIdx, u64)],
+                            quarters: &[u64; 4],
+                            fav: &mut Option<StoreIdx>| {
+            let mut s = *run;
+            let all = || stores.iter().chain(overflow.iter());
+            s.stores = (stores.len() + overflow.len()) as u32;
+            s.top_store_spend_cents = all().map(|(_, spend)| *spend).max().unwrap_or(0);
+            s.top_quarter_spend_cents = quarters.iter().copied().max().unwrap_or(0);
+            out[k] = s;
+            if let Some((f, id_of)) = favorite {
+                if f == k {
+                    *fav = all()
+                        .max_by(|(sa, va), (sb, vb)| {
+                            va.cmp(vb).then_with(|| id_of(*sb).cmp(id_of(*sa)))
+                        })
+                        .map(|(s, _)| *s);
+                }
+            }
+        };
+        for d in self.days[..end].iter().rev() {
+            let day = i64::from(d.day);
+            // Close every window that starts after this day.
+            while open > 0 && day < first_of(windows[open - 1]) {
+                open -= 1;
+                snapshot(
+                    open,
+                    &run,
+                    &stores[..n_stores],
+                    &overflow,
+                    &quarters,
+                    &mut fav,
+                );
+            }
+            if open == 0 {
+                break;
+            }
+            run.sales += u32::from(d.sales);
+            run.online_sales += u32::from(d.online_sales);
+            run.lines += u32::from(d.lines);
+            run.promo_lines += u32::from(d.promo_lines);
+            run.spend_cents = run.spend_cents.saturating_add(d.spend_cents);
+            if day < q_start {
+                let (y, m, _) = civil_from_days(d.day);
+                let first_month = (m - 1) / 3 * 3 + 1;
+                q = ((m - 1) / 3) as usize;
+                q_start = days_from_civil(y, first_month);
+            }
+            quarters[q] = quarters[q].saturating_add(d.spend_cents);
+            match stores[..n_stores].iter_mut().find(|(st, _)| *st == d.store) {
+                Some((_, spend)) => *spend = spend.saturating_add(d.spend_cents),
+                None if n_stores < INLINE => {
+                    stores[n_stores] = (d.store, d.spend_cents);
+                    n_stores += 1;
+                }
+                None => match overflow.iter_mut().find(|(st, _)| *st == d.store) {
+                    Some((_, spend)) => *spend = spend.saturating_add(d.spend_cents),
+                    None => overflow.push((d.store, d.spend_cents)),
+                },
+            }
+        }
+        while open > 0 {
+            open -= 1;
+            snapshot(
+                open,
+                &run,
+                &stores[..n_stores],
+                &overflow,
+                &quarters,
+                &mut fav,
+            );
+        }
+        // Refunds: the same walk, one running sum.
+        let mut open = n;
+        let mut refund = 0u64;
+        let rend = self.refunds.partition_point(|r| r.day <= today);
+        for r in self.refunds[..rend].iter().rev() {
+            let day = i64::from(r.day);
+            while open > 0 && day < first_of(windows[open - 1]) {
+                open -= 1;
+                out[open].refund_cents = refund;
+            }
+            if open == 0 {
+                break;
+            }
+            refund = refund.saturating_add(r.refund_cents);
+        }
+        while open > 0 {
+            open -= 1;
+            out[open].refund_cents = refund;
+        }
+        fav
+    }
+
     /// The store with the most spend over the `days` days ending with
     /// `today` among stores with a sale there; ties go to the store whose
     /// id sorts first (`id_of` gives it).
@@ -364,6 +504,55 @@ mod tests {
         b.add_refund(6, 7, i32::MIN);
         a.merge(b);
         assert_eq!(a, one);
+    }
+
+    #[test]
+    fn one_pass_windows_equal_one_window_at_a_time() {
+        // A pseudo-random history over two years, crossing quarter and
+        // year boundaries, with ties of spend between stores.
+        let mut h = History::new();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..400 {
+            let day = 20_000 + next(730) as i32;
+            let store = next(20) as u16;
+            let total = 100 * (1 + next(5));
+            h.add_sale(sale(day, store, total), i32::MIN);
+            if next(4) == 0 {
+                h.add_refund(day + next(3) as i32, 50 * next(9), i32::MIN);
+            }
+        }
+        let ids: Vec<String> = (0..20).map(|i| format!("S{:02}", (i * 7) % 20)).collect();
+        let id_of = |s: StoreIdx| ids[usize::from(s.0)].as_str();
+        let windows = [400, 365, 90, 60, 30, 7, 1];
+        for today in (19_990..20_760).step_by(3) {
+            let mut out = [WindowStats::default(); 7];
+            for fav in 0..windows.len() {
+                let got = h.windows_desc(today, &windows, &mut out, Some((fav, &id_of)));
+                assert_eq!(
+                    got,
+                    h.favorite_store(today, windows[fav], id_of),
+                    "favorite over {} days at {today}",
+                    windows[fav]
+                );
+                for (k, &w) in windows.iter().enumerate() {
+                    assert_eq!(out[k], h.window(today, w), "{w} days at {today}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn days_from_civil_inverts_civil_from_days() {
+        for day in [-800_000, -1, 0, 59, 20_782, 20_819, 2_000_000] {
+            let (y, m, d) = civil_from_days(day);
+            assert_eq!(days_from_civil(y, m) + i64::from(d) - 1, i64::from(day));
+        }
     }
 
     #[test]

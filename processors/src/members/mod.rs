@@ -58,7 +58,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::dedup::{DedupVerdict, DedupWindow};
 use crate::processor::{Outcome, Processor};
 pub use config::{CustomTagConfig, MemberConfig};
-pub use custom::{CustomTags, Features};
+pub use custom::{CelMemo, CustomTags, Features};
 use history::{History, SaleFacts};
 use ledger::{EntryKind, Flow, Franchisees, Ledger, LedgerEntry, Overdraft, Settlement};
 pub use output::{Change, MemberErased, MemberOutput, PointsOverdraftAlert, TagChange};
@@ -189,6 +189,60 @@ impl Franchisees for FranchiseeOf<'_> {
     }
 }
 
+/// The windows one evaluation reads, computed together in one pass over a
+/// member's aggregates: distinct, longest first, with where each rule's,
+/// each custom feature's and the favorite store's window is in that list.
+#[derive(Debug, Clone)]
+struct EvalPlan {
+    windows: Vec<u32>,
+    /// Index in `windows` of the window of `high_value`, `frequent`,
+    /// `multi_store`, `online_first`, `promo_responsive`, `seasonal_buyer`,
+    /// `churn_risk` (quiet days) and `store_loyal`.
+    rules: [u8; 8],
+    /// Of the custom features' 30, 60, 90 and 365 days (0 without custom tags).
+    custom: [u8; 4],
+    favorite: usize,
+}
+
+impl EvalPlan {
+    /// 8 rule windows, 4 feature windows and the favorite store's.
+    const MAX_WINDOWS: usize = 13;
+
+    fn new(r: &storepulse_tags::TagRules, custom: bool) -> Self {
+        let rule_days = [
+            r.high_value_days,
+            r.frequent_days,
+            r.multi_store_days,
+            r.online_first_days,
+            r.promo_responsive_days,
+            r.seasonal_buyer_days,
+            r.churn_risk_quiet_days,
+            r.store_loyal_days,
+        ];
+        let mut windows: Vec<u32> = rule_days.to_vec();
+        if custom {
+            windows.extend(custom::FEATURE_WINDOWS);
+        }
+        windows.push(r.favorite_store_days);
+        windows.sort_unstable_by(|a, b| b.cmp(a));
+        windows.dedup();
+        let at = |days: u32| windows.iter().position(|&w| w == days).unwrap_or(0) as u8;
+        let rules = rule_days.map(at);
+        let custom = if custom {
+            custom::FEATURE_WINDOWS.map(at)
+        } else {
+            [0; 4]
+        };
+        let favorite = usize::from(at(r.favorite_store_days));
+        Self {
+            windows,
+            rules,
+            custom,
+            favorite,
+        }
+    }
+}
+
 /// The member processor.
 #[derive(Debug)]
 pub struct MemberProcessor {
@@ -206,6 +260,11 @@ pub struct MemberProcessor {
     /// Persons changed since the last [`MemberProcessor::drain_changes`]
     /// (Kafka mode publishes them), when tracking.
     changes: Option<ChangeLog>,
+    plan: EvalPlan,
+    /// The custom tags' last inputs and results.
+    memo: CelMemo,
+    /// Scratch for the timer's candidate days.
+    candidates: Vec<i32>,
 }
 
 /// What changed since the last drain.
@@ -332,6 +391,7 @@ impl MemberProcessor {
         windows.sort_unstable();
         windows.dedup();
         let retention_days = windows.iter().copied().max().unwrap_or(365).max(365);
+        let plan = EvalPlan::new(&config.tags, !custom.is_empty());
         Ok(Self {
             config,
             custom,
@@ -344,6 +404,9 @@ impl MemberProcessor {
             flows: Vec::new(),
             overdrafts: Vec::new(),
             changes: None,
+            plan,
+            memo: CelMemo::default(),
+            candidates: Vec::new(),
         })
     }
 
@@ -616,30 +679,41 @@ impl MemberProcessor {
     /// Evaluates the built-in and custom tags and the favorite store of a
     /// person as of `today`.
     fn evaluate(&self, p: &Person, today: i32) -> (TagSet, Option<StoreIdx>) {
+        self.evaluate_memo(p, today, &mut CelMemo::default())
+    }
+
+    /// [`MemberProcessor::evaluate`] with the custom tags' memo (CEL runs
+    /// only when a variable it reads changed since its last run). Every
+    /// window is computed in one pass over the aggregates
+    /// ([`History::windows_desc`]).
+    fn evaluate_memo(
+        &self,
+        p: &Person,
+        today: i32,
+        memo: &mut CelMemo,
+    ) -> (TagSet, Option<StoreIdx>) {
         let r = &self.config.tags;
         let h = &p.history;
-        let mut memo: [(u32, WindowStats); 12] = [(0, WindowStats::default()); 12];
-        let mut n = 0usize;
-        let mut window = |days: u32| -> WindowStats {
-            if let Some((_, s)) = memo[..n].iter().find(|(d, _)| *d == days) {
-                return *s;
-            }
-            let s = h.window(today, days);
-            if n < memo.len() {
-                memo[n] = (days, s);
-                n += 1;
-            }
-            s
-        };
+        let plan = &self.plan;
+        let mut stats = [WindowStats::default(); EvalPlan::MAX_WINDOWS];
+        let stores = &self.stores;
+        let id_of = |s: StoreIdx| stores.id(s);
+        let favorite = h.windows_desc(
+            today,
+            &plan.windows,
+            &mut stats,
+            Some((plan.favorite, &id_of)),
+        );
+        let w = |i: u8| stats[usize::from(i)];
         let inputs = RuleInputs {
-            high_value: window(r.high_value_days),
-            frequent: window(r.frequent_days),
-            multi_store: window(r.multi_store_days),
-            online_first: window(r.online_first_days),
-            promo_responsive: window(r.promo_responsive_days),
-            seasonal_buyer: window(r.seasonal_buyer_days),
-            churn_quiet: window(r.churn_risk_quiet_days),
-            store_loyal: window(r.store_loyal_days),
+            high_value: w(plan.rules[0]),
+            frequent: w(plan.rules[1]),
+            multi_store: w(plan.rules[2]),
+            online_first: w(plan.rules[3]),
+            promo_responsive: w(plan.rules[4]),
+            seasonal_buyer: w(plan.rules[5]),
+            churn_quiet: w(plan.rules[6]),
+            store_loyal: w(plan.rules[7]),
             total_sales: h.total_sales,
             days_since_registration: p
                 .registered_at()
@@ -648,19 +722,17 @@ impl MemberProcessor {
         let mut set = evaluate(r, &inputs);
         if !self.custom.is_empty() {
             let features = Features {
-                w30: window(30),
-                w60: window(60),
-                w90: window(90),
-                w365: window(365),
+                w30: w(plan.custom[0]),
+                w60: w(plan.custom[1]),
+                w90: w(plan.custom[2]),
+                w365: w(plan.custom[3]),
                 total_sales: h.total_sales,
                 points_balance: p.ledger.balance(),
                 registered: p.registered_at().is_some(),
                 builtin: set,
             };
-            self.custom.evaluate(&features, &mut set);
+            self.custom.evaluate_memo(&features, &mut set, memo);
         }
-        let stores = &self.stores;
-        let favorite = h.favorite_store(today, r.favorite_store_days, |s| stores.id(s));
         (set, favorite)
     }
 
@@ -729,9 +801,17 @@ impl MemberProcessor {
             p.ledger.fold(fold_before, &fr, &mut folded);
         }
         self.flows = folded;
-        let Some(p) = self.person(slot) else { return };
-        let (tags, favorite) = self.evaluate(p, today);
-        let canonical = p.canonical().clone();
+        let mut memo = std::mem::take(&mut self.memo);
+        let evaluated = self.person(slot).map(|p| {
+            (
+                self.evaluate_memo(p, today, &mut memo),
+                p.canonical().clone(),
+            )
+        });
+        self.memo = memo;
+        let Some(((tags, favorite), canonical)) = evaluated else {
+            return;
+        };
         self.mark_dirty(slot);
         self.count(slot, -1);
         if let Some(p) = self.person_mut(slot) {
@@ -776,37 +856,13 @@ impl MemberProcessor {
     /// Sets a person's timer: the first candidate day (cheap, on events),
     /// or the first day its tags actually change (`exact`, on timers).
     fn schedule(&mut self, slot: Slot, exact: bool) {
-        let today = self.today();
+        let mut candidates = std::mem::take(&mut self.candidates);
+        let mut memo = std::mem::take(&mut self.memo);
+        let due = self.next_due(slot, exact, &mut candidates, &mut memo);
+        self.candidates = candidates;
+        self.memo = memo;
+        let Some(due) = due else { return };
         let Some(p) = self.person(slot) else { return };
-        let mut candidates: Vec<i32> = Vec::new();
-        p.history
-            .boundaries(today, &self.windows, |d| candidates.push(d));
-        if let Some(reg) = p.registered_at() {
-            let d = china_day(reg).saturating_add(self.config.tags.new_member_days as i32);
-            if d > today {
-                candidates.push(d);
-            }
-        }
-        // Folding old points entries needs no timer: it changes no answer
-        // (balance and settlement are the same either way) and happens on
-        // the member's next event or timer, so quiet members cost nothing.
-        let mut due = NO_TIMER;
-        if exact {
-            candidates.sort_unstable();
-            candidates.dedup();
-            let now = (p.tags, p.favorite);
-            for &day in candidates.iter().take(MAX_TIMER_PROBES) {
-                if self.evaluate(p, day) != now {
-                    due = day;
-                    break;
-                }
-            }
-            if due == NO_TIMER && candidates.len() > MAX_TIMER_PROBES {
-                due = candidates[MAX_TIMER_PROBES - 1];
-            }
-        } else if let Some(&first) = candidates.iter().min() {
-            due = due.min(first);
-        }
         let current = p.due_day;
         if due != current {
             if let Some(p) = self.person_mut(slot) {
@@ -816,6 +872,52 @@ impl MemberProcessor {
                 self.state.timers.entry(due).or_default().push(slot);
             }
         }
+    }
+
+    /// The day of a person's next timer (see [`MemberProcessor::schedule`]),
+    /// `None` for no person.
+    fn next_due(
+        &self,
+        slot: Slot,
+        exact: bool,
+        candidates: &mut Vec<i32>,
+        memo: &mut CelMemo,
+    ) -> Option<i32> {
+        let today = self.today();
+        let p = self.person(slot)?;
+        let new_member = p.registered_at().and_then(|reg| {
+            let d = china_day(reg).saturating_add(self.config.tags.new_member_days as i32);
+            (d > today).then_some(d)
+        });
+        // Folding old points entries needs no timer: it changes no answer
+        // (balance and settlement are the same either way) and happens on
+        // the member's next event or timer, so quiet members cost nothing.
+        let mut due = NO_TIMER;
+        if exact {
+            candidates.clear();
+            p.history
+                .boundaries(today, &self.windows, |d| candidates.push(d));
+            candidates.extend(new_member);
+            candidates.sort_unstable();
+            candidates.dedup();
+            let now = (p.tags, p.favorite);
+            for &day in candidates.iter().take(MAX_TIMER_PROBES) {
+                if self.evaluate_memo(p, day, memo) != now {
+                    due = day;
+                    break;
+                }
+            }
+            if due == NO_TIMER && candidates.len() > MAX_TIMER_PROBES {
+                due = candidates[MAX_TIMER_PROBES - 1];
+            }
+        } else {
+            p.history
+                .boundaries(today, &self.windows, |d| due = due.min(d));
+            if let Some(d) = new_member {
+                due = due.min(d);
+            }
+        }
+        Some(due)
     }
 
     /// Changes a person's ledger, keeping the settlement table equal to the
