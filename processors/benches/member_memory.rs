@@ -492,7 +492,7 @@ fn main() {
          refund days {:.0} (len {:.2}, cap {:.2}), ids {:.0} (len {:.2}, cap {:.2} x {} B), \
          lots {:.0} (len {:.2}, cap {:.2} x {} B), pending entries {:.0} (len {:.2}, cap {:.2} x {} B)",
         per(c.heap as f64),
-        per(c.days_cap as f64 * 24.0),
+        per(c.days_cap as f64 * std::mem::size_of::<DayAgg>() as f64),
         c.days as f64 / c.n(),
         c.days_cap as f64 / c.n(),
         std::mem::size_of::<DayAgg>(),

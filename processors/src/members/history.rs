@@ -1,22 +1,74 @@
 //! A member's activity as compact daily aggregates.
 //!
-//! One [`DayAgg`] (24 bytes) per (China day, store) with a sale, and one
-//! [`DayRefund`] (16 bytes) per day with a refund, kept for
+//! One [`DayAgg`] (16 bytes) per (China day, store) with a sale, and one
+//! [`DayRefund`] (12 bytes) per day with a refund, kept for
 //! `retention_days` (the longest window any rule reads, at least a year).
 //! Everything a tag, a feature or `favorite_store` reads is a sum over
 //! these, so merging two members (a late alias link) is adding their
 //! aggregates: the result does not depend on the order the events came in.
 //!
 //! Per-day counters saturate (65,535 sales or lines of one member in one
-//! store in one day), far beyond any real member.
+//! store in one day), far beyond any real member; spend sums saturate at
+//! `u64::MAX` cents, as [`Wide`] holds them.
+//!
+//! **Compact layout.** A [`DayAgg`] holds its day as a `u16` offset from
+//! the history's `base` day and its spend as a `u32`. The rare (day, store)
+//! whose spend passes `u32::MAX` cents (42.9 M CNY) has a second record
+//! right after it, an *extension* (`sales == 0`, which no real record has),
+//! holding the high 32 bits of the spend. Records only ever add up, so sums
+//! over records need no special case but scaling an extension's spend
+//! ([`DayAgg::spend`]). One history spans at most 65,535 days (179 years):
+//! when a day outside that span arrives, the base moves, and aggregates
+//! that still do not fit (older than the newest one by more than that,
+//! outside every window, which are at most 3,660 days) are dropped.
+//!
+//! **Wire format.** Checkpoints and Kafka's member snapshots see the
+//! previous, wide layout ([`Wide`] records with an `i32` day and a `u64`
+//! spend, refunds with a `u64`): serialising converts, so the format is
+//! unchanged by the compact layout.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use storepulse_core::StoreIdx;
 use storepulse_tags::{civil_from_days, quarter_of_day, WindowStats};
 
-/// A member's sales in one store on one China day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A member's sales in one store on one China day (or the extension of
+/// the record before it: `sales == 0`, `spend` the high 32 bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DayAgg {
+    /// China day minus the history's `base`.
+    off: u16,
+    pub store: StoreIdx,
+    pub sales: u16,
+    pub online_sales: u16,
+    pub lines: u16,
+    pub promo_lines: u16,
+    /// Sum of the sales' `total_cents`: the low 32 bits (the high ones in an
+    /// extension).
+    spend: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<DayAgg>() == 16);
+
+impl DayAgg {
+    /// Whether this record extends the one before it (spend only).
+    fn is_extension(&self) -> bool {
+        self.sales == 0
+    }
+
+    /// The spend this record adds to a sum.
+    pub fn spend(&self) -> u64 {
+        if self.is_extension() {
+            u64::from(self.spend) << 32
+        } else {
+            u64::from(self.spend)
+        }
+    }
+}
+
+/// A (day, store) aggregate as the wire and the export see it: the whole
+/// day, the whole spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wide {
     /// China day (days since 1970-01-01).
     pub day: i32,
     pub store: StoreIdx,
@@ -28,13 +80,43 @@ pub struct DayAgg {
     pub spend_cents: u64,
 }
 
-const _: () = assert!(std::mem::size_of::<DayAgg>() == 24);
+impl Wide {
+    fn add(&mut self, o: &Wide) {
+        self.sales = self.sales.saturating_add(o.sales);
+        self.online_sales = self.online_sales.saturating_add(o.online_sales);
+        self.lines = self.lines.saturating_add(o.lines);
+        self.promo_lines = self.promo_lines.saturating_add(o.promo_lines);
+        self.spend_cents = self.spend_cents.saturating_add(o.spend_cents);
+    }
+}
 
-/// A member's refunds on one China day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A member's refunds on one China day (the cents as two 32-bit halves, so
+/// the record is 12 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DayRefund {
     pub day: i32,
-    pub refund_cents: u64,
+    cents: [u32; 2],
+}
+
+impl DayRefund {
+    fn new(day: i32, refund_cents: u64) -> Self {
+        Self {
+            day,
+            cents: [refund_cents as u32, (refund_cents >> 32) as u32],
+        }
+    }
+
+    /// The refunds' `refund_cents`, summed.
+    pub fn refund_cents(&self) -> u64 {
+        u64::from(self.cents[0]) | u64::from(self.cents[1]) << 32
+    }
+}
+
+/// A refund day as the wire sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct WideRefund {
+    day: i32,
+    refund_cents: u64,
 }
 
 /// One sale, as the history records it.
@@ -49,9 +131,10 @@ pub struct SaleFacts {
 }
 
 /// The aggregates of one member.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(from = "HistoryWire")]
 pub struct History {
-    /// Sorted by (day, store).
+    /// Sorted by (day, store), an extension right after its record.
     pub days: Vec<DayAgg>,
     /// Sorted by day.
     pub refunds: Vec<DayRefund>,
@@ -59,7 +142,94 @@ pub struct History {
     pub total_sales: u32,
     /// China day of the latest sale, or `i32::MIN`.
     pub last_sale_day: i32,
+    /// The day of offset 0 of `days`.
+    base: i32,
 }
+
+/// The serialised form of [`History`] (the layout before the compact one).
+#[derive(Deserialize)]
+struct HistoryWire {
+    days: Vec<Wide>,
+    refunds: Vec<WideRefund>,
+    total_sales: u32,
+    last_sale_day: i32,
+}
+
+impl From<HistoryWire> for History {
+    fn from(w: HistoryWire) -> Self {
+        let mut h = History {
+            total_sales: w.total_sales,
+            last_sale_day: w.last_sale_day,
+            ..History::new()
+        };
+        // Sorted and one per key when this code wrote it; summing keeps
+        // anything else meaningful.
+        let mut days = w.days;
+        days.sort_by_key(|d| (d.day, d.store));
+        let mut merged: Vec<Wide> = Vec::with_capacity(days.len());
+        for d in days {
+            match merged.last_mut() {
+                Some(last) if (last.day, last.store) == (d.day, d.store) => last.add(&d),
+                _ => merged.push(d),
+            }
+        }
+        h.set_days(&merged);
+        for r in w.refunds {
+            h.add_refund(r.day, r.refund_cents, i32::MIN);
+        }
+        h.refunds.shrink_to_fit();
+        h
+    }
+}
+
+impl Serialize for History {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeStruct};
+        struct Days<'a>(&'a History);
+        impl Serialize for Days<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let n = self.0.days.iter().filter(|d| !d.is_extension()).count();
+                let mut seq = serializer.serialize_seq(Some(n))?;
+                for d in self.0.wide() {
+                    seq.serialize_element(&d)?;
+                }
+                seq.end()
+            }
+        }
+        struct Refunds<'a>(&'a [DayRefund]);
+        impl Serialize for Refunds<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+                for r in self.0 {
+                    seq.serialize_element(&WideRefund {
+                        day: r.day,
+                        refund_cents: r.refund_cents(),
+                    })?;
+                }
+                seq.end()
+            }
+        }
+        let mut st = serializer.serialize_struct("History", 4)?;
+        st.serialize_field("days", &Days(self))?;
+        st.serialize_field("refunds", &Refunds(&self.refunds))?;
+        st.serialize_field("total_sales", &self.total_sales)?;
+        st.serialize_field("last_sale_day", &self.last_sale_day)?;
+        st.end()
+    }
+}
+
+/// Equal content (the base a history happens to use does not matter).
+impl PartialEq for History {
+    fn eq(&self, o: &Self) -> bool {
+        self.total_sales == o.total_sales
+            && self.last_sale_day == o.last_sale_day
+            && self.refunds == o.refunds
+            && self.days.len() == o.days.len()
+            && self.wide().eq(o.wide())
+    }
+}
+
+impl Eq for History {}
 
 fn sat16(v: u32) -> u16 {
     u16::try_from(v).unwrap_or(u16::MAX)
@@ -101,6 +271,19 @@ fn days_from_civil(year: i32, month: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The widest span of days one history holds.
+const SPAN: i64 = u16::MAX as i64;
+
+/// Where a history's offsets start for its first day: in the middle of the
+/// span, so late and new days both fit without moving it.
+fn base_for(day: i32) -> i32 {
+    clamp_i32(i64::from(day) - SPAN / 2)
+}
+
+fn clamp_i32(v: i64) -> i32 {
+    i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX })
+}
+
 impl History {
     /// An empty history.
     pub fn new() -> Self {
@@ -108,6 +291,135 @@ impl History {
             last_sale_day: i32::MIN,
             ..Self::default()
         }
+    }
+
+    /// The China day of a record.
+    pub fn day(&self, d: &DayAgg) -> i32 {
+        clamp_i32(i64::from(self.base) + i64::from(d.off))
+    }
+
+    /// The offset of `day` when it is in the span.
+    fn off(&self, day: i32) -> Option<u16> {
+        u16::try_from(i64::from(day) - i64::from(self.base)).ok()
+    }
+
+    /// The offset of `day` for a search: below every record, or above.
+    fn off_bound(&self, day: i64) -> i64 {
+        day - i64::from(self.base)
+    }
+
+    /// Index of the first record with a day >= `day`.
+    fn first_at_or_after(&self, day: i64) -> usize {
+        let off = self.off_bound(day);
+        self.days.partition_point(|d| i64::from(d.off) < off)
+    }
+
+    /// Index of the first record with a day > `day`.
+    fn first_after(&self, day: i64) -> usize {
+        let off = self.off_bound(day);
+        self.days.partition_point(|d| i64::from(d.off) <= off)
+    }
+
+    /// The aggregates, one per (day, store), with the whole spend (for the
+    /// export and the wire).
+    pub fn wide(&self) -> impl Iterator<Item = Wide> + '_ {
+        let mut i = 0;
+        std::iter::from_fn(move || {
+            let d = self.days.get(i)?;
+            i += 1;
+            let mut w = Wide {
+                day: self.day(d),
+                store: d.store,
+                sales: d.sales,
+                online_sales: d.online_sales,
+                lines: d.lines,
+                promo_lines: d.promo_lines,
+                spend_cents: d.spend(),
+            };
+            while let Some(x) = self.days.get(i).filter(|x| x.is_extension()) {
+                w.spend_cents = w.spend_cents.saturating_add(x.spend());
+                i += 1;
+            }
+            Some(w)
+        })
+    }
+
+    /// The records of one aggregate: its spend in one record, or two when
+    /// it passes `u32::MAX` cents; `None` for a day outside the span. (A
+    /// record always has a sale; one read from the wire with none, which
+    /// this code never writes, counts one.)
+    fn encode(&self, w: &Wide) -> Option<(DayAgg, Option<DayAgg>)> {
+        let off = self.off(w.day)?;
+        let rec = DayAgg {
+            off,
+            store: w.store,
+            sales: w.sales.max(1),
+            online_sales: w.online_sales,
+            lines: w.lines,
+            promo_lines: w.promo_lines,
+            spend: w.spend_cents as u32,
+        };
+        let high = (w.spend_cents >> 32) as u32;
+        let ext = (high > 0).then_some(DayAgg {
+            sales: 0,
+            online_sales: 0,
+            lines: 0,
+            promo_lines: 0,
+            spend: high,
+            ..rec
+        });
+        Some((rec, ext))
+    }
+
+    /// Sets the base for days `lo..=hi` and re-encodes `wide` (sorted by
+    /// (day, store), one per key) into `capacity` records; the newest
+    /// 65,536 days are kept if they span more.
+    fn rebuild(&mut self, wide: &[Wide], lo: i64, hi: i64, capacity: usize) {
+        self.base = if hi - lo <= SPAN {
+            // Centre the room left around the days held.
+            clamp_i32(lo - (SPAN - (hi - lo)) / 2)
+        } else {
+            clamp_i32(hi - SPAN)
+        };
+        let mut days = Vec::with_capacity(capacity);
+        for (rec, ext) in wide.iter().filter_map(|w| self.encode(w)) {
+            days.push(rec);
+            days.extend(ext);
+        }
+        self.days = days;
+    }
+
+    /// Replaces the records with `wide` (sorted by (day, store), one per
+    /// key), with no spare capacity.
+    fn set_days(&mut self, wide: &[Wide]) {
+        let (Some(first), Some(last)) = (wide.first(), wide.last()) else {
+            self.days = Vec::new();
+            return;
+        };
+        let extensions = wide.iter().filter(|w| w.spend_cents >> 32 != 0).count();
+        let (lo, hi) = (i64::from(first.day), i64::from(last.day));
+        self.rebuild(wide, lo, hi, wide.len() + extensions);
+    }
+
+    /// Makes `day` representable, moving the base (and so the offsets) if
+    /// needed; aggregates that cannot stay are dropped (see the module
+    /// docs), as is a `day` older than the newest aggregate by more than
+    /// the span.
+    fn make_room(&mut self, day: i32) {
+        if self.days.is_empty() {
+            self.base = base_for(day);
+            return;
+        }
+        if self.off(day).is_some() {
+            return;
+        }
+        let mut wide: Vec<Wide> = self.wide().collect();
+        let d = i64::from(day);
+        let hi = wide.last().map_or(d, |w| i64::from(w.day)).max(d);
+        wide.retain(|w| i64::from(w.day) >= hi - SPAN);
+        let lo = wide.first().map_or(d, |w| i64::from(w.day)).min(d);
+        let capacity = self.days.capacity();
+        self.rebuild(&wide, lo, hi, capacity);
     }
 
     /// Records a sale. `oldest_kept` is the first day still retained: an
@@ -118,30 +430,65 @@ impl History {
         if sale.day < oldest_kept {
             return;
         }
-        let key = (sale.day, sale.store);
-        let at = self.days.partition_point(|d| (d.day, d.store) < key);
+        self.make_room(sale.day);
+        let Some(off) = self.off(sale.day) else {
+            return;
+        };
+        let key = (off, sale.store);
+        let at = self.days.partition_point(|d| (d.off, d.store) < key);
         match self.days.get_mut(at) {
-            Some(d) if (d.day, d.store) == key => {
+            Some(d) if (d.off, d.store) == key => {
                 d.sales = d.sales.saturating_add(1);
                 d.online_sales = d.online_sales.saturating_add(u16::from(sale.online));
                 d.lines = d.lines.saturating_add(sat16(sale.lines));
                 d.promo_lines = d.promo_lines.saturating_add(sat16(sale.promo_lines));
-                d.spend_cents = d.spend_cents.saturating_add(sale.total_cents);
+                let low = u64::from(d.spend);
+                let ext = self
+                    .days
+                    .get(at + 1)
+                    .filter(|x| x.is_extension())
+                    .map(|x| x.spend());
+                let total = (low + ext.unwrap_or(0)).saturating_add(sale.total_cents);
+                let high = (total >> 32) as u32;
+                self.days[at].spend = total as u32;
+                match ext {
+                    Some(_) => self.days[at + 1].spend = high,
+                    None if high > 0 => {
+                        let rec = self.days[at];
+                        reserve_one(&mut self.days);
+                        self.days.insert(
+                            at + 1,
+                            DayAgg {
+                                sales: 0,
+                                online_sales: 0,
+                                lines: 0,
+                                promo_lines: 0,
+                                spend: high,
+                                ..rec
+                            },
+                        );
+                    }
+                    None => {}
+                }
             }
             _ => {
-                reserve_one(&mut self.days);
-                self.days.insert(
-                    at,
-                    DayAgg {
-                        day: sale.day,
-                        store: sale.store,
-                        sales: 1,
-                        online_sales: u16::from(sale.online),
-                        lines: sat16(sale.lines),
-                        promo_lines: sat16(sale.promo_lines),
-                        spend_cents: sale.total_cents,
-                    },
-                )
+                let w = Wide {
+                    day: sale.day,
+                    store: sale.store,
+                    sales: 1,
+                    online_sales: u16::from(sale.online),
+                    lines: sat16(sale.lines),
+                    promo_lines: sat16(sale.promo_lines),
+                    spend_cents: sale.total_cents,
+                };
+                if let Some((rec, ext)) = self.encode(&w) {
+                    reserve_one(&mut self.days);
+                    self.days.insert(at, rec);
+                    if let Some(ext) = ext {
+                        reserve_one(&mut self.days);
+                        self.days.insert(at + 1, ext);
+                    }
+                }
             }
         }
     }
@@ -153,10 +500,12 @@ impl History {
         }
         let at = self.refunds.partition_point(|r| r.day < day);
         match self.refunds.get_mut(at) {
-            Some(r) if r.day == day => r.refund_cents = r.refund_cents.saturating_add(refund_cents),
+            Some(r) if r.day == day => {
+                *r = DayRefund::new(day, r.refund_cents().saturating_add(refund_cents));
+            }
             _ => {
                 reserve_one(&mut self.refunds);
-                self.refunds.insert(at, DayRefund { day, refund_cents });
+                self.refunds.insert(at, DayRefund::new(day, refund_cents));
             }
         }
     }
@@ -165,11 +514,8 @@ impl History {
     pub fn merge(&mut self, other: History) {
         self.total_sales = self.total_sales.saturating_add(other.total_sales);
         self.last_sale_day = self.last_sale_day.max(other.last_sale_day);
-        let mut days = Vec::with_capacity(self.days.len() + other.days.len());
-        let (mut a, mut b) = (
-            std::mem::take(&mut self.days).into_iter().peekable(),
-            other.days.into_iter().peekable(),
-        );
+        let mut days: Vec<Wide> = Vec::with_capacity(self.days.len() + other.days.len());
+        let (mut a, mut b) = (self.wide().peekable(), other.wide().peekable());
         loop {
             let next = match (a.peek(), b.peek()) {
                 (Some(x), Some(y)) => {
@@ -177,11 +523,7 @@ impl History {
                     if kx == ky {
                         let (mut x, y) = (a.next(), b.next());
                         if let (Some(x), Some(y)) = (x.as_mut(), y) {
-                            x.sales = x.sales.saturating_add(y.sales);
-                            x.online_sales = x.online_sales.saturating_add(y.online_sales);
-                            x.lines = x.lines.saturating_add(y.lines);
-                            x.promo_lines = x.promo_lines.saturating_add(y.promo_lines);
-                            x.spend_cents = x.spend_cents.saturating_add(y.spend_cents);
+                            x.add(&y);
                         }
                         x
                     } else if kx < ky {
@@ -196,15 +538,16 @@ impl History {
             };
             days.extend(next);
         }
-        self.days = days;
+        drop((a, b));
+        self.set_days(&days);
         for r in other.refunds {
-            self.add_refund(r.day, r.refund_cents, i32::MIN);
+            self.add_refund(r.day, r.refund_cents(), i32::MIN);
         }
     }
 
     /// Drops aggregates of days before `oldest_kept`.
     pub fn prune(&mut self, oldest_kept: i32) {
-        let cut = self.days.partition_point(|d| d.day < oldest_kept);
+        let cut = self.first_at_or_after(i64::from(oldest_kept));
         if cut > 0 {
             self.days.drain(..cut);
             trim(&mut self.days);
@@ -227,24 +570,28 @@ impl History {
         let mut n_stores = 0usize;
         let mut overflow: Vec<(StoreIdx, u64)> = Vec::new();
         let mut quarters = [0u64; 4];
-        let start = self.days.partition_point(|d| i64::from(d.day) < first);
-        for d in self.days[start..].iter().take_while(|d| d.day <= today) {
+        let (start, end) = (
+            self.first_at_or_after(first),
+            self.first_after(i64::from(today)),
+        );
+        for d in self.days[start..end.max(start)].iter() {
+            let spend = d.spend();
             s.sales += u32::from(d.sales);
             s.online_sales += u32::from(d.online_sales);
             s.lines += u32::from(d.lines);
             s.promo_lines += u32::from(d.promo_lines);
-            s.spend_cents = s.spend_cents.saturating_add(d.spend_cents);
-            let q = &mut quarters[usize::from(quarter_of_day(d.day))];
-            *q = q.saturating_add(d.spend_cents);
+            s.spend_cents = s.spend_cents.saturating_add(spend);
+            let q = &mut quarters[usize::from(quarter_of_day(self.day(d)))];
+            *q = q.saturating_add(spend);
             match stores[..n_stores].iter_mut().find(|(st, _)| *st == d.store) {
-                Some((_, spend)) => *spend = spend.saturating_add(d.spend_cents),
+                Some((_, v)) => *v = v.saturating_add(spend),
                 None if n_stores < INLINE => {
-                    stores[n_stores] = (d.store, d.spend_cents);
+                    stores[n_stores] = (d.store, spend);
                     n_stores += 1;
                 }
                 None => match overflow.iter_mut().find(|(st, _)| *st == d.store) {
-                    Some((_, spend)) => *spend = spend.saturating_add(d.spend_cents),
-                    None => overflow.push((d.store, d.spend_cents)),
+                    Some((_, v)) => *v = v.saturating_add(spend),
+                    None => overflow.push((d.store, spend)),
                 },
             }
         }
@@ -254,11 +601,10 @@ impl History {
         s.top_quarter_spend_cents = quarters.into_iter().max().unwrap_or(0);
         let rstart = self.refunds.partition_point(|r| i64::from(r.day) < first);
         for r in self.refunds[rstart..].iter().take_while(|r| r.day <= today) {
-            s.refund_cents = s.refund_cents.saturating_add(r.refund_cents);
+            s.refund_cents = s.refund_cents.saturating_add(r.refund_cents());
         }
         s
     }
-
     /// [`History::window`] for several windows at once, and the favorite
     /// store ([`History::favorite_store`]) over `windows[favorite]` if
     /// asked: one pass over the aggregates, newest first. `windows` must be
@@ -290,7 +636,7 @@ impl History {
         // Windows still open (the shortest first closes), as an index
         // into `windows` counted from the end.
         let mut open = n;
-        let end = self.days.partition_point(|d| d.day <= today);
+        let end = self.first_after(i64::from(today));
         let mut snapshot = |k: usize,
                             run: &WindowStats,
                             stores: &[(StoreIdx, u64)],
@@ -314,7 +660,8 @@ impl History {
             }
         };
         for d in self.days[..end].iter().rev() {
-            let day = i64::from(d.day);
+            let day = i64::from(self.day(d));
+            let spend = d.spend();
             // Close every window that starts after this day.
             while open > 0 && day < first_of(windows[open - 1]) {
                 open -= 1;
@@ -334,23 +681,23 @@ impl History {
             run.online_sales += u32::from(d.online_sales);
             run.lines += u32::from(d.lines);
             run.promo_lines += u32::from(d.promo_lines);
-            run.spend_cents = run.spend_cents.saturating_add(d.spend_cents);
+            run.spend_cents = run.spend_cents.saturating_add(spend);
             if day < q_start {
-                let (y, m, _) = civil_from_days(d.day);
+                let (y, m, _) = civil_from_days(self.day(d));
                 let first_month = (m - 1) / 3 * 3 + 1;
                 q = ((m - 1) / 3) as usize;
                 q_start = days_from_civil(y, first_month);
             }
-            quarters[q] = quarters[q].saturating_add(d.spend_cents);
+            quarters[q] = quarters[q].saturating_add(spend);
             match stores[..n_stores].iter_mut().find(|(st, _)| *st == d.store) {
-                Some((_, spend)) => *spend = spend.saturating_add(d.spend_cents),
+                Some((_, v)) => *v = v.saturating_add(spend),
                 None if n_stores < INLINE => {
-                    stores[n_stores] = (d.store, d.spend_cents);
+                    stores[n_stores] = (d.store, spend);
                     n_stores += 1;
                 }
                 None => match overflow.iter_mut().find(|(st, _)| *st == d.store) {
-                    Some((_, spend)) => *spend = spend.saturating_add(d.spend_cents),
-                    None => overflow.push((d.store, d.spend_cents)),
+                    Some((_, v)) => *v = v.saturating_add(spend),
+                    None => overflow.push((d.store, spend)),
                 },
             }
         }
@@ -378,7 +725,7 @@ impl History {
             if open == 0 {
                 break;
             }
-            refund = refund.saturating_add(r.refund_cents);
+            refund = refund.saturating_add(r.refund_cents());
         }
         while open > 0 {
             open -= 1;
@@ -398,11 +745,14 @@ impl History {
     ) -> Option<StoreIdx> {
         let first = i64::from(today) - i64::from(days) + 1;
         let mut spend: Vec<(StoreIdx, u64)> = Vec::new();
-        let start = self.days.partition_point(|d| i64::from(d.day) < first);
-        for d in self.days[start..].iter().take_while(|d| d.day <= today) {
+        let (start, end) = (
+            self.first_at_or_after(first),
+            self.first_after(i64::from(today)),
+        );
+        for d in self.days[start..end.max(start)].iter() {
             match spend.iter_mut().find(|(s, _)| *s == d.store) {
-                Some((_, v)) => *v = v.saturating_add(d.spend_cents),
-                None => spend.push((d.store, d.spend_cents)),
+                Some((_, v)) => *v = v.saturating_add(d.spend()),
+                None => spend.push((d.store, d.spend())),
             }
         }
         spend
@@ -430,9 +780,9 @@ impl History {
         };
         let mut last = None;
         for d in &self.days {
-            if last != Some(d.day) {
-                each_day(d.day);
-                last = Some(d.day);
+            if last != Some(d.off) {
+                each_day(self.day(d));
+                last = Some(d.off);
             }
         }
         for r in &self.refunds {
@@ -553,6 +903,95 @@ mod tests {
             let (y, m, d) = civil_from_days(day);
             assert_eq!(days_from_civil(y, m) + i64::from(d) - 1, i64::from(day));
         }
+    }
+
+    /// The layout before the compact one, as checkpoints hold it.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct OldHistory {
+        days: Vec<Wide>,
+        refunds: Vec<WideRefund>,
+        total_sales: u32,
+        last_sale_day: i32,
+    }
+
+    #[test]
+    fn spend_past_32_bits_is_exact_in_sums_merges_and_the_wire() {
+        let big = 3 * (1u64 << 32) + 17; // 129 M CNY: two records
+        let mut h = History::new();
+        h.add_sale(sale(100, 1, big), i32::MIN);
+        h.add_sale(sale(100, 2, 5), i32::MIN);
+        h.add_sale(sale(100, 1, u64::from(u32::MAX)), i32::MIN);
+        assert_eq!(h.days.len(), 3, "one extension record");
+        let w = h.window(100, 1);
+        assert_eq!(w.sales, 3);
+        assert_eq!(w.spend_cents, big + u64::from(u32::MAX) + 5);
+        assert_eq!(w.top_store_spend_cents, big + u64::from(u32::MAX));
+        assert_eq!(w.stores, 2);
+        let mut one = [WindowStats::default()];
+        h.windows_desc(100, &[1], &mut one, None);
+        assert_eq!(one[0], w);
+        // Saturates like a u64 sum.
+        h.add_sale(sale(100, 1, u64::MAX), i32::MIN);
+        assert_eq!(h.window(100, 1).spend_cents, u64::MAX);
+        assert_eq!(h.wide().next().map(|d| d.spend_cents), Some(u64::MAX));
+        // Merging: the same as adding in one.
+        let (mut a, mut b, mut all) = (History::new(), History::new(), History::new());
+        for (i, (day, store, total)) in [(7, 1, big), (7, 1, big), (9, 3, 1), (7, 2, 8)]
+            .into_iter()
+            .enumerate()
+        {
+            let s = sale(day, store, total);
+            all.add_sale(s, i32::MIN);
+            if i % 2 == 0 {
+                a.add_sale(s, i32::MIN)
+            } else {
+                b.add_sale(s, i32::MIN)
+            }
+        }
+        a.merge(b);
+        assert_eq!(a, all);
+        assert_eq!(a.window(9, 3).spend_cents, 2 * big + 9);
+        // The wire keeps the wide layout.
+        let bytes = postcard::to_allocvec(&all).unwrap();
+        let old: OldHistory = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(old.days.len(), 3);
+        assert_eq!(old.days[0].spend_cents, 2 * big);
+        let back: History = postcard::from_bytes(&postcard::to_allocvec(&old).unwrap()).unwrap();
+        assert_eq!(back, all);
+    }
+
+    #[test]
+    fn days_far_apart_move_the_base() {
+        let mut h = History::new();
+        h.add_sale(sale(20_000, 1, 10), i32::MIN);
+        // 164 years later: the base moves.
+        h.add_sale(sale(80_000, 2, 20), i32::MIN);
+        let days: Vec<i32> = h.wide().map(|d| d.day).collect();
+        assert_eq!(days, vec![20_000, 80_000]);
+        h.add_sale(sale(90_000, 2, 20), i32::MIN);
+        h.add_sale(sale(-10_000, 3, 30), i32::MIN);
+        let days: Vec<i32> = h.wide().map(|d| d.day).collect();
+        assert_eq!(
+            days,
+            vec![80_000, 90_000],
+            "more than 179 years apart: the oldest go"
+        );
+        let mut h = History::new();
+        h.add_sale(sale(-5, 1, 10), i32::MIN);
+        h.add_sale(sale(40_000, 2, 20), i32::MIN);
+        h.add_sale(sale(-30_000, 3, 30), i32::MIN);
+        let days: Vec<i32> = h.wide().map(|d| d.day).collect();
+        assert_eq!(
+            days,
+            vec![-5, 40_000],
+            "a day too old for the span is dropped"
+        );
+        assert_eq!(h.window(40_000, 1).spend_cents, 20);
+        assert_eq!(h.window(-5, 1).spend_cents, 10);
+        let json = serde_json::to_string(&h).unwrap();
+        assert!(json.contains("\"day\":-5"), "{json}");
+        let back: History = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, h);
     }
 
     #[test]

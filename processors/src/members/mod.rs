@@ -163,7 +163,9 @@ pub struct Regulars {
 pub struct MemberState {
     ids: FxHashMap<Id, Slot>,
     phones: FxHashMap<[u8; 32], Slot>,
-    persons: Vec<Option<Person>>,
+    /// By slot; boxed, so a free or not yet used slot of the vector (which
+    /// grows by doubling) costs 8 bytes, not a whole `Person`.
+    persons: Vec<Option<Box<Person>>>,
     free: Vec<Slot>,
     /// xxh3 of an erased id -> erasure time.
     erased: FxHashMap<u64, Ts>,
@@ -499,11 +501,11 @@ impl MemberProcessor {
     fn alloc_slot(&mut self, person: Person) -> Slot {
         match self.state.free.pop() {
             Some(slot) => {
-                self.state.persons[slot as usize] = Some(person);
+                self.state.persons[slot as usize] = Some(Box::new(person));
                 slot
             }
             None => {
-                self.state.persons.push(Some(person));
+                self.state.persons.push(Some(Box::new(person)));
                 (self.state.persons.len() - 1) as Slot
             }
         }
@@ -512,7 +514,7 @@ impl MemberProcessor {
     /// Takes a person out of its slot (and out of the regulars counts).
     fn take_slot(&mut self, slot: Slot) -> Option<Person> {
         self.count(slot, -1);
-        let person = self.state.persons.get_mut(slot as usize)?.take()?;
+        let person = *self.state.persons.get_mut(slot as usize)?.take()?;
         self.state.free.push(slot);
         Some(person)
     }
@@ -624,14 +626,14 @@ impl MemberProcessor {
         self.state
             .persons
             .get(slot as usize)
-            .and_then(Option::as_ref)
+            .and_then(Option::as_deref)
     }
 
     fn person_mut(&mut self, slot: Slot) -> Option<&mut Person> {
         self.state
             .persons
             .get_mut(slot as usize)
-            .and_then(Option::as_mut)
+            .and_then(Option::as_deref_mut)
     }
 
     /// The slot of an id's person, creating a person of its own if new.
@@ -677,7 +679,8 @@ impl MemberProcessor {
     }
 
     /// Evaluates the built-in and custom tags and the favorite store of a
-    /// person as of `today`.
+    /// person as of `today` (the tests' fresh evaluation).
+    #[cfg(test)]
     fn evaluate(&self, p: &Person, today: i32) -> (TagSet, Option<StoreIdx>) {
         self.evaluate_memo(p, today, &mut CelMemo::default())
     }
@@ -793,7 +796,7 @@ impl MemberProcessor {
             .state
             .persons
             .get_mut(slot as usize)
-            .and_then(Option::as_mut)
+            .and_then(Option::as_deref_mut)
         {
             p.history.prune(oldest);
             // Folding moves flows from "pending" to "folded": the table
@@ -935,7 +938,7 @@ impl MemberProcessor {
             .state
             .persons
             .get_mut(slot as usize)
-            .and_then(Option::as_mut)
+            .and_then(Option::as_deref_mut)
         else {
             return;
         };
