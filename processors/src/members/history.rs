@@ -235,13 +235,15 @@ fn sat16(v: u32) -> u16 {
     u16::try_from(v).unwrap_or(u16::MAX)
 }
 
-/// Makes room for one more element, growing by a quarter (at least 2)
+/// Makes room for one more element, growing by an eighth (at least 1)
 /// instead of doubling: a member's vectors grow one element at a time and
-/// live long, so doubling would leave a third of them unused on average
-/// (measured with `benches/member_memory.rs`).
+/// live long, so doubling would leave a third of them unused on average,
+/// and a quarter plus 2 left ~2.5 elements per vector unused (measured with
+/// `benches/member_memory.rs`); a member's vectors hold a few to a few
+/// dozen elements, so the extra reallocations are a few per member a year.
 pub(crate) fn reserve_one<T>(v: &mut Vec<T>) {
     if v.len() == v.capacity() {
-        v.reserve_exact(v.len() / 4 + 2);
+        v.reserve_exact(v.len() / 8 + 1);
     }
 }
 
