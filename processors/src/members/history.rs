@@ -248,16 +248,18 @@ pub(crate) fn reserve_one<T>(v: &mut Vec<T>) {
 }
 
 /// Gives back spare capacity after elements were removed: all of it when
-/// the vector is empty, else down to an eighth above the length once more
-/// than a quarter (plus 2) is unused. A vector at its steady size is not
-/// touched, so this does not reallocate on every call.
+/// the vector is empty, else down to a sixteenth above the length once
+/// more than an eighth (plus 1) is unused. A vector at its steady size is
+/// not touched, so this does not reallocate on every call. (Most pending
+/// ledger vectors hold 1-3 entries: a spare 48-byte slot each was ~30
+/// bytes per member.)
 pub(crate) fn trim<T>(v: &mut Vec<T>) {
     if v.is_empty() {
         if v.capacity() > 0 {
             *v = Vec::new();
         }
-    } else if v.capacity() > v.len() + v.len() / 4 + 2 {
-        v.shrink_to(v.len() + v.len() / 8);
+    } else if v.capacity() > v.len() + v.len() / 8 + 1 {
+        v.shrink_to(v.len() + v.len() / 16);
     }
 }
 
@@ -615,13 +617,19 @@ impl History {
     /// from `today`: running sums are copied out as the walk passes each
     /// window's first day (the sums saturate like `window`'s, and saturating
     /// sums of non-negative values do not depend on the order).
+    ///
+    /// With `skip` > 0, the `skip` longest windows are not computed: their
+    /// `out` keeps what the caller put there (see [`History::unchanged`])
+    /// but for `refund_cents`, which is always computed; the favorite store
+    /// is then returned only if its window is computed (`None` if not).
     pub fn windows_desc<'a>(
         &self,
         today: i32,
         windows: &[u32],
         out: &mut [WindowStats],
+        skip: usize,
         favorite: Option<(usize, &dyn Fn(StoreIdx) -> &'a str)>,
-    ) -> Option<StoreIdx> {
+    ) -> Option<Option<StoreIdx>> {
         debug_assert!(windows.windows(2).all(|w| w[0] >= w[1]));
         let first_of = |days: u32| i64::from(today) - i64::from(days) + 1;
         let n = windows.len().min(out.len());
@@ -635,6 +643,7 @@ impl History {
         let (mut q, mut q_start) = (0usize, i64::MAX);
         let mut run = WindowStats::default();
         let mut fav = None;
+        let skip = skip.min(n);
         // Windows still open (the shortest first closes), as an index
         // into `windows` counted from the end.
         let mut open = n;
@@ -644,7 +653,7 @@ impl History {
                             stores: &[(StoreIdx, u64)],
                             overflow: &[(StoreIdx, u64)],
                             quarters: &[u64; 4],
-                            fav: &mut Option<StoreIdx>| {
+                            fav: &mut Option<Option<StoreIdx>>| {
             let mut s = *run;
             let all = || stores.iter().chain(overflow.iter());
             s.stores = (stores.len() + overflow.len()) as u32;
@@ -653,11 +662,13 @@ impl History {
             out[k] = s;
             if let Some((f, id_of)) = favorite {
                 if f == k {
-                    *fav = all()
-                        .max_by(|(sa, va), (sb, vb)| {
-                            va.cmp(vb).then_with(|| id_of(*sb).cmp(id_of(*sa)))
-                        })
-                        .map(|(s, _)| *s);
+                    *fav = Some(
+                        all()
+                            .max_by(|(sa, va), (sb, vb)| {
+                                va.cmp(vb).then_with(|| id_of(*sb).cmp(id_of(*sa)))
+                            })
+                            .map(|(s, _)| *s),
+                    );
                 }
             }
         };
@@ -665,7 +676,7 @@ impl History {
             let day = i64::from(self.day(d));
             let spend = d.spend();
             // Close every window that starts after this day.
-            while open > 0 && day < first_of(windows[open - 1]) {
+            while open > skip && day < first_of(windows[open - 1]) {
                 open -= 1;
                 snapshot(
                     open,
@@ -676,7 +687,7 @@ impl History {
                     &mut fav,
                 );
             }
-            if open == 0 {
+            if open == skip {
                 break;
             }
             run.sales += u32::from(d.sales);
@@ -703,7 +714,7 @@ impl History {
                 },
             }
         }
-        while open > 0 {
+        while open > skip {
             open -= 1;
             snapshot(
                 open,
@@ -734,6 +745,54 @@ impl History {
             out[open].refund_cents = refund;
         }
         fav
+    }
+
+    /// How many of `windows` (longest first) hold the same aggregates on
+    /// day `to` as on day `from` (< `to`), counted from the longest: the
+    /// `skip` of [`History::windows_desc`] that lets a walk forward in time
+    /// (the timer's probes) recompute only the windows that changed. Refunds
+    /// are not considered (`windows_desc` always computes them).
+    pub fn unchanged(&self, from: i32, to: i32, windows: &[u32]) -> usize {
+        let (from, to) = (i64::from(from), i64::from(to));
+        let any_in = |lo: i64, hi: i64| {
+            let i = self.first_at_or_after(lo);
+            self.days
+                .get(i)
+                .is_some_and(|d| i64::from(self.day(d)) <= hi)
+        };
+        if to <= from || any_in(from + 1, to) {
+            // Aggregates newer than `from` enter every window.
+            return 0;
+        }
+        windows
+            .iter()
+            .position(|&w| {
+                let w = i64::from(w);
+                any_in(from - w + 1, to - w)
+            })
+            .unwrap_or(windows.len())
+    }
+
+    /// Every day whose passing can move a window: the days of the
+    /// aggregates and refunds and the last sale, sorted, once each (the
+    /// sources of [`History::boundaries`]).
+    pub fn source_days(&self, out: &mut Vec<i32>) {
+        out.clear();
+        let mut last = None;
+        for d in &self.days {
+            if last != Some(d.off) {
+                out.push(self.day(d));
+                last = Some(d.off);
+            }
+        }
+        out.extend(self.refunds.iter().map(|r| r.day));
+        if self.last_sale_day != i32::MIN {
+            out.push(self.last_sale_day);
+        }
+        if !self.refunds.is_empty() || self.last_sale_day != i32::MIN {
+            out.sort_unstable();
+        }
+        out.dedup();
     }
 
     /// The store with the most spend over the `days` days ending with
@@ -885,9 +944,9 @@ mod tests {
         for today in (19_990..20_760).step_by(3) {
             let mut out = [WindowStats::default(); 7];
             for fav in 0..windows.len() {
-                let got = h.windows_desc(today, &windows, &mut out, Some((fav, &id_of)));
+                let got = h.windows_desc(today, &windows, &mut out, 0, Some((fav, &id_of)));
                 assert_eq!(
-                    got,
+                    got.flatten(),
                     h.favorite_store(today, windows[fav], id_of),
                     "favorite over {} days at {today}",
                     windows[fav]
@@ -895,6 +954,27 @@ mod tests {
                 for (k, &w) in windows.iter().enumerate() {
                     assert_eq!(out[k], h.window(today, w), "{w} days at {today}");
                 }
+            }
+            // A walk forward from `today` that keeps the unchanged windows
+            // (the timer's probes) equals computing each day afresh.
+            let fav = 2;
+            let mut kept = [WindowStats::default(); 7];
+            let mut kept_fav = h
+                .windows_desc(today, &windows, &mut kept, 0, Some((fav, &id_of)))
+                .flatten();
+            let mut from = today;
+            for step in [1, 2, 5, 29, 30, 31, 60, 200, 366] {
+                let to = from + step;
+                let skip = h.unchanged(from, to, &windows);
+                if let Some(f) = h.windows_desc(to, &windows, &mut kept, skip, Some((fav, &id_of)))
+                {
+                    kept_fav = f;
+                }
+                let mut fresh = [WindowStats::default(); 7];
+                let fresh_fav = h.windows_desc(to, &windows, &mut fresh, 0, Some((fav, &id_of)));
+                assert_eq!(kept, fresh, "from {from} to {to}, {skip} kept");
+                assert_eq!(Some(kept_fav), fresh_fav, "favorite from {from} to {to}");
+                from = to;
             }
         }
     }
@@ -930,7 +1010,7 @@ mod tests {
         assert_eq!(w.top_store_spend_cents, big + u64::from(u32::MAX));
         assert_eq!(w.stores, 2);
         let mut one = [WindowStats::default()];
-        h.windows_desc(100, &[1], &mut one, None);
+        h.windows_desc(100, &[1], &mut one, 0, None);
         assert_eq!(one[0], w);
         // Saturates like a u64 sum.
         h.add_sale(sale(100, 1, u64::MAX), i32::MIN);

@@ -263,10 +263,42 @@ pub struct MemberProcessor {
     /// (Kafka mode publishes them), when tracking.
     changes: Option<ChangeLog>,
     plan: EvalPlan,
+    /// Scratch of evaluations and the timer (taken out while in use).
+    scratch: Scratch,
+}
+
+/// Reused between evaluations: no allocation per event or probe.
+#[derive(Debug, Default)]
+struct Scratch {
     /// The custom tags' last inputs and results.
     memo: CelMemo,
-    /// Scratch for the timer's candidate days.
-    candidates: Vec<i32>,
+    /// The days whose passing can move a window ([`History::source_days`]).
+    days: Vec<i32>,
+    /// Per stream of candidate days (a day, or a day plus a window): the
+    /// next index into `days`.
+    cursors: Vec<usize>,
+    probe: Probe,
+}
+
+/// The window stats of the timer's previous probe of one member, so that
+/// the next probe (a later day) recomputes only the windows whose
+/// aggregates changed ([`History::unchanged`]).
+#[derive(Debug)]
+struct Probe {
+    /// Day of the stats, `None` before the first probe.
+    day: Option<i32>,
+    stats: [WindowStats; EvalPlan::MAX_WINDOWS],
+    favorite: Option<StoreIdx>,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Self {
+            day: None,
+            stats: [WindowStats::default(); EvalPlan::MAX_WINDOWS],
+            favorite: None,
+        }
+    }
 }
 
 /// What changed since the last drain.
@@ -407,8 +439,7 @@ impl MemberProcessor {
             overdrafts: Vec::new(),
             changes: None,
             plan,
-            memo: CelMemo::default(),
-            candidates: Vec::new(),
+            scratch: Scratch::default(),
         })
     }
 
@@ -682,7 +713,7 @@ impl MemberProcessor {
     /// person as of `today` (the tests' fresh evaluation).
     #[cfg(test)]
     fn evaluate(&self, p: &Person, today: i32) -> (TagSet, Option<StoreIdx>) {
-        self.evaluate_memo(p, today, &mut CelMemo::default())
+        self.evaluate_memo(p, today, &mut CelMemo::default(), None)
     }
 
     /// [`MemberProcessor::evaluate`] with the custom tags' memo (CEL runs
@@ -694,19 +725,43 @@ impl MemberProcessor {
         p: &Person,
         today: i32,
         memo: &mut CelMemo,
+        probe: Option<&mut Probe>,
     ) -> (TagSet, Option<StoreIdx>) {
         let r = &self.config.tags;
         let h = &p.history;
         let plan = &self.plan;
-        let mut stats = [WindowStats::default(); EvalPlan::MAX_WINDOWS];
         let stores = &self.stores;
         let id_of = |s: StoreIdx| stores.id(s);
-        let favorite = h.windows_desc(
-            today,
-            &plan.windows,
-            &mut stats,
-            Some((plan.favorite, &id_of)),
-        );
+        let mut own = [WindowStats::default(); EvalPlan::MAX_WINDOWS];
+        let (stats, favorite) = match probe {
+            Some(pr) => {
+                // A later probe of the same member: keep the windows that
+                // hold the same aggregates as on the previous probe's day.
+                let skip = pr.day.map_or(0, |d| h.unchanged(d, today, &plan.windows));
+                let fav = h.windows_desc(
+                    today,
+                    &plan.windows,
+                    &mut pr.stats,
+                    skip,
+                    Some((plan.favorite, &id_of)),
+                );
+                if let Some(fav) = fav {
+                    pr.favorite = fav;
+                }
+                pr.day = Some(today);
+                (&pr.stats, pr.favorite)
+            }
+            None => {
+                let fav = h.windows_desc(
+                    today,
+                    &plan.windows,
+                    &mut own,
+                    0,
+                    Some((plan.favorite, &id_of)),
+                );
+                (&own, fav.flatten())
+            }
+        };
         let w = |i: u8| stats[usize::from(i)];
         let inputs = RuleInputs {
             high_value: w(plan.rules[0]),
@@ -804,14 +859,14 @@ impl MemberProcessor {
             p.ledger.fold(fold_before, &fr, &mut folded);
         }
         self.flows = folded;
-        let mut memo = std::mem::take(&mut self.memo);
+        let mut memo = std::mem::take(&mut self.scratch.memo);
         let evaluated = self.person(slot).map(|p| {
             (
-                self.evaluate_memo(p, today, &mut memo),
+                self.evaluate_memo(p, today, &mut memo, None),
                 p.canonical().clone(),
             )
         });
-        self.memo = memo;
+        self.scratch.memo = memo;
         let Some(((tags, favorite), canonical)) = evaluated else {
             return;
         };
@@ -859,11 +914,9 @@ impl MemberProcessor {
     /// Sets a person's timer: the first candidate day (cheap, on events),
     /// or the first day its tags actually change (`exact`, on timers).
     fn schedule(&mut self, slot: Slot, exact: bool) {
-        let mut candidates = std::mem::take(&mut self.candidates);
-        let mut memo = std::mem::take(&mut self.memo);
-        let due = self.next_due(slot, exact, &mut candidates, &mut memo);
-        self.candidates = candidates;
-        self.memo = memo;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let due = self.next_due(slot, exact, &mut scratch);
+        self.scratch = scratch;
         let Some(due) = due else { return };
         let Some(p) = self.person(slot) else { return };
         let current = p.due_day;
@@ -879,13 +932,14 @@ impl MemberProcessor {
 
     /// The day of a person's next timer (see [`MemberProcessor::schedule`]),
     /// `None` for no person.
-    fn next_due(
-        &self,
-        slot: Slot,
-        exact: bool,
-        candidates: &mut Vec<i32>,
-        memo: &mut CelMemo,
-    ) -> Option<i32> {
+    ///
+    /// The candidate days are every day after today that is a source day
+    /// ([`History::source_days`]) or a source day plus a window, and the
+    /// end of `new_member`. `exact` walks them in order, merging the sorted
+    /// stream of each window lazily (usually only the first few are
+    /// needed), and probes each until the tags or the favorite store
+    /// change; successive probes reuse the windows that did not change.
+    fn next_due(&self, slot: Slot, exact: bool, sc: &mut Scratch) -> Option<i32> {
         let today = self.today();
         let p = self.person(slot)?;
         let new_member = p.registered_at().and_then(|reg| {
@@ -896,29 +950,75 @@ impl MemberProcessor {
         // (balance and settlement are the same either way) and happens on
         // the member's next event or timer, so quiet members cost nothing.
         let mut due = NO_TIMER;
-        if exact {
-            candidates.clear();
-            p.history
-                .boundaries(today, &self.windows, |d| candidates.push(d));
-            candidates.extend(new_member);
-            candidates.sort_unstable();
-            candidates.dedup();
-            let now = (p.tags, p.favorite);
-            for &day in candidates.iter().take(MAX_TIMER_PROBES) {
-                if self.evaluate_memo(p, day, memo) != now {
-                    due = day;
-                    break;
-                }
-            }
-            if due == NO_TIMER && candidates.len() > MAX_TIMER_PROBES {
-                due = candidates[MAX_TIMER_PROBES - 1];
-            }
-        } else {
+        if !exact {
             p.history
                 .boundaries(today, &self.windows, |d| due = due.min(d));
             if let Some(d) = new_member {
                 due = due.min(d);
             }
+            return Some(due);
+        }
+        let Scratch {
+            memo,
+            days,
+            cursors,
+            probe,
+        } = sc;
+        p.history.source_days(days);
+        let today64 = i64::from(today);
+        // Stream 0: the source days themselves (a merged history newer
+        // than the clock enters on its own day); stream 1 + i: plus
+        // `windows[i]`.
+        let offset = |j: usize| {
+            j.checked_sub(1)
+                .and_then(|i| self.windows.get(i))
+                .map_or(0, |&w| i64::from(w))
+        };
+        let streams = self.windows.len() + 1;
+        cursors.clear();
+        for j in 0..streams {
+            let o = offset(j);
+            cursors.push(days.partition_point(|&d| i64::from(d) + o <= today64));
+        }
+        let mut new_member = new_member.map(i64::from);
+        probe.day = None;
+        let now = (p.tags, p.favorite);
+        let (mut probes, mut last) = (0usize, None::<i32>);
+        loop {
+            let mut next = new_member;
+            for (j, &c) in cursors.iter().enumerate() {
+                if let Some(&d) = days.get(c) {
+                    let cand = i64::from(d) + offset(j);
+                    next = Some(next.map_or(cand, |n| n.min(cand)));
+                }
+            }
+            let Some(next) = next else { break };
+            for (j, c) in cursors.iter_mut().enumerate() {
+                if days
+                    .get(*c)
+                    .is_some_and(|&d| i64::from(d) + offset(j) == next)
+                {
+                    *c += 1;
+                }
+            }
+            if new_member == Some(next) {
+                new_member = None;
+            }
+            let day = i32::try_from(next).unwrap_or(i32::MAX);
+            if last == Some(day) {
+                continue; // several past i32::MAX
+            }
+            if probes == MAX_TIMER_PROBES {
+                // More candidates than probes: come back on the last one.
+                due = last.unwrap_or(NO_TIMER);
+                break;
+            }
+            probes += 1;
+            if self.evaluate_memo(p, day, memo, Some(probe)) != now {
+                due = day;
+                break;
+            }
+            last = Some(day);
         }
         Some(due)
     }
