@@ -332,7 +332,7 @@ impl Census {
         self.days += p.history.days.len();
         self.days_cap += p.history.days.capacity();
         self.refunds += p.history.refunds.len();
-        self.refunds_cap += p.history.refunds.capacity();
+        self.refunds_cap += p.history.refunds.len(); // a boxed slice
         self.lots += p.ledger.lots.len();
         self.lots_cap += p.ledger.lots.capacity();
         self.pending += p.ledger.pending.len();

@@ -96,6 +96,10 @@ pub struct Person {
     due_day: i32,
 }
 
+/// Each person is one allocation of this size (a year of a member's
+/// memory budget is 1 KiB).
+const _: () = assert!(std::mem::size_of::<Person>() == 208);
+
 impl Person {
     fn new(id: &str) -> Self {
         Self {
