@@ -61,63 +61,71 @@ fn sat_i64(v: u64) -> i64 {
 
 /// Every variable name a custom expression may use.
 pub fn variable_names() -> impl Iterator<Item = &'static str> {
-    const NAMES: [&str; 20] = [
-        "sales_30d",
-        "sales_60d",
-        "sales_90d",
-        "sales_365d",
-        "total_sales",
-        "spend_30d_cents",
-        "spend_90d_cents",
-        "spend_365d_cents",
-        "refund_90d_cents",
-        "net_spend_90d_cents",
-        "online_sales_90d",
-        "lines_90d",
-        "promo_lines_90d",
-        "stores_90d",
-        "points_balance",
-        "online_share_90d",
-        "promo_share_90d",
-        "top_store_share_90d",
-        "top_quarter_share_365d",
-        "registered",
-    ];
     NAMES.into_iter().chain(Tag::ALL.iter().map(|t| t.as_str()))
+}
+
+/// The variables other than the built-in tags, in the order of
+/// [`variable_names`]; variable `NAMES.len() + i` is the tag `Tag::ALL[i]`.
+const NAMES: [&str; 20] = [
+    "sales_30d",
+    "sales_60d",
+    "sales_90d",
+    "sales_365d",
+    "total_sales",
+    "spend_30d_cents",
+    "spend_90d_cents",
+    "spend_365d_cents",
+    "refund_90d_cents",
+    "net_spend_90d_cents",
+    "online_sales_90d",
+    "lines_90d",
+    "promo_lines_90d",
+    "stores_90d",
+    "points_balance",
+    "online_share_90d",
+    "promo_share_90d",
+    "top_store_share_90d",
+    "top_quarter_share_365d",
+    "registered",
+];
+
+/// The index of a variable name in [`variable_names`].
+fn variable_index(name: &str) -> Option<usize> {
+    variable_names().position(|n| n == name)
 }
 
 impl Features {
     /// The value of a variable, or `None` for an unknown name.
     pub fn value(&self, name: &str) -> Option<Value> {
+        self.value_at(variable_index(name)?)
+    }
+
+    /// The value of variable `i` of [`variable_names`] (resolved once, at
+    /// compile time, not by name on every evaluation).
+    fn value_at(&self, i: usize) -> Option<Value> {
         let f = self;
-        Some(match name {
-            "sales_30d" => int(f.w30.sales),
-            "sales_60d" => int(f.w60.sales),
-            "sales_90d" => int(f.w90.sales),
-            "sales_365d" => int(f.w365.sales),
-            "total_sales" => int(f.total_sales),
-            "spend_30d_cents" => int(sat_i64(f.w30.spend_cents)),
-            "spend_90d_cents" => int(sat_i64(f.w90.spend_cents)),
-            "spend_365d_cents" => int(sat_i64(f.w365.spend_cents)),
-            "refund_90d_cents" => int(sat_i64(f.w90.refund_cents)),
-            "net_spend_90d_cents" => int(f.w90.net_spend_cents()),
-            "online_sales_90d" => int(f.w90.online_sales),
-            "lines_90d" => int(f.w90.lines),
-            "promo_lines_90d" => int(f.w90.promo_lines),
-            "stores_90d" => int(f.w90.stores),
-            "points_balance" => int(f.points_balance),
-            "online_share_90d" => {
-                Value::Float(share(f.w90.online_sales.into(), f.w90.sales.into()))
-            }
-            "promo_share_90d" => Value::Float(share(f.w90.promo_lines.into(), f.w90.lines.into())),
-            "top_store_share_90d" => {
-                Value::Float(share(f.w90.top_store_spend_cents, f.w90.spend_cents))
-            }
-            "top_quarter_share_365d" => {
-                Value::Float(share(f.w365.top_quarter_spend_cents, f.w365.spend_cents))
-            }
-            "registered" => Value::Bool(f.registered),
-            other => Value::Bool(f.builtin.has(Tag::from_name(other)?)),
+        Some(match i {
+            0 => int(f.w30.sales),
+            1 => int(f.w60.sales),
+            2 => int(f.w90.sales),
+            3 => int(f.w365.sales),
+            4 => int(f.total_sales),
+            5 => int(sat_i64(f.w30.spend_cents)),
+            6 => int(sat_i64(f.w90.spend_cents)),
+            7 => int(sat_i64(f.w365.spend_cents)),
+            8 => int(sat_i64(f.w90.refund_cents)),
+            9 => int(f.w90.net_spend_cents()),
+            10 => int(f.w90.online_sales),
+            11 => int(f.w90.lines),
+            12 => int(f.w90.promo_lines),
+            13 => int(f.w90.stores),
+            14 => int(f.points_balance),
+            15 => Value::Float(share(f.w90.online_sales.into(), f.w90.sales.into())),
+            16 => Value::Float(share(f.w90.promo_lines.into(), f.w90.lines.into())),
+            17 => Value::Float(share(f.w90.top_store_spend_cents, f.w90.spend_cents)),
+            18 => Value::Float(share(f.w365.top_quarter_spend_cents, f.w365.spend_cents)),
+            19 => Value::Bool(f.registered),
+            i => Value::Bool(f.builtin.has(*Tag::ALL.get(i - NAMES.len())?)),
         })
     }
 }
@@ -128,6 +136,8 @@ struct CompiledTag {
     program: Program,
     /// The variables the expression reads (only these are resolved).
     variables: Vec<String>,
+    /// Their indices in [`variable_names`].
+    indices: Vec<usize>,
 }
 
 /// The values of the variables one expression reads, resolved by name
@@ -232,10 +242,12 @@ impl CustomTags {
                     ));
                 }
             }
+            let indices = variables.iter().filter_map(|v| variable_index(v)).collect();
             let tag = CompiledTag {
                 name: c.name.clone(),
                 program,
                 variables,
+                indices,
             };
             // A trial run on an empty member: the expression must yield a bool.
             match run(&env, &tag, &Features::default()) {
@@ -298,9 +310,9 @@ impl CustomTags {
         for (i, tag) in self.tags.iter().enumerate() {
             memo.values.clear();
             memo.keys.clear();
-            for v in &tag.variables {
+            for &v in &tag.indices {
                 // Every variable was checked at compile time.
-                let value = features.value(v).unwrap_or(Value::Null);
+                let value = features.value_at(v).unwrap_or(Value::Null);
                 memo.keys.push(key_of(&value));
                 memo.values.push(value);
             }
@@ -325,9 +337,9 @@ impl CustomTags {
 
 fn run(env: &Arc<Env>, tag: &CompiledTag, features: &Features) -> Result<bool, String> {
     let values: Vec<Value> = tag
-        .variables
+        .indices
         .iter()
-        .map(|v| features.value(v).unwrap_or(Value::Null))
+        .map(|&v| features.value_at(v).unwrap_or(Value::Null))
         .collect();
     run_values(env, tag, &values)
 }
@@ -377,6 +389,28 @@ mod tests {
         assert!(!set.has_bit(CUSTOM_TAG_BASE + 1));
         assert_eq!(tags.bit_of("vip_online"), Some(CUSTOM_TAG_BASE + 1));
         assert_eq!(tags.bit_name(CUSTOM_TAG_BASE), Some("big_spender_lapsed"));
+    }
+
+    #[test]
+    fn every_variable_has_a_value_of_its_name() {
+        let mut f = Features::default();
+        f.w30.sales = 3;
+        f.w365.spend_cents = 7;
+        f.w90.sales = 4;
+        f.w90.online_sales = 1;
+        f.registered = true;
+        f.builtin.set_bit(Tag::ChurnRisk as u32, true);
+        for name in variable_names() {
+            assert!(f.value(name).is_some(), "{name}");
+        }
+        assert_eq!(f.value("sales_30d"), Some(Value::Int(3)));
+        assert_eq!(f.value("spend_365d_cents"), Some(Value::Int(7)));
+        assert_eq!(f.value("online_share_90d"), Some(Value::Float(0.25)));
+        assert_eq!(f.value("registered"), Some(Value::Bool(true)));
+        assert_eq!(f.value("churn_risk"), Some(Value::Bool(true)));
+        assert_eq!(f.value("high_value"), Some(Value::Bool(false)));
+        assert_eq!(f.value("store_loyal"), Some(Value::Bool(false)));
+        assert_eq!(f.value("nope"), None);
     }
 
     #[test]
