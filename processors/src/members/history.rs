@@ -248,18 +248,18 @@ pub(crate) fn reserve_one<T>(v: &mut Vec<T>) {
     }
 }
 
-/// Gives back spare capacity after elements were removed: all of it when
-/// the vector is empty, else down to a sixteenth above the length once
-/// more than an eighth (plus 1) is unused. A vector at its steady size is
-/// not touched, so this does not reallocate on every call. (Most pending
-/// ledger vectors hold 1-3 entries: a spare 48-byte slot each was ~30
-/// bytes per member.)
+/// Gives back spare capacity after pruning or folding: all of it when the
+/// vector is empty, else down to a
+/// sixteenth above the length once more than an eighth is unused (for the
+/// 1-7 elements of most pending-entry and lot vectors: none spare). Most
+/// pending ledger vectors hold 1-3 entries of 48 bytes: a spare slot each
+/// was ~30 bytes per member.
 pub(crate) fn trim<T>(v: &mut Vec<T>) {
     if v.is_empty() {
         if v.capacity() > 0 {
             *v = Vec::new();
         }
-    } else if v.capacity() > v.len() + v.len() / 8 + 1 {
+    } else if v.capacity() > v.len() + v.len() / 8 {
         v.shrink_to(v.len() + v.len() / 16);
     }
 }
