@@ -17,9 +17,16 @@
 //! `top_quarter_share_365d` (doubles, 0 when there is nothing to share);
 //! `registered` (bool); and each built-in tag's name as a bool
 //! (`high_value`, `churn_risk`, ...).
+//!
+//! **Cost.** An expression of comparisons of features with literals of the
+//! same type joined by `&&`, `||` and `!` is evaluated natively (see
+//! [`Native`]); any other runs in the CEL interpreter, with its variables
+//! resolved by index. Either way a tag is re-run only when a variable it
+//! reads changed since its last run ([`CelMemo`]).
 
 use std::sync::Arc;
 
+use cel::common::ast::{operators, Expr, IdedExpr, LiteralValue};
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
 use cel::{Context, Env, Program, Value};
@@ -138,6 +145,180 @@ struct CompiledTag {
     variables: Vec<String>,
     /// Their indices in [`variable_names`].
     indices: Vec<usize>,
+    /// The expression evaluated natively, when it is in the subset that
+    /// [`Native::lower`] takes (else CEL runs it).
+    native: Option<Native>,
+}
+
+/// The type of a feature or literal in a natively evaluated expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    Int,
+    Double,
+    Bool,
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Cmp {
+    fn of(function: &str) -> Option<Self> {
+        Some(match function {
+            operators::EQUALS => Cmp::Eq,
+            operators::NOT_EQUALS => Cmp::Ne,
+            operators::LESS => Cmp::Lt,
+            operators::LESS_EQUALS => Cmp::Le,
+            operators::GREATER => Cmp::Gt,
+            operators::GREATER_EQUALS => Cmp::Ge,
+            _ => return None,
+        })
+    }
+
+    fn holds<T: PartialOrd>(self, a: T, b: T) -> bool {
+        match self {
+            Cmp::Eq => a == b,
+            Cmp::Ne => a != b,
+            Cmp::Lt => a < b,
+            Cmp::Le => a <= b,
+            Cmp::Gt => a > b,
+            Cmp::Ge => a >= b,
+        }
+    }
+}
+
+/// A custom tag's expression evaluated without the CEL interpreter: the
+/// subset of features (by position in the tag's variables) and int, double
+/// and bool literals compared with a literal or feature *of the same type*,
+/// combined with `&&`, `||` and `!`. Nothing in it can fail (no arithmetic,
+/// no mixed types, no NaN: the double features are shares in 0-1 and a
+/// literal cannot be NaN), so it equals CEL's result; any other expression
+/// is left to CEL. Most operator rules look like this
+/// (`spend_365d_cents >= 100000 && sales_30d == 0`).
+#[derive(Debug, Clone)]
+enum Native {
+    Var(usize),
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+    Not(Box<Native>),
+    And(Box<Native>, Box<Native>),
+    Or(Box<Native>, Box<Native>),
+    Cmp(Cmp, Box<Native>, Box<Native>),
+}
+
+/// The type of variable `i` of [`variable_names`].
+fn type_of(i: usize) -> Ty {
+    match i {
+        0..=14 => Ty::Int,
+        15..=18 => Ty::Double,
+        _ => Ty::Bool,
+    }
+}
+
+impl Native {
+    /// The native form of a boolean expression, if it is in the subset.
+    /// `variables`/`indices`: the tag's variables and their indices.
+    fn lower(e: &IdedExpr, variables: &[String], indices: &[usize]) -> Option<Self> {
+        match Self::typed(e, variables, indices)? {
+            (n, Ty::Bool) => Some(n),
+            _ => None,
+        }
+    }
+
+    fn typed(e: &IdedExpr, variables: &[String], indices: &[usize]) -> Option<(Self, Ty)> {
+        let lower = |e: &IdedExpr| Self::typed(e, variables, indices);
+        Some(match &e.expr {
+            Expr::Ident(name) => {
+                let k = variables.iter().position(|v| v == name)?;
+                let ty = type_of(*indices.get(k)?);
+                (Native::Var(k), ty)
+            }
+            Expr::Literal(LiteralValue::Int(i)) => (Native::Int(*i.inner()), Ty::Int),
+            Expr::Literal(LiteralValue::Double(d)) if !d.inner().is_nan() => {
+                (Native::Double(*d.inner()), Ty::Double)
+            }
+            Expr::Literal(LiteralValue::Boolean(b)) => (Native::Bool(*b.inner()), Ty::Bool),
+            Expr::Call(call) if call.target.is_none() => {
+                match (call.func_name.as_str(), call.args.as_slice()) {
+                    (operators::LOGICAL_NOT, [a]) => match lower(a)? {
+                        (a, Ty::Bool) => (Native::Not(Box::new(a)), Ty::Bool),
+                        _ => return None,
+                    },
+                    (f @ (operators::LOGICAL_AND | operators::LOGICAL_OR), [a, b]) => {
+                        let ((a, Ty::Bool), (b, Ty::Bool)) = (lower(a)?, lower(b)?) else {
+                            return None;
+                        };
+                        let (a, b) = (Box::new(a), Box::new(b));
+                        if f == operators::LOGICAL_AND {
+                            (Native::And(a, b), Ty::Bool)
+                        } else {
+                            (Native::Or(a, b), Ty::Bool)
+                        }
+                    }
+                    (f, [a, b]) => {
+                        let op = Cmp::of(f)?;
+                        let ((a, ta), (b, tb)) = (lower(a)?, lower(b)?);
+                        let ordered = matches!(op, Cmp::Eq | Cmp::Ne) || ta != Ty::Bool;
+                        if ta != tb || !ordered {
+                            return None;
+                        }
+                        (Native::Cmp(op, Box::new(a), Box::new(b)), Ty::Bool)
+                    }
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        })
+    }
+
+    /// The value of a bool expression over the tag's variable values.
+    fn holds(&self, values: &[Value]) -> bool {
+        match self {
+            Native::Var(k) => matches!(values.get(*k), Some(Value::Bool(true))),
+            Native::Bool(b) => *b,
+            Native::Not(a) => !a.holds(values),
+            Native::And(a, b) => a.holds(values) && b.holds(values),
+            Native::Or(a, b) => a.holds(values) || b.holds(values),
+            Native::Cmp(op, a, b) => match (a.scalar(values), b.scalar(values)) {
+                (Scalar::Int(a), Scalar::Int(b)) => op.holds(a, b),
+                (Scalar::Double(a), Scalar::Double(b)) => op.holds(a, b),
+                (Scalar::Bool(a), Scalar::Bool(b)) => op.holds(a, b),
+                // Types were checked when lowering.
+                _ => false,
+            },
+            Native::Int(_) | Native::Double(_) => false,
+        }
+    }
+
+    fn scalar(&self, values: &[Value]) -> Scalar {
+        match self {
+            Native::Var(k) => match values.get(*k) {
+                Some(Value::Int(i)) => Scalar::Int(*i),
+                Some(Value::Float(f)) => Scalar::Double(*f),
+                Some(Value::Bool(b)) => Scalar::Bool(*b),
+                _ => Scalar::None,
+            },
+            Native::Int(i) => Scalar::Int(*i),
+            Native::Double(d) => Scalar::Double(*d),
+            other => Scalar::Bool(other.holds(values)),
+        }
+    }
+}
+
+/// A value in a native comparison.
+enum Scalar {
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+    None,
 }
 
 /// The values of the variables one expression reads, resolved by name
@@ -242,12 +423,14 @@ impl CustomTags {
                     ));
                 }
             }
-            let indices = variables.iter().filter_map(|v| variable_index(v)).collect();
+            let indices: Vec<usize> = variables.iter().filter_map(|v| variable_index(v)).collect();
+            let native = Native::lower(program.expression(), &variables, &indices);
             let tag = CompiledTag {
                 name: c.name.clone(),
                 program,
                 variables,
                 indices,
+                native,
             };
             // A trial run on an empty member: the expression must yield a bool.
             match run(&env, &tag, &Features::default()) {
@@ -319,7 +502,10 @@ impl CustomTags {
             let on = match &mut memo.last[i] {
                 Some((keys, on)) if *keys == memo.keys => *on,
                 last => {
-                    let on = run_values(env, tag, &memo.values).unwrap_or(false);
+                    let on = match &tag.native {
+                        Some(n) => n.holds(&memo.values),
+                        None => run_values(env, tag, &memo.values).unwrap_or(false),
+                    };
                     match last {
                         Some((keys, result)) => {
                             keys.clone_from(&memo.keys);
@@ -389,6 +575,73 @@ mod tests {
         assert!(!set.has_bit(CUSTOM_TAG_BASE + 1));
         assert_eq!(tags.bit_of("vip_online"), Some(CUSTOM_TAG_BASE + 1));
         assert_eq!(tags.bit_name(CUSTOM_TAG_BASE), Some("big_spender_lapsed"));
+    }
+
+    #[test]
+    fn native_evaluation_equals_cel() {
+        let native = [
+            "spend_365d_cents >= 100000 && sales_30d == 0",
+            "high_value || !registered",
+            "online_share_90d >= 0.5 && stores_90d > 1",
+            "(sales_90d > 3) == registered",
+            "points_balance < 0 || total_sales != 5 && !(lines_90d <= 2)",
+            "promo_share_90d < 0.25 || top_store_share_90d == 1.0",
+            "churn_risk",
+            "-1 < points_balance",
+        ];
+        let cel_only = [
+            "sales_30d + 1 > 2",
+            "online_share_90d > 0",
+            "sales_30d > 2 ? registered : high_value",
+            "-points_balance < 1",
+        ];
+        let configs: Vec<CustomTagConfig> = native
+            .iter()
+            .chain(cel_only.iter())
+            .enumerate()
+            .map(|(i, e)| tag(&format!("t{i}"), e))
+            .collect();
+        let tags = CustomTags::compile(&configs).unwrap();
+        for (i, t) in tags.tags.iter().enumerate() {
+            assert_eq!(t.native.is_some(), i < native.len(), "{}", configs[i].expr);
+        }
+        let env = tags.env.clone().unwrap();
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut memo = CelMemo::default();
+        for _ in 0..2000 {
+            let mut f = Features::default();
+            f.w30.sales = next(3) as u32;
+            f.w90.sales = next(6) as u32;
+            f.w90.online_sales = f.w90.sales.min(next(4) as u32);
+            f.w90.lines = next(5) as u32;
+            f.w90.promo_lines = f.w90.lines.min(next(3) as u32);
+            f.w90.stores = next(3) as u32;
+            f.w90.spend_cents = next(3) * 50;
+            f.w90.top_store_spend_cents = f.w90.spend_cents.min(next(3) * 50);
+            f.w365.spend_cents = next(3) * 50_000;
+            f.total_sales = next(7) as u32;
+            f.points_balance = next(5) as i64 - 2;
+            f.registered = next(2) == 1;
+            f.builtin.set_bit(Tag::HighValue as u32, next(2) == 1);
+            f.builtin.set_bit(Tag::ChurnRisk as u32, next(2) == 1);
+            let mut set = TagSet::default();
+            tags.evaluate_memo(&f, &mut set, &mut memo);
+            for (i, t) in tags.tags.iter().enumerate() {
+                let cel = run(&env, t, &f).unwrap_or(false);
+                assert_eq!(
+                    set.has_bit(CUSTOM_TAG_BASE + i as u32),
+                    cel,
+                    "{} on {f:?}",
+                    configs[i].expr
+                );
+            }
+        }
     }
 
     #[test]
