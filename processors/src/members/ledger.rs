@@ -541,6 +541,36 @@ mod tests {
     }
 
     #[test]
+    fn a_packed_lot_keeps_its_wire_format() {
+        /// `Lot` before it was packed.
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Unpacked {
+            store: Option<StoreIdx>,
+            points: i64,
+            #[serde(with = "storepulse_core::time::rfc3339")]
+            since: Ts,
+        }
+        let lot = Lot {
+            store: Some(StoreIdx(7)),
+            points: -123_456_789_012,
+            since: 5 * HOUR + 17_000_000,
+        };
+        let old = Unpacked {
+            store: Some(StoreIdx(7)),
+            points: -123_456_789_012,
+            since: 5 * HOUR + 17_000_000,
+        };
+        let json = serde_json::to_string(&lot).unwrap();
+        assert_eq!(json, serde_json::to_string(&old).unwrap());
+        let back: Lot = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, lot);
+        let bytes = postcard::to_allocvec(&lot).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&old).unwrap());
+        let back: Lot = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, lot);
+    }
+
+    #[test]
     fn settlement_subtracts_back_to_nothing() {
         let mut s = Settlement::default();
         let f = [Flow {
