@@ -16,7 +16,8 @@
 //! live heap (a counting allocator) per member, broken down into the
 //! persons (`Person::heap_bytes`), the de-duplication window (bounded by the
 //! lateness window, not per member) and the rest (id and phone indexes,
-//! the slot array, timers, settlement); peak RSS (`VmHWM`).
+//! the slot array and the boxed persons, timers, settlement); peak RSS
+//! (`VmHWM`).
 //!
 //! The day turning is timed twice: inside `apply` (the first event of each
 //! of the year's last 30 days fires the timers due that day, with events
@@ -331,7 +332,7 @@ impl Census {
         self.days += p.history.days.len();
         self.days_cap += p.history.days.capacity();
         self.refunds += p.history.refunds.len();
-        self.refunds_cap += p.history.refunds.capacity();
+        self.refunds_cap += p.history.refunds.len(); // a boxed slice
         self.lots += p.ledger.lots.len();
         self.lots_cap += p.ledger.lots.capacity();
         self.pending += p.ledger.pending.len();
@@ -467,9 +468,11 @@ fn main() {
     // grown by inserts (buckets a power of two, at most 7/8 full) and the
     // slot vector grown by pushes (capacity a power of two; its untouched
     // tail is reserved, not resident).
-    let slot_size = std::mem::size_of::<Option<Person>>();
+    // Persons are boxed: a slot is a pointer, each person one allocation.
+    let slot_size = std::mem::size_of::<Option<Box<Person>>>();
     let slot_capacity = max_persons.next_power_of_two();
-    let slot_array = (slot_capacity * slot_size) as f64;
+    let person_size = std::mem::size_of::<Person>();
+    let slot_array = (slot_capacity * slot_size + p.len() * person_size) as f64;
     let ids_index = table_bytes(c.ids, std::mem::size_of::<(Id, u32)>());
     let phone_index = table_bytes(c.phones, std::mem::size_of::<([u8; 32], u32)>());
     let rest = total - c.heap as f64 - dedup_heap as f64;
@@ -492,7 +495,7 @@ fn main() {
          refund days {:.0} (len {:.2}, cap {:.2}), ids {:.0} (len {:.2}, cap {:.2} x {} B), \
          lots {:.0} (len {:.2}, cap {:.2} x {} B), pending entries {:.0} (len {:.2}, cap {:.2} x {} B)",
         per(c.heap as f64),
-        per(c.days_cap as f64 * 24.0),
+        per(c.days_cap as f64 * std::mem::size_of::<DayAgg>() as f64),
         c.days as f64 / c.n(),
         c.days_cap as f64 / c.n(),
         std::mem::size_of::<DayAgg>(),
@@ -518,7 +521,7 @@ fn main() {
         per(dedup_heap as f64),
     );
     println!(
-        "  the rest {:.0} B/member, estimated: slot array {:.0} ({} B a slot, {max_persons} slots used at most, \
+        "  the rest {:.0} B/member, estimated: slots and boxed persons {:.0} ({} B a slot, {person_size} B a person, {max_persons} slots used at most, \
          capacity {slot_capacity} if grown by doubling), id index {:.0} ({} ids), phone index {:.0} ({} phones), \
          timers, settlement and other {:.0}",
         per(rest),

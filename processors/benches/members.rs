@@ -22,6 +22,11 @@
 //! mimalloc is the global allocator, as in the `storepulse` binary.
 //!
 //! `cargo bench -p storepulse-processors --bench members`
+//!
+//! `CPU_TIME=1` measures the CPU time of the benchmark thread
+//! (`/proc/thread-self/schedstat`, updated at scheduler ticks: a few ms,
+//! ~1 % of a batch) instead of wall time: on a shared machine whose other
+//! core is busy, wall time measures the neighbours, CPU time the code.
 
 #![allow(clippy::unwrap_used)] // a benchmark panics on the first surprise, by design
 
@@ -29,7 +34,8 @@ use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BatchSize, Criterion, Throughput};
 use storepulse_core::time::{DAY, HOUR, MINUTE};
 use storepulse_core::*;
 use storepulse_processors::members::{CustomTagConfig, MemberConfig, MemberProcessor};
@@ -315,7 +321,80 @@ fn warm(mut p: MemberProcessor, warm: &[Event]) -> MemberProcessor {
     p
 }
 
-fn bench_apply(c: &mut Criterion) {
+/// CPU time of this thread, nanoseconds (first field of schedstat).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Criterion measurement: CPU time of the benchmark thread.
+struct ThreadCpu;
+
+impl Measurement for ThreadCpu {
+    type Intermediate = u64;
+    type Value = u64;
+
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, started: u64) -> u64 {
+        thread_cpu_ns().saturating_sub(started)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuFormatter
+    }
+}
+
+/// Nanoseconds of CPU, shown as "ms cpu" and elements per CPU second.
+struct CpuFormatter;
+
+impl ValueFormatter for CpuFormatter {
+    fn scale_values(&self, _typical: f64, values: &mut [f64]) -> &'static str {
+        for v in values {
+            *v /= 1e6;
+        }
+        "ms cpu"
+    }
+    fn scale_throughputs(&self, _typical: f64, t: &Throughput, values: &mut [f64]) -> &'static str {
+        let n = match t {
+            Throughput::Elements(n) | Throughput::Bytes(n) | Throughput::BytesDecimal(n) => *n,
+        };
+        for v in values {
+            *v = n as f64 / (*v / 1e9) / 1e3;
+        }
+        "Kelem/cpu-s"
+    }
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+fn main() {
+    if std::env::var_os("CPU_TIME").is_some_and(|v| v != "0") {
+        let mut c = Criterion::default()
+            .with_measurement(ThreadCpu)
+            .configure_from_args();
+        bench_apply(&mut c);
+        c.final_summary();
+    } else {
+        let mut c = Criterion::<WallTime>::default().configure_from_args();
+        bench_apply(&mut c);
+        c.final_summary();
+    }
+}
+
+fn bench_apply<M: Measurement>(c: &mut Criterion<M>) {
     let stores = stores();
     let t0 = storepulse_core::time::parse_rfc3339("2026-09-01T00:00:00+08:00").unwrap();
     let mut g = Gen::new(stores.len(), 0x5EED_0004);
@@ -408,6 +487,3 @@ fn bench_apply(c: &mut Criterion) {
     }
     group.finish();
 }
-
-criterion_group!(benches, bench_apply);
-criterion_main!(benches);

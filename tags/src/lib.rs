@@ -108,9 +108,17 @@ impl TagSet {
         }
     }
 
-    /// The bits set, lowest first.
+    /// The bits set, lowest first (one step per bit set, not per bit).
     pub fn bits(self) -> impl Iterator<Item = u32> {
-        (0..64).filter(move |b| self.has_bit(*b))
+        let mut rest = self.0;
+        std::iter::from_fn(move || {
+            if rest == 0 {
+                return None;
+            }
+            let bit = rest.trailing_zeros();
+            rest &= rest - 1;
+            Some(bit)
+        })
     }
 }
 
@@ -522,6 +530,13 @@ mod tests {
             .validate()
             .unwrap_err()
             .contains("store_loyal_min_share"));
+    }
+
+    #[test]
+    fn bits_lists_the_set_bits_lowest_first() {
+        assert_eq!(TagSet(0).bits().count(), 0);
+        let set = TagSet(1 | 1 << 6 | 1 << 16 | 1 << 63);
+        assert_eq!(set.bits().collect::<Vec<_>>(), vec![0, 6, 16, 63]);
     }
 
     #[test]

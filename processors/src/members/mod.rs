@@ -58,7 +58,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::dedup::{DedupVerdict, DedupWindow};
 use crate::processor::{Outcome, Processor};
 pub use config::{CustomTagConfig, MemberConfig};
-pub use custom::{CustomTags, Features};
+pub use custom::{CelMemo, CustomTags, Features};
 use history::{History, SaleFacts};
 use ledger::{EntryKind, Flow, Franchisees, Ledger, LedgerEntry, Overdraft, Settlement};
 pub use output::{Change, MemberErased, MemberOutput, PointsOverdraftAlert, TagChange};
@@ -95,6 +95,10 @@ pub struct Person {
     /// Day of this person's timer, or `NO_TIMER`.
     due_day: i32,
 }
+
+/// Each person is one allocation of this size (a year of a member's
+/// memory budget is 1 KiB).
+const _: () = assert!(std::mem::size_of::<Person>() == 208);
 
 impl Person {
     fn new(id: &str) -> Self {
@@ -163,7 +167,9 @@ pub struct Regulars {
 pub struct MemberState {
     ids: FxHashMap<Id, Slot>,
     phones: FxHashMap<[u8; 32], Slot>,
-    persons: Vec<Option<Person>>,
+    /// By slot; boxed, so a free or not yet used slot of the vector (which
+    /// grows by doubling) costs 8 bytes, not a whole `Person`.
+    persons: Vec<Option<Box<Person>>>,
     free: Vec<Slot>,
     /// xxh3 of an erased id -> erasure time.
     erased: FxHashMap<u64, Ts>,
@@ -189,6 +195,60 @@ impl Franchisees for FranchiseeOf<'_> {
     }
 }
 
+/// The windows one evaluation reads, computed together in one pass over a
+/// member's aggregates: distinct, longest first, with where each rule's,
+/// each custom feature's and the favorite store's window is in that list.
+#[derive(Debug, Clone)]
+struct EvalPlan {
+    windows: Vec<u32>,
+    /// Index in `windows` of the window of `high_value`, `frequent`,
+    /// `multi_store`, `online_first`, `promo_responsive`, `seasonal_buyer`,
+    /// `churn_risk` (quiet days) and `store_loyal`.
+    rules: [u8; 8],
+    /// Of the custom features' 30, 60, 90 and 365 days (0 without custom tags).
+    custom: [u8; 4],
+    favorite: usize,
+}
+
+impl EvalPlan {
+    /// 8 rule windows, 4 feature windows and the favorite store's.
+    const MAX_WINDOWS: usize = 13;
+
+    fn new(r: &storepulse_tags::TagRules, custom: bool) -> Self {
+        let rule_days = [
+            r.high_value_days,
+            r.frequent_days,
+            r.multi_store_days,
+            r.online_first_days,
+            r.promo_responsive_days,
+            r.seasonal_buyer_days,
+            r.churn_risk_quiet_days,
+            r.store_loyal_days,
+        ];
+        let mut windows: Vec<u32> = rule_days.to_vec();
+        if custom {
+            windows.extend(custom::FEATURE_WINDOWS);
+        }
+        windows.push(r.favorite_store_days);
+        windows.sort_unstable_by(|a, b| b.cmp(a));
+        windows.dedup();
+        let at = |days: u32| windows.iter().position(|&w| w == days).unwrap_or(0) as u8;
+        let rules = rule_days.map(at);
+        let custom = if custom {
+            custom::FEATURE_WINDOWS.map(at)
+        } else {
+            [0; 4]
+        };
+        let favorite = usize::from(at(r.favorite_store_days));
+        Self {
+            windows,
+            rules,
+            custom,
+            favorite,
+        }
+    }
+}
+
 /// The member processor.
 #[derive(Debug)]
 pub struct MemberProcessor {
@@ -206,6 +266,43 @@ pub struct MemberProcessor {
     /// Persons changed since the last [`MemberProcessor::drain_changes`]
     /// (Kafka mode publishes them), when tracking.
     changes: Option<ChangeLog>,
+    plan: EvalPlan,
+    /// Scratch of evaluations and the timer (taken out while in use).
+    scratch: Scratch,
+}
+
+/// Reused between evaluations: no allocation per event or probe.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// The custom tags' last inputs and results.
+    memo: CelMemo,
+    /// The days whose passing can move a window ([`History::source_days`]).
+    days: Vec<i32>,
+    /// Per stream of candidate days (a day, or a day plus a window): the
+    /// next index into `days`.
+    cursors: Vec<usize>,
+    probe: Probe,
+}
+
+/// The window stats of the timer's previous probe of one member, so that
+/// the next probe (a later day) recomputes only the windows whose
+/// aggregates changed ([`History::unchanged`]).
+#[derive(Debug)]
+struct Probe {
+    /// Day of the stats, `None` before the first probe.
+    day: Option<i32>,
+    stats: [WindowStats; EvalPlan::MAX_WINDOWS],
+    favorite: Option<StoreIdx>,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Self {
+            day: None,
+            stats: [WindowStats::default(); EvalPlan::MAX_WINDOWS],
+            favorite: None,
+        }
+    }
 }
 
 /// What changed since the last drain.
@@ -332,6 +429,7 @@ impl MemberProcessor {
         windows.sort_unstable();
         windows.dedup();
         let retention_days = windows.iter().copied().max().unwrap_or(365).max(365);
+        let plan = EvalPlan::new(&config.tags, !custom.is_empty());
         Ok(Self {
             config,
             custom,
@@ -344,6 +442,8 @@ impl MemberProcessor {
             flows: Vec::new(),
             overdrafts: Vec::new(),
             changes: None,
+            plan,
+            scratch: Scratch::default(),
         })
     }
 
@@ -436,11 +536,11 @@ impl MemberProcessor {
     fn alloc_slot(&mut self, person: Person) -> Slot {
         match self.state.free.pop() {
             Some(slot) => {
-                self.state.persons[slot as usize] = Some(person);
+                self.state.persons[slot as usize] = Some(Box::new(person));
                 slot
             }
             None => {
-                self.state.persons.push(Some(person));
+                self.state.persons.push(Some(Box::new(person)));
                 (self.state.persons.len() - 1) as Slot
             }
         }
@@ -449,7 +549,7 @@ impl MemberProcessor {
     /// Takes a person out of its slot (and out of the regulars counts).
     fn take_slot(&mut self, slot: Slot) -> Option<Person> {
         self.count(slot, -1);
-        let person = self.state.persons.get_mut(slot as usize)?.take()?;
+        let person = *self.state.persons.get_mut(slot as usize)?.take()?;
         self.state.free.push(slot);
         Some(person)
     }
@@ -561,14 +661,14 @@ impl MemberProcessor {
         self.state
             .persons
             .get(slot as usize)
-            .and_then(Option::as_ref)
+            .and_then(Option::as_deref)
     }
 
     fn person_mut(&mut self, slot: Slot) -> Option<&mut Person> {
         self.state
             .persons
             .get_mut(slot as usize)
-            .and_then(Option::as_mut)
+            .and_then(Option::as_deref_mut)
     }
 
     /// The slot of an id's person, creating a person of its own if new.
@@ -614,32 +714,68 @@ impl MemberProcessor {
     }
 
     /// Evaluates the built-in and custom tags and the favorite store of a
-    /// person as of `today`.
+    /// person as of `today` (the tests' fresh evaluation).
+    #[cfg(test)]
     fn evaluate(&self, p: &Person, today: i32) -> (TagSet, Option<StoreIdx>) {
+        self.evaluate_memo(p, today, &mut CelMemo::default(), None)
+    }
+
+    /// [`MemberProcessor::evaluate`] with the custom tags' memo (CEL runs
+    /// only when a variable it reads changed since its last run). Every
+    /// window is computed in one pass over the aggregates
+    /// ([`History::windows_desc`]).
+    fn evaluate_memo(
+        &self,
+        p: &Person,
+        today: i32,
+        memo: &mut CelMemo,
+        probe: Option<&mut Probe>,
+    ) -> (TagSet, Option<StoreIdx>) {
         let r = &self.config.tags;
         let h = &p.history;
-        let mut memo: [(u32, WindowStats); 12] = [(0, WindowStats::default()); 12];
-        let mut n = 0usize;
-        let mut window = |days: u32| -> WindowStats {
-            if let Some((_, s)) = memo[..n].iter().find(|(d, _)| *d == days) {
-                return *s;
+        let plan = &self.plan;
+        let stores = &self.stores;
+        let id_of = |s: StoreIdx| stores.id(s);
+        let mut own = [WindowStats::default(); EvalPlan::MAX_WINDOWS];
+        let (stats, favorite) = match probe {
+            Some(pr) => {
+                // A later probe of the same member: keep the windows that
+                // hold the same aggregates as on the previous probe's day.
+                let skip = pr.day.map_or(0, |d| h.unchanged(d, today, &plan.windows));
+                let fav = h.windows_desc(
+                    today,
+                    &plan.windows,
+                    &mut pr.stats,
+                    skip,
+                    Some((plan.favorite, &id_of)),
+                );
+                if let Some(fav) = fav {
+                    pr.favorite = fav;
+                }
+                pr.day = Some(today);
+                (&pr.stats, pr.favorite)
             }
-            let s = h.window(today, days);
-            if n < memo.len() {
-                memo[n] = (days, s);
-                n += 1;
+            None => {
+                let fav = h.windows_desc(
+                    today,
+                    &plan.windows,
+                    &mut own,
+                    0,
+                    Some((plan.favorite, &id_of)),
+                );
+                (&own, fav.flatten())
             }
-            s
         };
+        let w = |i: u8| stats[usize::from(i)];
         let inputs = RuleInputs {
-            high_value: window(r.high_value_days),
-            frequent: window(r.frequent_days),
-            multi_store: window(r.multi_store_days),
-            online_first: window(r.online_first_days),
-            promo_responsive: window(r.promo_responsive_days),
-            seasonal_buyer: window(r.seasonal_buyer_days),
-            churn_quiet: window(r.churn_risk_quiet_days),
-            store_loyal: window(r.store_loyal_days),
+            high_value: w(plan.rules[0]),
+            frequent: w(plan.rules[1]),
+            multi_store: w(plan.rules[2]),
+            online_first: w(plan.rules[3]),
+            promo_responsive: w(plan.rules[4]),
+            seasonal_buyer: w(plan.rules[5]),
+            churn_quiet: w(plan.rules[6]),
+            store_loyal: w(plan.rules[7]),
             total_sales: h.total_sales,
             days_since_registration: p
                 .registered_at()
@@ -648,19 +784,17 @@ impl MemberProcessor {
         let mut set = evaluate(r, &inputs);
         if !self.custom.is_empty() {
             let features = Features {
-                w30: window(30),
-                w60: window(60),
-                w90: window(90),
-                w365: window(365),
+                w30: w(plan.custom[0]),
+                w60: w(plan.custom[1]),
+                w90: w(plan.custom[2]),
+                w365: w(plan.custom[3]),
                 total_sales: h.total_sales,
                 points_balance: p.ledger.balance(),
                 registered: p.registered_at().is_some(),
                 builtin: set,
             };
-            self.custom.evaluate(&features, &mut set);
+            self.custom.evaluate_memo(&features, &mut set, memo);
         }
-        let stores = &self.stores;
-        let favorite = h.favorite_store(today, r.favorite_store_days, |s| stores.id(s));
         (set, favorite)
     }
 
@@ -721,7 +855,7 @@ impl MemberProcessor {
             .state
             .persons
             .get_mut(slot as usize)
-            .and_then(Option::as_mut)
+            .and_then(Option::as_deref_mut)
         {
             p.history.prune(oldest);
             // Folding moves flows from "pending" to "folded": the table
@@ -729,9 +863,17 @@ impl MemberProcessor {
             p.ledger.fold(fold_before, &fr, &mut folded);
         }
         self.flows = folded;
-        let Some(p) = self.person(slot) else { return };
-        let (tags, favorite) = self.evaluate(p, today);
-        let canonical = p.canonical().clone();
+        let mut memo = std::mem::take(&mut self.scratch.memo);
+        let evaluated = self.person(slot).map(|p| {
+            (
+                self.evaluate_memo(p, today, &mut memo, None),
+                p.canonical().clone(),
+            )
+        });
+        self.scratch.memo = memo;
+        let Some(((tags, favorite), canonical)) = evaluated else {
+            return;
+        };
         self.mark_dirty(slot);
         self.count(slot, -1);
         if let Some(p) = self.person_mut(slot) {
@@ -776,37 +918,11 @@ impl MemberProcessor {
     /// Sets a person's timer: the first candidate day (cheap, on events),
     /// or the first day its tags actually change (`exact`, on timers).
     fn schedule(&mut self, slot: Slot, exact: bool) {
-        let today = self.today();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let due = self.next_due(slot, exact, &mut scratch);
+        self.scratch = scratch;
+        let Some(due) = due else { return };
         let Some(p) = self.person(slot) else { return };
-        let mut candidates: Vec<i32> = Vec::new();
-        p.history
-            .boundaries(today, &self.windows, |d| candidates.push(d));
-        if let Some(reg) = p.registered_at() {
-            let d = china_day(reg).saturating_add(self.config.tags.new_member_days as i32);
-            if d > today {
-                candidates.push(d);
-            }
-        }
-        // Folding old points entries needs no timer: it changes no answer
-        // (balance and settlement are the same either way) and happens on
-        // the member's next event or timer, so quiet members cost nothing.
-        let mut due = NO_TIMER;
-        if exact {
-            candidates.sort_unstable();
-            candidates.dedup();
-            let now = (p.tags, p.favorite);
-            for &day in candidates.iter().take(MAX_TIMER_PROBES) {
-                if self.evaluate(p, day) != now {
-                    due = day;
-                    break;
-                }
-            }
-            if due == NO_TIMER && candidates.len() > MAX_TIMER_PROBES {
-                due = candidates[MAX_TIMER_PROBES - 1];
-            }
-        } else if let Some(&first) = candidates.iter().min() {
-            due = due.min(first);
-        }
         let current = p.due_day;
         if due != current {
             if let Some(p) = self.person_mut(slot) {
@@ -816,6 +932,99 @@ impl MemberProcessor {
                 self.state.timers.entry(due).or_default().push(slot);
             }
         }
+    }
+
+    /// The day of a person's next timer (see [`MemberProcessor::schedule`]),
+    /// `None` for no person.
+    ///
+    /// The candidate days are every day after today that is a source day
+    /// ([`History::source_days`]) or a source day plus a window, and the
+    /// end of `new_member`. `exact` walks them in order, merging the sorted
+    /// stream of each window lazily (usually only the first few are
+    /// needed), and probes each until the tags or the favorite store
+    /// change; successive probes reuse the windows that did not change.
+    fn next_due(&self, slot: Slot, exact: bool, sc: &mut Scratch) -> Option<i32> {
+        let today = self.today();
+        let p = self.person(slot)?;
+        let new_member = p.registered_at().and_then(|reg| {
+            let d = china_day(reg).saturating_add(self.config.tags.new_member_days as i32);
+            (d > today).then_some(d)
+        });
+        // Folding old points entries needs no timer: it changes no answer
+        // (balance and settlement are the same either way) and happens on
+        // the member's next event or timer, so quiet members cost nothing.
+        let mut due = NO_TIMER;
+        if !exact {
+            p.history
+                .boundaries(today, &self.windows, |d| due = due.min(d));
+            if let Some(d) = new_member {
+                due = due.min(d);
+            }
+            return Some(due);
+        }
+        let Scratch {
+            memo,
+            days,
+            cursors,
+            probe,
+        } = sc;
+        p.history.source_days(days);
+        let today64 = i64::from(today);
+        // Stream 0: the source days themselves (a merged history newer
+        // than the clock enters on its own day); stream 1 + i: plus
+        // `windows[i]`.
+        let offset = |j: usize| {
+            j.checked_sub(1)
+                .and_then(|i| self.windows.get(i))
+                .map_or(0, |&w| i64::from(w))
+        };
+        let streams = self.windows.len() + 1;
+        cursors.clear();
+        for j in 0..streams {
+            let o = offset(j);
+            cursors.push(days.partition_point(|&d| i64::from(d) + o <= today64));
+        }
+        let mut new_member = new_member.map(i64::from);
+        probe.day = None;
+        let now = (p.tags, p.favorite);
+        let (mut probes, mut last) = (0usize, None::<i32>);
+        loop {
+            let mut next = new_member;
+            for (j, &c) in cursors.iter().enumerate() {
+                if let Some(&d) = days.get(c) {
+                    let cand = i64::from(d) + offset(j);
+                    next = Some(next.map_or(cand, |n| n.min(cand)));
+                }
+            }
+            let Some(next) = next else { break };
+            for (j, c) in cursors.iter_mut().enumerate() {
+                if days
+                    .get(*c)
+                    .is_some_and(|&d| i64::from(d) + offset(j) == next)
+                {
+                    *c += 1;
+                }
+            }
+            if new_member == Some(next) {
+                new_member = None;
+            }
+            let day = i32::try_from(next).unwrap_or(i32::MAX);
+            if last == Some(day) {
+                continue; // several past i32::MAX
+            }
+            if probes == MAX_TIMER_PROBES {
+                // More candidates than probes: come back on the last one.
+                due = last.unwrap_or(NO_TIMER);
+                break;
+            }
+            probes += 1;
+            if self.evaluate_memo(p, day, memo, Some(probe)) != now {
+                due = day;
+                break;
+            }
+            last = Some(day);
+        }
+        Some(due)
     }
 
     /// Changes a person's ledger, keeping the settlement table equal to the
@@ -833,7 +1042,7 @@ impl MemberProcessor {
             .state
             .persons
             .get_mut(slot as usize)
-            .and_then(Option::as_mut)
+            .and_then(Option::as_deref_mut)
         else {
             return;
         };

@@ -327,8 +327,7 @@ impl MemberProcessor {
             .collect();
         let days: Vec<_> = p
             .history
-            .days
-            .iter()
+            .wide()
             .map(|d| {
                 json!({
                     "date": day_text(d.day),
@@ -345,7 +344,7 @@ impl MemberProcessor {
             .history
             .refunds
             .iter()
-            .map(|r| json!({"date": day_text(r.day), "refund_cents": r.refund_cents}))
+            .map(|r| json!({"date": day_text(r.day), "refund_cents": r.refund_cents()}))
             .collect();
         Some(json!({
             "member": self.view(p),
