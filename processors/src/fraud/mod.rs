@@ -260,20 +260,24 @@ impl FraudProcessor {
                 }
                 let (b, ids) = entry.remove_entry();
                 for id in ids {
-                    let Some(w) = rs.keys.get_mut(&id) else {
+                    // One probe of the table per expiring key.
+                    let std::collections::hash_map::Entry::Occupied(mut entry) = rs.keys.entry(id)
+                    else {
                         continue;
                     };
+                    let w = entry.get_mut();
                     if w.due != b {
                         continue;
                     }
                     w.prune(at - keep);
                     match w.last_at() {
                         None => {
-                            rs.keys.remove(&id);
+                            entry.remove();
                         }
                         Some(last) => {
                             let due = bucket(last + keep) + 1;
                             w.due = due;
+                            let id = entry.key().clone();
                             rs.expiry.entry(due).or_default().push(id);
                         }
                     }
@@ -325,10 +329,9 @@ impl FraudProcessor {
             if event.occurred_at < clock - keep {
                 continue;
             }
-            let w = match rs.keys.get_mut(key) {
-                Some(w) => w,
-                None => rs.keys.entry(key.clone()).or_default(),
-            };
+            // One probe: most keys are new (payment tokens seen once), and
+            // cloning an id of up to 24 bytes copies it inline.
+            let w = rs.keys.entry(key.clone()).or_default();
             let Some(pos) = w.insert(WindowSale {
                 at: event.occurred_at,
                 event_id: event.event_id.clone(),
