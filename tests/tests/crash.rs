@@ -142,7 +142,12 @@ async fn kill_9_while_sending_loses_and_doubles_nothing() {
     );
     assert_eq!(served.len(), expected.len());
 
-    // Fraud alerts: the review queue (standing ones) equals replay's.
+    // Fraud alerts: the review queue's standing window-rule alerts equal
+    // replay's. Points overdrafts are left out: whether a redemption
+    // overdraws depends on arrival order once an earning arrives after it
+    // (ARCHITECTURE.md, "Members are order-independent too": limits), and
+    // replay reads the acknowledged events in acknowledgement order, which
+    // concurrent requests make differ slightly from the log's.
     let r = client
         .get(format!("{}/v1/alerts?status=all&limit=1000", server.base))
         .bearer_auth(RISK_KEY)
@@ -154,7 +159,7 @@ async fn kill_9_while_sending_loses_and_doubles_nothing() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|a| a["status"] != "withdrawn")
+        .filter(|a| a["status"] != "withdrawn" && a["rule"] != "points_overdraft")
         .map(|a| {
             (
                 a["alert_id"].as_str().unwrap().to_owned(),
@@ -167,7 +172,7 @@ async fn kill_9_while_sending_loses_and_doubles_nothing() {
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .filter(|a| a.get("key_kind").is_some())
+            .filter(|a| a.get("key_kind").is_some() && a["rule"] != "points_overdraft")
             .map(|a| {
                 (
                     a["alert_id"].as_str().unwrap().to_owned(),
@@ -176,11 +181,7 @@ async fn kill_9_while_sending_loses_and_doubles_nothing() {
             })
             .collect();
     assert!(
-        replayed
-            .keys()
-            .filter(|id| !id.starts_with("points_overdraft"))
-            .count()
-            >= 6,
+        replayed.len() >= 6,
         "the planted episodes raise window alerts: {replayed:?}"
     );
     assert_eq!(
