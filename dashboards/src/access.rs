@@ -520,6 +520,27 @@ pub fn require(allowed: bool, what: &str) -> Result<(), ApiError> {
     }
 }
 
+/// What the route tests of this crate share: a key table built from
+/// `(secret, name, roles)` triples.
+#[cfg(test)]
+pub(crate) fn test_table(keys: &[(&str, &str, &[&str])], stores: &StoreMaster) -> AccessTable {
+    use sha2::{Digest, Sha256};
+    let keys = keys
+        .iter()
+        .map(|(secret, name, roles)| AccessKeyConfig {
+            name: (*name).to_owned(),
+            sha256: Sha256::digest(secret.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        })
+        .collect();
+    // The test keys are valid by construction.
+    #[allow(clippy::unwrap_used)]
+    AccessTable::build(&AccessConfig { keys }, stores).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -602,15 +602,12 @@ mod tests {
     use axum::body::Body;
     use axum::http::Request;
     use http_body_util::BodyExt;
-    use sha2::{Digest, Sha256};
     use storepulse_core::StoreMaster;
     use storepulse_processors::fraud::{FraudAlert, FraudConfig, FraudProcessor, RuleSet};
     use storepulse_processors::inventory::{InventoryConfig, InventoryProcessor};
     use storepulse_runtime::alerts::AlertBook;
     use storepulse_runtime::review::ReviewQueue;
     use tower::ServiceExt;
-
-    use crate::access::{AccessConfig, AccessKeyConfig};
 
     const RISK: &str = "k-risk";
     const HQ: &str = "k-hq";
@@ -633,18 +630,7 @@ mod tests {
     fn fixture() -> Fixture {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv");
         let stores = Arc::new(StoreMaster::load(&path).unwrap());
-        let keys = KEYS
-            .iter()
-            .map(|(secret, name, roles)| AccessKeyConfig {
-                name: (*name).to_owned(),
-                sha256: Sha256::digest(secret.as_bytes())
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect(),
-                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            })
-            .collect();
-        let access = Arc::new(AccessTable::build(&AccessConfig { keys }, &stores).unwrap());
+        let access = Arc::new(crate::access::test_table(KEYS, &stores));
         let rules = RuleSet::defaults(&stores).unwrap();
         let fraud = FraudProcessor::new(FraudConfig::default(), rules, stores.clone());
         let mut review = ReviewQueue::new(10);

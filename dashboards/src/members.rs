@@ -618,7 +618,6 @@ mod tests {
     use axum::body::Body;
     use axum::http::Request;
     use http_body_util::BodyExt;
-    use sha2::{Digest, Sha256};
     use storepulse_core::{EventParser, Id, StoreMaster};
     use storepulse_processors::inventory::{InventoryConfig, InventoryProcessor};
     use storepulse_processors::members::MemberConfig;
@@ -626,7 +625,6 @@ mod tests {
     use storepulse_runtime::alerts::AlertBook;
     use tower::ServiceExt;
 
-    use crate::access::{AccessConfig, AccessKeyConfig};
     use crate::audit::AuditRecord;
 
     // The keys of the tests: (secret, name, roles).
@@ -671,18 +669,7 @@ mod tests {
     }
 
     fn access(stores: &StoreMaster) -> AccessTable {
-        let keys = KEYS
-            .iter()
-            .map(|(secret, name, roles)| AccessKeyConfig {
-                name: (*name).to_owned(),
-                sha256: Sha256::digest(secret.as_bytes())
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect(),
-                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            })
-            .collect();
-        AccessTable::build(&AccessConfig { keys }, stores).unwrap()
+        crate::access::test_table(KEYS, stores)
     }
 
     /// Erases in place, as the binary's submitter does through the event log.

@@ -261,14 +261,12 @@ fn apply_alert_record(shared: &Shared, record: AlertsTopicRecord, progress: &Mat
     match record {
         AlertsTopicRecord::Alert(alert) => {
             if let Alert::PointsOverdraft(overdraft) = &alert.alert {
-                let to_review = shared
+                let review = shared
                     .fraud()
                     .as_ref()
-                    .is_some_and(|f| f.rules().points_overdraft_enabled());
-                if to_review {
-                    shared
-                        .review_mut()
-                        .raise(ReviewAlert::from_overdraft(overdraft), None);
+                    .and_then(|f| ReviewAlert::overdraft_to_review(f, overdraft));
+                if let Some(review) = review {
+                    shared.review_mut().raise(review, None);
                 }
             }
             shared.alerts_mut().push(*alert);

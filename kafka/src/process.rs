@@ -1194,14 +1194,14 @@ impl GroupContext {
         ) {
             return Ok(());
         }
-        let partition = partition_for(member.as_bytes(), self.settings.partitions) as i32;
-        self.send(
-            &self.settings.topics.events_by_member,
-            Some(partition),
-            member,
-            payload,
-            None,
-        )
+        self.forward_keyed(&self.settings.topics.events_by_member, member, payload)
+    }
+
+    /// Sends `payload` to `topic` keyed by `key`, in the key's partition
+    /// (murmur2, the events topic's partition count).
+    fn forward_keyed(&self, topic: &str, key: &str, payload: &[u8]) -> Result<()> {
+        let partition = partition_for(key.as_bytes(), self.settings.partitions) as i32;
+        self.send(topic, Some(partition), key, payload, None)
     }
 
     /// Sends a sale paid with a `payment.account_ref` to
@@ -1213,14 +1213,7 @@ impl GroupContext {
         let Some(account) = &sale.payment.account_ref else {
             return Ok(());
         };
-        let partition = partition_for(account.as_bytes(), self.settings.partitions) as i32;
-        self.send(
-            &self.settings.topics.events_by_account,
-            Some(partition),
-            account,
-            payload,
-            None,
-        )
+        self.forward_keyed(&self.settings.topics.events_by_account, account, payload)
     }
 
     /// Applies one record of an account partition: a sale, or the stock

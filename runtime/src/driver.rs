@@ -467,9 +467,11 @@ fn apply_batch(
                 if let Some(members) = members.as_mut() {
                     members.apply(&event, member_outputs)?;
                 }
+                // The canonical id of the event's member, re-linking after a
+                // registration, forgetting after an erasure: the same feeding
+                // as `replay` and a Kafka member partition.
                 if let Some(fraud) = fraud.as_mut() {
-                    apply_fraud(
-                        fraud,
+                    fraud.apply_with_members(
                         members.as_ref(),
                         &event,
                         &member_outputs[first_new..],
@@ -531,9 +533,9 @@ fn apply_batch(
                 if let Some(review) = shared
                     .fraud()
                     .as_ref()
-                    .and_then(|f| overdraft_for_review(f, alert))
+                    .and_then(|f| ReviewAlert::overdraft_to_review(f, alert))
                 {
-                    fraud_outputs.push(review);
+                    fraud_outputs.push(FraudOutput::Raised(Box::new(review)));
                 }
                 book.push(AlertRecord {
                     family: "points".into(),
@@ -565,35 +567,6 @@ fn apply_batch(
     }
     shared.metrics.dead_letters.inc_by(letters.len() as u64);
     (letters, member_lines)
-}
-
-/// Feeds one event to the fraud processor: the canonical id of its member
-/// (the member processor has just applied it), re-linking after a
-/// registration, forgetting after an erasure (the same feeding as a Kafka
-/// member partition: `FraudProcessor::apply_with_members`). `member_outputs`
-/// are the member processor's outputs for this event. The embedded
-/// pipeline and `replay` (current and candidate rules alike) feed fraud
-/// through here.
-pub(crate) fn apply_fraud(
-    fraud: &mut FraudProcessor,
-    members: Option<&MemberProcessor>,
-    event: &storepulse_core::Event,
-    member_outputs: &[MemberOutput],
-    out: &mut Vec<FraudOutput>,
-) {
-    fraud.apply_with_members(members, event, member_outputs, out);
-}
-
-/// A points-overdraft alert as a raised fraud alert, when the fraud rules
-/// switch `points_overdraft` on (RULES.md: it is one of the four rules).
-pub(crate) fn overdraft_for_review(
-    fraud: &FraudProcessor,
-    alert: &storepulse_processors::members::PointsOverdraftAlert,
-) -> Option<FraudOutput> {
-    fraud
-        .rules()
-        .points_overdraft_enabled()
-        .then(|| FraudOutput::Raised(Box::new(ReviewAlert::from_overdraft(alert))))
 }
 
 /// Puts fraud outputs into the review queue and metrics; returns the

@@ -14,7 +14,7 @@
 //! **Fraud.** The fraud processor runs exactly as in the embedded pipeline
 //! (behind inventory's de-duplication and the member processor, keyed by
 //! canonical member, re-linked after registrations, forgetting erased ids:
-//! the driver's own `apply_fraud`). The fraud alerts standing at the end
+//! `FraudProcessor::apply_with_members`, as the driver). The fraud alerts standing at the end
 //! (raised and not withdrawn by a later regrouping; `points_overdraft` in
 //! the same shape when its rule is on) follow the stock and points lines of
 //! `alerts.ndjson`, one [`FraudAlert`] per line sorted by (`first_at`,
@@ -52,8 +52,9 @@ use storepulse_processors::members::query::day_text;
 use storepulse_processors::members::{MemberConfig, MemberOutput, MemberProcessor};
 use storepulse_processors::{Outcome, Processor};
 
-use crate::driver::{apply_fraud, overdraft_for_review, MemberLogRecord};
+use crate::driver::MemberLogRecord;
 use crate::error::{Result, RuntimeError};
+use crate::review::ReviewAlert;
 
 const CHUNK_BYTES: usize = 4 << 20;
 
@@ -174,17 +175,13 @@ impl FraudRun {
         event: &Event,
         member_outputs: &[MemberOutput],
     ) {
-        apply_fraud(
-            &mut self.processor,
-            Some(members),
-            event,
-            member_outputs,
-            &mut self.outputs,
-        );
+        self.processor
+            .apply_with_members(Some(members), event, member_outputs, &mut self.outputs);
         for output in member_outputs {
             if let MemberOutput::Overdraft(alert) = output {
-                self.outputs
-                    .extend(overdraft_for_review(&self.processor, alert));
+                if let Some(review) = ReviewAlert::overdraft_to_review(&self.processor, alert) {
+                    self.outputs.push(FraudOutput::Raised(Box::new(review)));
+                }
             }
         }
         for output in self.outputs.drain(..) {

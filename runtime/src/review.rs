@@ -96,6 +96,19 @@ pub struct ReviewAlert {
 }
 
 impl ReviewAlert {
+    /// The overdraft for the review queue, when the fraud rules in force
+    /// switch `points_overdraft` on (RULES.md: it is one of the four rules).
+    /// One decision for the embedded driver, `replay` and Kafka's `serve`.
+    pub fn overdraft_to_review(
+        fraud: &storepulse_processors::fraud::FraudProcessor,
+        a: &PointsOverdraftAlert,
+    ) -> Option<FraudAlert> {
+        fraud
+            .rules()
+            .points_overdraft_enabled()
+            .then(|| Self::from_overdraft(a))
+    }
+
     /// A points-overdraft alert in the common alert shape (its sales: the
     /// redemption; its total: none).
     pub fn from_overdraft(a: &PointsOverdraftAlert) -> FraudAlert {

@@ -599,16 +599,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_late_link_completes_a_member_fraud_alert_at_the_phone_partition() {
-        use storepulse_core::time::MINUTE;
-        let n = 4;
+    /// The partition of phone 1 and an `APP-<i>` id homed on another one.
+    fn alias_off_home(n: u32) -> (u32, String) {
         let phone = super::super::tests::phone(1);
         let home = partitioner(phone.as_bytes(), n);
         let alias = (0..100)
             .map(|i| format!("APP-{i}"))
             .find(|id| partitioner(id.as_bytes(), n) != home)
-            .unwrap();
+            .expect("one of 100 ids is homed elsewhere");
+        (home, alias)
+    }
+
+    #[test]
+    fn a_late_link_completes_a_member_fraud_alert_at_the_phone_partition() {
+        use storepulse_core::time::MINUTE;
+        let n = 4;
+        let (_, alias) = alias_off_home(n);
         let t = |m: i64| i64::from(D0) * 24 * HOUR + 10 * HOUR + m * MINUTE;
         // M1 registered with the phone; the alias buys in two more stores
         // within 30 minutes, and its registration arrives last.
@@ -649,12 +655,7 @@ mod tests {
     fn a_handover_moves_history_to_the_phone_partition_and_erasure_forgets_it() {
         // Find ids whose partitions differ from the phone's, for n = 4.
         let n = 4;
-        let phone = super::super::tests::phone(1);
-        let home = partitioner(phone.as_bytes(), n);
-        let alias = (0..100)
-            .map(|i| format!("APP-{i}"))
-            .find(|id| partitioner(id.as_bytes(), n) != home)
-            .unwrap();
+        let (home, alias) = alias_off_home(n);
         let t = |h: i64| i64::from(D0) * 24 * HOUR + h * HOUR;
         let events = vec![
             super::super::tests::sale("s1", &alias, t(1), "KM-001", 100_000),
