@@ -39,15 +39,23 @@ pub enum KafkaError {
     /// The broker did not acknowledge in time (it may be down).
     #[error("kafka: broker did not acknowledge within {0} ms")]
     Timeout(u64),
+    /// The webhook forwarder's checkpoint (`crate::notify`) cannot be read
+    /// or written.
+    #[error("webhook forward checkpoint {path}: {reason}")]
+    NoticeCheckpoint {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 impl KafkaError {
     /// Whether retrying may help.
     pub fn retry_hint(&self) -> RetryHint {
         match self {
-            KafkaError::Config(_) | KafkaError::Topic { .. } | KafkaError::State { .. } => {
-                RetryHint::Never
-            }
+            KafkaError::Config(_)
+            | KafkaError::Topic { .. }
+            | KafkaError::State { .. }
+            | KafkaError::NoticeCheckpoint { .. } => RetryHint::Never,
             KafkaError::Client { .. }
             | KafkaError::Timeout(_)
             | KafkaError::OutputLost(_)
