@@ -249,7 +249,7 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         );
         let (tx, rx) = std::sync::mpsc::sync_channel(storepulse_kafka::notify::CHANNEL_CAPACITY);
         tap = Some(NoticeTap::new(checkpoint.clone(), tx));
-        let (progress, stop, failed) = (forward_progress.clone(), stop.clone(), failed_tx.clone());
+        let (progress, failed) = (forward_progress.clone(), failed_tx.clone());
         forwarder = Some(
             std::thread::Builder::new()
                 .name("storepulse-webhook-forward".into())
@@ -260,7 +260,6 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
                         dir,
                         |n| outbox.append(&n.id, &n.body).map_err(|e| e.to_string()),
                         &progress,
-                        &stop,
                     );
                     if let Err(e) = result {
                         let _ = failed.send(anyhow::Error::new(e).context("webhook forwarder"));

@@ -46,6 +46,11 @@ pub enum KafkaError {
         path: std::path::PathBuf,
         reason: String,
     },
+    /// The webhook outbox refused a notice (disk full, a write it could not
+    /// roll back): serve stops; at its restart the outbox is reopened and
+    /// the forwarder resumes from its checkpoint.
+    #[error("webhook outbox: {0}")]
+    Outbox(String),
 }
 
 impl KafkaError {
@@ -59,7 +64,8 @@ impl KafkaError {
             KafkaError::Client { .. }
             | KafkaError::Timeout(_)
             | KafkaError::OutputLost(_)
-            | KafkaError::Rejoin => RetryHint::Backoff,
+            | KafkaError::Rejoin
+            | KafkaError::Outbox(_) => RetryHint::Backoff,
             KafkaError::Checkpoint(e) => e.retry_hint(),
         }
     }

@@ -56,9 +56,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use serde::{Deserialize, Serialize};
 use storepulse_runtime::driver::AlertNotice;
@@ -248,19 +247,20 @@ impl NoticeTap {
 /// The forwarder loop: appends each notice with `append` (which must be
 /// durable when it returns `Ok(true)` for a new id, `Ok(false)` for one
 /// already there), then saves the checkpoint once per batch. Runs until
-/// the channel is closed (the read model stopped) or `stop` is set and the
-/// channel is empty. A failed append is retried (1 s doubling to 30 s)
+/// the channel is closed (the read model stopped and dropped its
+/// [`NoticeTap`]), having appended everything it was handed. A failed append is retried (1 s doubling to 30 s)
 /// while the read model waits: nothing is skipped.
 ///
 /// # Errors
-/// The checkpoint cannot be written.
+/// The checkpoint cannot be written; an append fails ([`KafkaError::Outbox`]:
+/// serve stops, and its restart resumes from the checkpoint, skipping
+/// nothing).
 pub fn run_forwarder(
     rx: Receiver<Forwarded>,
     mut checkpoint: ForwardCheckpoint,
     dir: PathBuf,
     mut append: impl FnMut(&AlertNotice) -> std::result::Result<bool, String>,
     progress: &ForwardProgress,
-    stop: &AtomicBool,
 ) -> Result<()> {
     info!(
         cutoff_ms = checkpoint.cutoff_ms,
@@ -269,15 +269,9 @@ pub fn run_forwarder(
     );
     let mut batch = Vec::new();
     loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
+        match rx.recv() {
             Ok(first) => batch.push(first),
-            Err(RecvTimeoutError::Timeout) => {
-                if stop.load(Ordering::Acquire) {
-                    return Ok(());
-                }
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            Err(_) => return Ok(()),
         }
         while batch.len() < 1000 {
             match rx.try_recv() {
@@ -286,24 +280,17 @@ pub fn run_forwarder(
             }
         }
         for f in batch.drain(..) {
-            let mut backoff = Duration::from_secs(1);
-            loop {
-                match append(&f.notice) {
-                    Ok(true) => {
-                        progress.appended.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                    Ok(false) => {
-                        progress.duplicates.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                    Err(e) => {
-                        error!(id = %f.notice.id, error = %e, retry_in_s = backoff.as_secs(), "webhook outbox append failed; retrying");
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                    }
+            match append(&f.notice) {
+                Ok(true) => progress.appended.fetch_add(1, Ordering::Relaxed),
+                Ok(false) => progress.duplicates.fetch_add(1, Ordering::Relaxed),
+                Err(e) => {
+                    error!(id = %f.notice.id, error = %e, "webhook outbox append failed");
+                    // What was appended so far is kept; the rest comes again
+                    // at the restart (offsets past the checkpoint).
+                    checkpoint.save(&dir)?;
+                    return Err(KafkaError::Outbox(e));
                 }
-            }
+            };
             checkpoint.advance(&f.topic, f.partition, f.offset);
         }
         checkpoint.save(&dir)?;
@@ -374,7 +361,6 @@ mod tests {
             dir.path().to_owned(),
             |n| Ok(seen.insert(n.id.clone())),
             &progress,
-            &AtomicBool::new(false),
         )
         .unwrap();
         assert_eq!(progress.appended.load(Ordering::Relaxed), 2);
@@ -382,5 +368,35 @@ mod tests {
         let (saved, _) = ForwardCheckpoint::load_or_start(dir.path(), "p", 0).unwrap();
         assert!(!saved.wants("p.alerts", 0, 2, Some(1)));
         assert!(saved.wants("p.alerts", 0, 3, Some(1)));
+    }
+
+    #[test]
+    fn a_failed_append_stops_the_forwarder_keeping_what_was_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _) = ForwardCheckpoint::load_or_start(dir.path(), "p", 0).unwrap();
+        let (tx, rx) = std::sync::mpsc::sync_channel(16);
+        let tap = NoticeTap::new(c.clone(), tx);
+        for offset in 0..3 {
+            let notice = AlertNotice::new(format!("raised:{offset}"), "r", serde_json::json!({}));
+            tap.offer("p.alerts", 0, offset, notice);
+        }
+        drop(tap);
+        let result = run_forwarder(
+            rx,
+            c,
+            dir.path().to_owned(),
+            |n| match n.id.as_str() {
+                "raised:1" => Err("disk full".into()),
+                _ => Ok(true),
+            },
+            &ForwardProgress::default(),
+        );
+        assert!(matches!(result, Err(KafkaError::Outbox(_))), "{result:?}");
+        let (saved, _) = ForwardCheckpoint::load_or_start(dir.path(), "p", 0).unwrap();
+        assert!(!saved.wants("p.alerts", 0, 0, Some(1)));
+        assert!(
+            saved.wants("p.alerts", 0, 1, Some(1)),
+            "comes again at the restart"
+        );
     }
 }
