@@ -48,7 +48,7 @@ use storepulse_ingest::append::EventAppender;
 use storepulse_ingest::http::{IngestMetrics, IngestState};
 use storepulse_ingest::keys::KeyTable;
 use storepulse_kafka::materialize::ReadModel;
-use storepulse_kafka::notify::{ForwardCheckpoint, ForwardProgress, NoticeTap};
+use storepulse_kafka::notify::{ForwardCheckpoint, ForwardProgress};
 use storepulse_kafka::process::{ProcessMetrics, ProcessSettings, Stage};
 use storepulse_kafka::producer::KafkaAppender;
 use storepulse_kafka::Topics;
@@ -161,7 +161,6 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<anyhow::Error>();
     let mut threads = Vec::new();
-    let mut forwarder = None;
 
     let process_metrics = roles.process.then(|| {
         let metrics = ProcessMetrics::with_pipeline(shared.metrics.clone());
@@ -225,7 +224,6 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     // the same outbox and senders as embedded (`storepulse_kafka::notify`).
     let webhooks_stop = tokio_util::sync::CancellationToken::new();
     let mut webhooks = None;
-    let mut tap = None;
     let forward_progress = Arc::new(ForwardProgress::default());
     if roles.serve {
         webhooks = crate::serve::start_webhooks(&config, webhooks_stop.clone()).await?;
@@ -247,19 +245,27 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             decisions = %topics.alert_decisions,
             "webhooks: this serve sends them (configure [[fraud.webhooks]] on one serve only)"
         );
-        let (tx, rx) = std::sync::mpsc::sync_channel(storepulse_kafka::notify::CHANNEL_CAPACITY);
-        tap = Some(NoticeTap::new(checkpoint.clone(), tx));
-        let (progress, failed) = (forward_progress.clone(), failed_tx.clone());
-        forwarder = Some(
+        let (kafka, topics, shared, progress, stop, failed) = (
+            kafka.clone(),
+            topics.clone(),
+            shared.clone(),
+            forward_progress.clone(),
+            stop.clone(),
+            failed_tx.clone(),
+        );
+        threads.push(
             std::thread::Builder::new()
                 .name("storepulse-webhook-forward".into())
                 .spawn(move || {
                     let result = storepulse_kafka::notify::run_forwarder(
-                        rx,
+                        &kafka,
+                        &topics,
+                        &shared,
                         checkpoint,
-                        dir,
+                        &dir,
                         |n| outbox.append(&n.id, &n.body).map_err(|e| e.to_string()),
                         &progress,
+                        &stop,
                     );
                     if let Err(e) = result {
                         let _ = failed.send(anyhow::Error::new(e).context("webhook forwarder"));
@@ -277,7 +283,6 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             stop.clone(),
             failed_tx.clone(),
         );
-        let tap = tap.take();
         threads.push(
             std::thread::Builder::new()
                 .name("storepulse-read-model".into())
@@ -288,7 +293,6 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
                         &shared,
                         &model.dead_letters,
                         &model.progress,
-                        tap.as_ref(),
                         &stop,
                     ) {
                         let _ = failed.send(anyhow::Error::new(e).context("read model"));
@@ -296,10 +300,6 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
                 })
                 .context("starting the read-model thread")?,
         );
-    }
-    // After the read model, whose end closes the forwarder's channel.
-    if let Some(forwarder) = forwarder.take() {
-        threads.push(forwarder);
     }
 
     let mut app = Router::new();

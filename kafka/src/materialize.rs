@@ -31,11 +31,6 @@
 //! restarts. The rules in force (`GET /v1/rules`) follow
 //! `<p>.fraud-rules` ([`crate::rules`]).
 //!
-//! **Webhooks.** On the serve that has webhooks configured, a
-//! [`NoticeTap`] sees the fraud records (raises, withdrawals, overdrafts
-//! under review, decisions) as they are read, and hands the ones past its
-//! forward checkpoint to the webhook outbox ([`crate::notify`]).
-//!
 //! Reading starts at the beginning of every partition (no consumer-group
 //! offsets): the compacted topic holds one record per (store, SKU), so a
 //! start costs one pass over the current stock.
@@ -51,14 +46,12 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use storepulse_core::dead_letter::DeadLetter;
 use storepulse_processors::members::ledger::Settlement;
 use storepulse_runtime::alerts::Alert;
-use storepulse_runtime::driver::AlertNotice;
 use storepulse_runtime::review::{Decision, ReviewAlert};
 use storepulse_runtime::Shared;
 use tracing::{debug, info, warn};
 
 use crate::config::KafkaConfig;
 use crate::error::{KafkaError, Result};
-use crate::notify::NoticeTap;
 use crate::records::{
     AlertsTopicRecord, MemberSnapshot, SettlementSnapshot, SourceRef, StockRecord, HEADER_KIND,
 };
@@ -110,9 +103,8 @@ pub struct MaterializeProgress {
     pub decisions: AtomicU64,
 }
 
-/// Reads the output topics into `shared` until `stop` is set, handing the
-/// fraud notifications to `tap` when given. Blocking: run it on its own
-/// thread.
+/// Reads the output topics into `shared` until `stop` is set. Blocking:
+/// run it on its own thread.
 ///
 /// # Errors
 /// librdkafka refuses the configuration, or the topics' metadata cannot be
@@ -123,7 +115,6 @@ pub fn run(
     shared: &Shared,
     dead_letters: &RecentDeadLetters,
     progress: &MaterializeProgress,
-    tap: Option<&NoticeTap>,
     stop: &AtomicBool,
 ) -> Result<()> {
     // A group id is required by librdkafka; this reader never joins or
@@ -200,26 +191,7 @@ pub fn run(
                 }
             } else if topic == topics.alerts {
                 match AlertsTopicRecord::parse(payload) {
-                    Ok(record) => {
-                        let forward = tap.filter(|t| {
-                            t.wants(
-                                topic,
-                                message.partition(),
-                                message.offset(),
-                                timestamp_ms(&message),
-                            )
-                        });
-                        let notice = apply_alert_record(
-                            shared,
-                            record,
-                            payload,
-                            progress,
-                            forward.is_some(),
-                        );
-                        if let (Some(tap), Some(notice)) = (forward, notice) {
-                            tap.offer(topic, message.partition(), message.offset(), notice);
-                        }
-                    }
+                    Ok(record) => apply_alert_record(shared, record, progress),
                     Err(e) => {
                         progress.unreadable.fetch_add(1, Ordering::Relaxed);
                         warn!(error = %e, "unreadable alert record");
@@ -241,19 +213,7 @@ pub fn run(
                 match serde_json::from_slice::<Decision>(payload) {
                     Ok(decision) => {
                         progress.decisions.fetch_add(1, Ordering::Relaxed);
-                        let forward = tap.filter(|t| {
-                            t.wants(
-                                topic,
-                                message.partition(),
-                                message.offset(),
-                                timestamp_ms(&message),
-                            )
-                        });
-                        let notice = forward.map(|_| decided_notice(shared, &decision));
                         shared.review_mut().decide(decision);
-                        if let (Some(tap), Some(notice)) = (forward, notice) {
-                            tap.offer(topic, message.partition(), message.offset(), notice);
-                        }
                     }
                     Err(e) => {
                         progress.unreadable.fetch_add(1, Ordering::Relaxed);
@@ -294,75 +254,30 @@ pub fn run(
     Ok(())
 }
 
-/// The broker timestamp of a record, unix ms.
-fn timestamp_ms(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<i64> {
-    message.timestamp().to_millis().filter(|ms| *ms >= 0)
-}
-
-/// The webhook notice of a decision, as the embedded API sends it: the
-/// rule is the alert's in the review queue (an alert id starts with its
-/// rule, for a decision read before its alert).
-fn decided_notice(shared: &Shared, decision: &Decision) -> AlertNotice {
-    let rule = shared
-        .review()
-        .get(&decision.alert_id)
-        .map(|v| v.alert.rule.clone())
-        .unwrap_or_else(|| {
-            decision
-                .alert_id
-                .split_once(':')
-                .map_or_else(String::new, |(rule, _)| rule.to_owned())
-        });
-    AlertNotice::decided(&rule, decision)
-}
-
 /// Applies one record of `<p>.alerts`: stock and points alerts to the
 /// alert book, fraud alerts (and points overdrafts while that rule is on)
-/// to the review queue. With `notify`, returns the webhook notice of a
-/// fraud record: the record itself for a raise or a withdrawal (it is the
-/// webhook body), `raised:<alert_id>` for an overdraft under review.
-fn apply_alert_record(
-    shared: &Shared,
-    record: AlertsTopicRecord,
-    payload: &[u8],
-    progress: &MaterializeProgress,
-    notify: bool,
-) -> Option<AlertNotice> {
+/// to the review queue.
+fn apply_alert_record(shared: &Shared, record: AlertsTopicRecord, progress: &MaterializeProgress) {
     match record {
         AlertsTopicRecord::Alert(alert) => {
-            let mut notice = None;
             if let Alert::PointsOverdraft(overdraft) = &alert.alert {
                 let review = shared
                     .fraud()
                     .as_ref()
                     .and_then(|f| ReviewAlert::overdraft_to_review(f, overdraft));
                 if let Some(review) = review {
-                    notice = notify.then(|| AlertNotice::raised(&review));
                     shared.review_mut().raise(review, None);
                 }
             }
             shared.alerts_mut().push(*alert);
-            notice
         }
         AlertsTopicRecord::Raised(alert) => {
             progress.fraud_records.fetch_add(1, Ordering::Relaxed);
-            let notice = notify.then(|| AlertNotice {
-                id: format!("raised:{}", alert.alert_id),
-                rule: alert.rule.clone(),
-                body: payload.to_vec(),
-            });
             shared.review_mut().raise(*alert, None);
-            notice
         }
         AlertsTopicRecord::Withdrawn(w) => {
             progress.fraud_records.fetch_add(1, Ordering::Relaxed);
-            let notice = notify.then(|| AlertNotice {
-                id: format!("withdrawn:{}", w.alert_id),
-                rule: w.rule.clone(),
-                body: payload.to_vec(),
-            });
             shared.review_mut().withdraw(*w);
-            notice
         }
     }
 }

@@ -8,14 +8,23 @@
 //! # Flow
 //!
 //! ```text
-//! read-model thread (materialize::run, reads the topics from the beginning)
-//!    │ NoticeTap::offer: only records past the forward checkpoint's floor
-//!    ▼ bounded channel (back-pressure on the read model)
-//! forwarder thread (run_forwarder): append to the outbox (fsynced, de-duplicated
-//!    │ by id), then persist the checkpoint (next offset per topic partition)
+//! <p>.alerts, <p>.alert-decisions
+//!    │ its own consumer (run_forwarder, one thread), from the beginning of
+//!    │ every partition; only records past the forward checkpoint
+//!    ▼
+//! webhook outbox: append (fsynced, de-duplicated by id), then the
+//!    │ checkpoint (next offset per topic partition) is saved
 //!    ▼
 //! webhook senders (storepulse_sinks::webhook), as embedded
 //! ```
+//!
+//! Its own consumer, not the read model's: the read model also
+//! materialises `<p>.stock` (hundreds of thousands of records at start, a
+//! record per changed SKU at 20,000 events/s), and one consumer queue
+//! delivers the alerts behind that backlog (measured: a p50 of 1.3 s from
+//! alert to webhook at 5,000 events/s, against 36 ms for a consumer of the
+//! alerts topic alone). The decisions' rules and the overdraft rule come
+//! from the read model (`Shared`: the review queue, the rules in force).
 //!
 //! # Which records are forwarded (the rule)
 //!
@@ -55,21 +64,27 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
+use storepulse_runtime::alerts::Alert;
 use storepulse_runtime::driver::AlertNotice;
-use tracing::{error, info, warn};
+use storepulse_runtime::review::{Decision, ReviewAlert};
+use storepulse_runtime::Shared;
+use tracing::{debug, error, info, warn};
 
+use crate::config::KafkaConfig;
 use crate::error::{KafkaError, Result};
+use crate::records::AlertsTopicRecord;
+use crate::topics::Topics;
 
 /// File name of the forward checkpoint inside the outbox directory.
 pub const CHECKPOINT_FILE: &str = "kafka-forward.json";
-
-/// Notices waiting between the read model and the forwarder.
-pub const CHANNEL_CAPACITY: usize = 10_000;
 
 /// How far the forwarder has appended, and from when it forwards.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,15 +199,6 @@ impl ForwardCheckpoint {
     }
 }
 
-/// A notice with the record it came from.
-#[derive(Debug)]
-pub struct Forwarded {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub notice: AlertNotice,
-}
-
 /// Counters of the forwarder (`/healthz`).
 #[derive(Debug, Default)]
 pub struct ForwardProgress {
@@ -203,98 +209,189 @@ pub struct ForwardProgress {
     pub duplicates: AtomicU64,
 }
 
-/// The read model's side: decides which records are notices to forward
-/// (from the checkpoint as loaded at start) and hands them over.
-#[derive(Debug)]
-pub struct NoticeTap {
-    floor: ForwardCheckpoint,
-    tx: SyncSender<Forwarded>,
-}
-
-impl NoticeTap {
-    /// A tap over `floor` (the checkpoint as loaded) sending to `tx`.
-    pub fn new(floor: ForwardCheckpoint, tx: SyncSender<Forwarded>) -> Self {
-        Self { floor, tx }
-    }
-
-    /// Whether the record is to be forwarded (check before building the
-    /// notice).
-    pub fn wants(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        timestamp_ms: Option<i64>,
-    ) -> bool {
-        self.floor.wants(topic, partition, offset, timestamp_ms)
-    }
-
-    /// Hands a notice to the forwarder; blocks while its channel is full
-    /// (the outbox is slow), which holds the read model back.
-    pub fn offer(&self, topic: &str, partition: i32, offset: i64, notice: AlertNotice) {
-        let sent = self.tx.send(Forwarded {
-            topic: topic.to_owned(),
-            partition,
-            offset,
-            notice,
-        });
-        if sent.is_err() {
-            error!("webhook forwarder is gone: notice dropped (serve is stopping)");
-        }
-    }
-}
-
-/// The forwarder loop: appends each notice with `append` (which must be
-/// durable when it returns `Ok(true)` for a new id, `Ok(false)` for one
-/// already there), then saves the checkpoint once per batch. Runs until
-/// the channel is closed (the read model stopped and dropped its
-/// [`NoticeTap`]), having appended everything it was handed. A failed append is retried (1 s doubling to 30 s)
-/// while the read model waits: nothing is skipped.
+/// Reads `<p>.alerts` and `<p>.alert-decisions` with its own consumer
+/// until `stop` is set, and appends each notice past `checkpoint` with
+/// `append` (durable when it returns: `Ok(true)` for a new id, `Ok(false)`
+/// for one already there), saving the checkpoint in `dir` after the
+/// appends of each poll (and at least every second while other records
+/// pass). Blocking: run it on its own thread.
 ///
 /// # Errors
-/// The checkpoint cannot be written; an append fails ([`KafkaError::Outbox`]:
-/// serve stops, and its restart resumes from the checkpoint, skipping
-/// nothing).
+/// librdkafka refuses the configuration or the topics' metadata cannot be
+/// fetched; the checkpoint cannot be written; an append fails
+/// ([`KafkaError::Outbox`]: serve stops, and its restart resumes from the
+/// checkpoint, skipping nothing).
+#[allow(clippy::too_many_arguments)]
 pub fn run_forwarder(
-    rx: Receiver<Forwarded>,
+    config: &KafkaConfig,
+    topics: &Topics,
+    shared: &Shared,
     mut checkpoint: ForwardCheckpoint,
-    dir: PathBuf,
+    dir: &Path,
     mut append: impl FnMut(&AlertNotice) -> std::result::Result<bool, String>,
     progress: &ForwardProgress,
+    stop: &AtomicBool,
 ) -> Result<()> {
+    let group = format!("storepulse-webhooks-{}", std::process::id());
+    let consumer: BaseConsumer = crate::client::consumer(config, "storepulse-webhooks", &group)
+        .create()
+        .map_err(KafkaError::client("webhook forwarder consumer"))?;
+    let mut tpl = TopicPartitionList::new();
+    for topic in [&topics.alerts, &topics.alert_decisions] {
+        let n = crate::topics::partition_count(config, topic)?;
+        for p in 0..n as i32 {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(KafkaError::client("assign"))?;
+        }
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(KafkaError::client("assign"))?;
     info!(
         cutoff_ms = checkpoint.cutoff_ms,
         partitions = checkpoint.next.len(),
         "webhook forwarder started"
     );
-    let mut batch = Vec::new();
-    loop {
-        match rx.recv() {
-            Ok(first) => batch.push(first),
-            Err(_) => return Ok(()),
-        }
-        while batch.len() < 1000 {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+    let mut last_save = Instant::now();
+    let mut dirty = false;
+    while !stop.load(Ordering::Acquire) {
+        let mut wait = Duration::from_millis(100);
+        let mut appended = false;
+        for _ in 0..1000 {
+            let Some(polled) = consumer.poll(wait) else {
+                break;
+            };
+            wait = Duration::ZERO;
+            let message = match polled {
+                Ok(m) => m,
+                Err(e) => {
+                    debug!(error = %e, "webhook forwarder consumer error");
+                    continue;
+                }
+            };
+            let (topic, partition, offset) =
+                (message.topic(), message.partition(), message.offset());
+            let timestamp = message.timestamp().to_millis().filter(|ms| *ms >= 0);
+            if !checkpoint.wants(topic, partition, offset, timestamp) {
+                continue;
             }
+            let notice = match message.payload() {
+                Some(payload) if topic == topics.alerts => alert_notice(shared, payload),
+                Some(payload) if topic == topics.alert_decisions => {
+                    decision_notice(shared, payload)
+                }
+                _ => None,
+            };
+            appended |= forward_one(
+                &mut checkpoint,
+                (topic, partition, offset),
+                notice,
+                &mut append,
+                progress,
+                dir,
+            )?;
+            dirty = true;
         }
-        for f in batch.drain(..) {
-            match append(&f.notice) {
+        if dirty && (appended || last_save.elapsed() >= Duration::from_secs(1)) {
+            checkpoint.save(dir)?;
+            last_save = Instant::now();
+            dirty = false;
+        }
+    }
+    if dirty {
+        checkpoint.save(dir)?;
+    }
+    Ok(())
+}
+
+/// Appends `notice` (if any), then moves the checkpoint past the record.
+/// Returns whether something was appended.
+///
+/// # Errors
+/// The append fails: the checkpoint is saved as it stands (without this
+/// record) and [`KafkaError::Outbox`] returned.
+fn forward_one(
+    checkpoint: &mut ForwardCheckpoint,
+    (topic, partition, offset): (&str, i32, i64),
+    notice: Option<AlertNotice>,
+    append: &mut impl FnMut(&AlertNotice) -> std::result::Result<bool, String>,
+    progress: &ForwardProgress,
+    dir: &Path,
+) -> Result<bool> {
+    let appended = match &notice {
+        None => false,
+        Some(notice) => {
+            match append(notice) {
                 Ok(true) => progress.appended.fetch_add(1, Ordering::Relaxed),
                 Ok(false) => progress.duplicates.fetch_add(1, Ordering::Relaxed),
                 Err(e) => {
-                    error!(id = %f.notice.id, error = %e, "webhook outbox append failed");
+                    error!(id = %notice.id, error = %e, "webhook outbox append failed");
                     // What was appended so far is kept; the rest comes again
                     // at the restart (offsets past the checkpoint).
-                    checkpoint.save(&dir)?;
+                    checkpoint.save(dir)?;
                     return Err(KafkaError::Outbox(e));
                 }
             };
-            checkpoint.advance(&f.topic, f.partition, f.offset);
+            true
         }
-        checkpoint.save(&dir)?;
+    };
+    checkpoint.advance(topic, partition, offset);
+    Ok(appended)
+}
+
+/// The webhook notice of a record of `<p>.alerts`: the record itself for a
+/// raise or a withdrawal (it is the webhook body), `raised:<alert_id>` for
+/// a points overdraft while that rule is on (as the embedded driver
+/// raises it for review); none for stock alerts and unreadable records.
+pub fn alert_notice(shared: &Shared, payload: &[u8]) -> Option<AlertNotice> {
+    match AlertsTopicRecord::parse(payload) {
+        Ok(AlertsTopicRecord::Raised(alert)) => Some(AlertNotice {
+            id: format!("raised:{}", alert.alert_id),
+            rule: alert.rule,
+            body: payload.to_vec(),
+        }),
+        Ok(AlertsTopicRecord::Withdrawn(w)) => Some(AlertNotice {
+            id: format!("withdrawn:{}", w.alert_id),
+            rule: w.rule,
+            body: payload.to_vec(),
+        }),
+        Ok(AlertsTopicRecord::Alert(record)) => match &record.alert {
+            Alert::PointsOverdraft(overdraft) => shared
+                .fraud()
+                .as_ref()
+                .and_then(|f| ReviewAlert::overdraft_to_review(f, overdraft))
+                .map(|review| AlertNotice::raised(&review)),
+            _ => None,
+        },
+        Err(e) => {
+            warn!(error = %e, "webhook forwarder: unreadable alert record");
+            None
+        }
     }
+}
+
+/// The webhook notice of a record of `<p>.alert-decisions`, as the
+/// embedded API sends it: the rule is the alert's in the review queue (an
+/// alert id starts with its rule, for a decision read before its alert).
+pub fn decision_notice(shared: &Shared, payload: &[u8]) -> Option<AlertNotice> {
+    let decision: Decision = match serde_json::from_slice(payload) {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(error = %e, "webhook forwarder: unreadable decision record");
+            return None;
+        }
+    };
+    let rule = shared
+        .review()
+        .get(&decision.alert_id)
+        .map(|v| v.alert.rule.clone())
+        .unwrap_or_else(|| {
+            decision
+                .alert_id
+                .split_once(':')
+                .map_or_else(String::new, |(rule, _)| rule.to_owned())
+        });
+    Some(AlertNotice::decided(&rule, &decision))
 }
 
 #[cfg(test)]
@@ -343,59 +440,46 @@ mod tests {
     }
 
     #[test]
-    fn the_forwarder_appends_then_saves_and_counts_duplicates() {
+    fn each_notice_is_appended_then_counted_in_the_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
-        let (c, _) = ForwardCheckpoint::load_or_start(dir.path(), "p", 0).unwrap();
-        let (tx, rx) = std::sync::mpsc::sync_channel(16);
-        let tap = NoticeTap::new(c.clone(), tx);
-        for (offset, id) in [(0, "raised:a"), (1, "raised:b"), (2, "raised:a")] {
-            let notice = AlertNotice::new(id.into(), "r", serde_json::json!({"rule": "r"}));
-            tap.offer("p.alerts", 0, offset, notice);
-        }
-        drop(tap);
+        let (mut c, _) = ForwardCheckpoint::load_or_start(dir.path(), "p", 0).unwrap();
         let mut seen = std::collections::HashSet::new();
+        let mut append = |n: &AlertNotice| -> std::result::Result<bool, String> {
+            match n.id.as_str() {
+                "raised:broken" => Err("disk full".into()),
+                id => Ok(seen.insert(id.to_owned())),
+            }
+        };
         let progress = ForwardProgress::default();
-        run_forwarder(
-            rx,
-            c,
-            dir.path().to_owned(),
-            |n| Ok(seen.insert(n.id.clone())),
-            &progress,
-        )
-        .unwrap();
-        assert_eq!(progress.appended.load(Ordering::Relaxed), 2);
+        let notice = |id: &str| Some(AlertNotice::new(id.into(), "r", serde_json::json!({})));
+        for (offset, n) in [(0, notice("raised:a")), (1, None), (2, notice("raised:a"))] {
+            forward_one(
+                &mut c,
+                ("p.alerts", 0, offset),
+                n,
+                &mut append,
+                &progress,
+                dir.path(),
+            )
+            .unwrap();
+        }
+        assert_eq!(progress.appended.load(Ordering::Relaxed), 1);
         assert_eq!(progress.duplicates.load(Ordering::Relaxed), 1);
+        assert!(!c.wants("p.alerts", 0, 2, Some(1)));
+        // A failed append saves what was done and stops.
+        let failed = forward_one(
+            &mut c,
+            ("p.alerts", 0, 3),
+            notice("raised:broken"),
+            &mut append,
+            &progress,
+            dir.path(),
+        );
+        assert!(matches!(failed, Err(KafkaError::Outbox(_))), "{failed:?}");
         let (saved, _) = ForwardCheckpoint::load_or_start(dir.path(), "p", 0).unwrap();
         assert!(!saved.wants("p.alerts", 0, 2, Some(1)));
-        assert!(saved.wants("p.alerts", 0, 3, Some(1)));
-    }
-
-    #[test]
-    fn a_failed_append_stops_the_forwarder_keeping_what_was_appended() {
-        let dir = tempfile::tempdir().unwrap();
-        let (c, _) = ForwardCheckpoint::load_or_start(dir.path(), "p", 0).unwrap();
-        let (tx, rx) = std::sync::mpsc::sync_channel(16);
-        let tap = NoticeTap::new(c.clone(), tx);
-        for offset in 0..3 {
-            let notice = AlertNotice::new(format!("raised:{offset}"), "r", serde_json::json!({}));
-            tap.offer("p.alerts", 0, offset, notice);
-        }
-        drop(tap);
-        let result = run_forwarder(
-            rx,
-            c,
-            dir.path().to_owned(),
-            |n| match n.id.as_str() {
-                "raised:1" => Err("disk full".into()),
-                _ => Ok(true),
-            },
-            &ForwardProgress::default(),
-        );
-        assert!(matches!(result, Err(KafkaError::Outbox(_))), "{result:?}");
-        let (saved, _) = ForwardCheckpoint::load_or_start(dir.path(), "p", 0).unwrap();
-        assert!(!saved.wants("p.alerts", 0, 0, Some(1)));
         assert!(
-            saved.wants("p.alerts", 0, 1, Some(1)),
+            saved.wants("p.alerts", 0, 3, Some(1)),
             "comes again at the restart"
         );
     }
