@@ -157,7 +157,14 @@ if [ "$MODE" = embedded ]; then
 else
   "$B" simulate --kafka 127.0.0.1:9092 --topic-prefix "$PREFIX" --rate "$RATE" --events $(( RATE * SECS )) \
     --start "$START" --speedup "$SPEEDUP" \
-    --plant-fraud "$EPISODES" --quiet 2>/dev/null >"$DATA/report.json"
+    --plant-fraud "$EPISODES" --quiet 2>/dev/null >"$DATA/report.json" &
+  SIM=$!
+  # Who takes the CPU, half way through (the broker, the roles, the load
+  # generator, and whatever else runs on the machine).
+  sleep $(( SECS / 2 ))
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  top -b -n 1 -w 200 | awk 'NR > 7 && $9 > 2 { printf "cpu%% %s %s", $9, $12; for (i = 13; i <= NF && i <= 14; i++) printf " %s", $i; print "" }' | head -10
+  wait "$SIM"
   sleep 5
   { curl -fsS http://127.0.0.1:18101/metrics; curl -fsS http://127.0.0.1:18102/metrics; } >"$DATA/metrics.txt"
   curl -fsS http://127.0.0.1:18102/healthz; echo
