@@ -106,7 +106,10 @@ pub struct FraudSection {
     /// Webhooks that receive every alert raised or withdrawn and every
     /// decision (`[[fraud.webhooks]]`: `name`, `url`, `secret` or
     /// `secret_env`, `rules`, `timeout_ms`, `max_backoff_secs`, `headers`).
-    /// None by default.
+    /// None by default. Kafka mode: set them on one designated `serve`
+    /// only; it forwards `<p>.alerts` and `<p>.alert-decisions` from its
+    /// outbox's first start on (each serve with webhooks would send every
+    /// notification).
     pub webhooks: Vec<storepulse_sinks::webhook::WebhookConfig>,
     /// The webhooks' durable outbox (`data_dir/webhook-outbox`).
     pub webhook_outbox: storepulse_sinks::webhook::OutboxConfig,

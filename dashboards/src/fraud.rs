@@ -346,11 +346,7 @@ async fn decide(
     st.shared.review_mut().decide(decision.clone());
     let notified = match &st.notify {
         Some(sink) => {
-            let notice = AlertNotice::new(
-                format!("decided:{alert_id}:{}", decision.decided_at),
-                &rule,
-                json!({ "type": "alert.decided", "rule": rule, "decision": decision }),
-            );
+            let notice = AlertNotice::decided(&rule, &decision);
             match sink(vec![notice]).await {
                 Ok(()) => true,
                 Err(e) => {

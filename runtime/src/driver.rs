@@ -142,6 +142,17 @@ impl AlertNotice {
         )
     }
 
+    /// The notice of a review decision (`decided:<alert_id>:<decided_at>`,
+    /// the nanoseconds of the decision: unique per decision, the same
+    /// wherever it is read, embedded API or Kafka's decisions topic).
+    pub fn decided(rule: &str, decision: &crate::review::Decision) -> Self {
+        Self::new(
+            format!("decided:{}:{}", decision.alert_id, decision.decided_at),
+            rule,
+            serde_json::json!({"type": "alert.decided", "rule": rule, "decision": decision}),
+        )
+    }
+
     /// A notice with a JSON body.
     pub fn new(id: String, rule: &str, body: serde_json::Value) -> Self {
         Self {
