@@ -30,7 +30,7 @@ use storepulse_dashboards::access::AccessTable;
 use storepulse_dashboards::audit::AuditLog;
 use storepulse_dashboards::fraud::{fraud_router, BacktestRunner, DecisionStore, FraudApiState};
 use storepulse_dashboards::members::{member_router, EraseRequest, EraseSubmitter, MemberApiState};
-use storepulse_dashboards::{DeadLetterReader, QueryState};
+use storepulse_dashboards::{login_router, DeadLetterReader, LoginState, QueryState};
 use storepulse_ingest::append::{EventAppender, KeyedEvent, LogAppender};
 use storepulse_ingest::http::{IngestMetrics, IngestState};
 use storepulse_ingest::keys::KeyTable;
@@ -424,7 +424,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .merge(storepulse_dashboards::router(QueryState {
             shared: shared.clone(),
             dead_letters,
+            access: access.clone(),
         }))
+        .merge(login_router(LoginState {
+            access: access.clone(),
+            audit: audit.clone(),
+            stores: stores.clone(),
+        }))
+        .merge(storepulse_dashboards::web_router())
         .merge(member_router(members_api))
         .merge(fraud_router(FraudApiState {
             shared: shared.clone(),

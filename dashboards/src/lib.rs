@@ -28,13 +28,21 @@
 //! - [`fraud`]: the review queue, decisions and fraud rules.
 //! - [`access`]: API keys, roles and store scopes; the `Principal` extractor.
 //! - [`audit`]: the PIPL audit log (hash-chained, append-only JSON lines).
+//! - [`session`]: dashboard users' password hashes, login sessions, the
+//!   failed-login limit; [`login`]: `POST /v1/login`, `/v1/logout`, `GET /v1/me`.
+//! - [`web`]: the dashboard page and its assets (Apache ECharts embedded).
 
 pub mod access;
 pub mod audit;
 pub mod fraud;
+pub mod login;
 pub mod members;
 pub mod query;
+pub mod session;
+pub mod web;
 
+pub use web::{web_router, WEB_ROUTES};
+pub use login::{login_router, LoginState, LOGIN_ROUTES};
 pub use fraud::{fraud_router, FraudApiState, FRAUD_ROUTES};
 pub use members::{member_router, EraseRequest, EraseSubmitter, MemberApiState, MEMBER_ROUTES};
 pub use query::{router, DeadLetterReader, QueryState};
