@@ -51,6 +51,17 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// The wire name (the inverse of `from_wire`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pos => "pos",
+            Self::App => "app",
+            Self::MiniProgram => "mini_program",
+            Self::Web => "web",
+            Self::Backoffice => "backoffice",
+        }
+    }
+
     /// Parses the wire name.
     pub fn from_wire(s: &str) -> Option<Self> {
         Some(match s {
@@ -222,6 +233,18 @@ pub enum PaymentMethod {
 }
 
 impl PaymentMethod {
+    /// The wire name (the inverse of `from_wire`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cash => "cash",
+            Self::Card => "card",
+            Self::Wechat => "wechat",
+            Self::Alipay => "alipay",
+            Self::Points => "points",
+            Self::Other => "other",
+        }
+    }
+
     /// Parses the wire name.
     pub fn from_wire(s: &str) -> Option<Self> {
         Some(match s {
@@ -246,6 +269,15 @@ pub enum Fulfillment {
 }
 
 impl Fulfillment {
+    /// The wire name (the inverse of `from_wire`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InStore => "in_store",
+            Self::Pickup => "pickup",
+            Self::Ship => "ship",
+        }
+    }
+
     /// Parses the wire name.
     pub fn from_wire(s: &str) -> Option<Self> {
         Some(match s {
