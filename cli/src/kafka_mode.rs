@@ -41,7 +41,9 @@ use storepulse_dashboards::access::AccessTable;
 use storepulse_dashboards::audit::AuditLog;
 use storepulse_dashboards::fraud::{fraud_router, DecisionPublisher, DecisionStore, FraudApiState};
 use storepulse_dashboards::members::{member_router, MemberApiState};
-use storepulse_dashboards::{login_router, DeadLetterReader, LoginState, QueryState};
+use storepulse_dashboards::{
+    login_router, mart_router, DeadLetterReader, LoginState, MartApiState, QueryState,
+};
 use storepulse_ingest::append::EventAppender;
 use storepulse_ingest::http::{IngestMetrics, IngestState};
 use storepulse_ingest::keys::KeyTable;
@@ -301,7 +303,12 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
                 audit: audit.clone(),
                 stores: stores.clone(),
             }))
-            .merge(storepulse_dashboards::web_router());
+            .merge(storepulse_dashboards::web_router())
+            .merge(mart_router(MartApiState {
+                access: access.clone(),
+                stores: stores.clone(),
+                mart: crate::serve::mart_reader(&config),
+            }));
         // Erasures go through the events topic like any event; decisions
         // to `<p>.alert-decisions`.
         let producer = match &appender {

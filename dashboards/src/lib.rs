@@ -30,17 +30,21 @@
 //! - [`audit`]: the PIPL audit log (hash-chained, append-only JSON lines).
 //! - [`session`]: dashboard users' password hashes, login sessions, the
 //!   failed-login limit; [`login`]: `POST /v1/login`, `/v1/logout`, `GET /v1/me`.
+//! - [`mart`]: the dashboard's chart data (`/v1/mart/...`), scope resolved
+//!   into the mart filter on the server.
 //! - [`web`]: the dashboard page and its assets (Apache ECharts embedded).
 
 pub mod access;
 pub mod audit;
 pub mod fraud;
 pub mod login;
+pub mod mart;
 pub mod members;
 pub mod query;
 pub mod session;
 pub mod web;
 
+pub use mart::{mart_router, MartApiState, MART_ROUTES};
 pub use web::{web_router, WEB_ROUTES};
 pub use login::{login_router, LoginState, LOGIN_ROUTES};
 pub use fraud::{fraud_router, FraudApiState, FRAUD_ROUTES};

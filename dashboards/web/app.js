@@ -23,9 +23,7 @@ const I18N = {
     amount: "金额（元）", action: "操作", confirm: "确认欺诈", false_alarm: "误报", updated: "更新于",
     wrong_login: "用户名或密码错误", locked: "失败次数过多，请稍后再试", no_data: "暂无数据",
     oversold: "超卖", out_of_stock: "缺货", forbidden: "无权查看", error: "加载失败",
-    sales_cents: "销售额（元）", returns_cents: "退货额（元）", net_sales_cents: "净销售额（元）",
-    orders: "订单数", lines: "商品行数", units: "件数", items: "件数", new_members_total: "新增会员",
-    customers: "顾客数", members_total: "会员数", avg_order_cents: "客单价（元）",
+    net_cents: "销售额（元）", refund_cents: "退款额（元）", orders: "订单数", lines: "商品行数", units: "件数",
     no_sales_role: "此账号只能查看库存与可售数据",
   },
   en: {
@@ -41,9 +39,7 @@ const I18N = {
     amount: "Amount (CNY)", action: "Action", confirm: "Confirm fraud", false_alarm: "False alarm", updated: "Updated",
     wrong_login: "Wrong name or password", locked: "Too many failed logins; try again later", no_data: "No data",
     oversold: "Oversold", out_of_stock: "Out of stock", forbidden: "Not allowed", error: "Failed to load",
-    sales_cents: "Sales (CNY)", returns_cents: "Returns (CNY)", net_sales_cents: "Net sales (CNY)",
-    orders: "Orders", lines: "Lines", units: "Units", items: "Units", new_members_total: "New members",
-    customers: "Customers", members_total: "Members", avg_order_cents: "Average order (CNY)",
+    net_cents: "Sales (CNY)", refund_cents: "Refunds (CNY)", orders: "Orders", lines: "Lines", units: "Units",
     no_sales_role: "This account sees stock and availability only",
   },
 };
@@ -206,9 +202,9 @@ function renderTop(data) {
   chart("chart-top", {
     tooltip: {}, grid: { left: 110, right: 20, top: 10, bottom: 30 },
     xAxis: { type: "value" }, yAxis: { type: "category", data: shown.map((i) => i.sku) },
-    series: [{ id: "sales", name: t("sales"), type: "bar", data: shown.map((i) => yuan(i.sales_cents)) }],
+    series: [{ id: "units", name: t("qty"), type: "bar", data: shown.map((i) => i.units) }],
   }, items);
-  table("table-top", ["sku", "qty", "sales"], items.map((i) => [i.sku, i.qty, yuan(i.sales_cents)]), [false, true, true]);
+  table("table-top", ["sku", "qty", "sales"], items.map((i) => [i.sku, i.units, yuan(i.net_cents)]), [false, true, true]);
 }
 
 function renderTags(data) {
