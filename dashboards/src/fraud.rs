@@ -829,7 +829,9 @@ mod tests {
     #[tokio::test]
     async fn decisions_and_rule_changes_are_audited_and_bad_input_refused() {
         let f = fixture();
-        let (status, _) = f.call("GET", "/v1/alerts?kind=weather", None, None).await;
+        let (status, _) = f
+            .call("GET", "/v1/alerts?kind=weather", Some(STORE), None)
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         // A backtest: the lower threshold flags the stored pattern, the
         // rules in force do not; the run is audited.

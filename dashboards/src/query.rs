@@ -585,6 +585,8 @@ mod tests {
             .chain(crate::members::MEMBER_ROUTES)
             .chain(crate::fraud::FRAUD_ROUTES)
             .chain(crate::login::LOGIN_ROUTES)
+            .chain(crate::mart::MART_ROUTES)
+            .chain(crate::web::WEB_ROUTES)
             .chain(&[
                 ("post", "/v1/events"),
                 ("get", "/healthz"),
@@ -597,15 +599,21 @@ mod tests {
                 "openapi.json lacks {method} {path}"
             );
         }
-        // The member routes take an API key either way and say so.
+        // The scoped routes take an API key either way or a session, and say so.
         let schemes = &doc["components"]["securitySchemes"];
         assert_eq!(schemes["apiKey"]["scheme"], "bearer");
         assert_eq!(schemes["apiKeyHeader"]["name"], "x-api-key");
-        for (method, path) in crate::members::MEMBER_ROUTES {
+        assert_eq!(schemes["sessionCookie"]["name"], "storepulse_session");
+        for (method, path) in crate::members::MEMBER_ROUTES
+            .iter()
+            .chain(ROUTES)
+            .chain(crate::mart::MART_ROUTES)
+            .chain(&[("get", "/v1/me"), ("get", "/v1/alerts")])
+        {
             let operation = &doc["paths"][path][method];
             assert_eq!(
                 operation["security"],
-                json!([{ "apiKey": [] }, { "apiKeyHeader": [] }]),
+                json!([{ "apiKey": [] }, { "apiKeyHeader": [] }, { "sessionCookie": [] }]),
                 "{method} {path}"
             );
             for status in ["200", "401", "403"] {
