@@ -367,7 +367,9 @@ fn check_principal_name<'a>(
     field: &str,
     names: &mut HashSet<&'a str>,
 ) -> Result<(), String> {
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control)
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
     {
         return Err(format!(
             "{field}: must be 1-{MAX_NAME_CHARS} characters, no control characters"

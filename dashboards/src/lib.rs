@@ -44,12 +44,15 @@ pub mod query;
 pub mod session;
 pub mod web;
 
-pub use mart::{mart_router, MartApiState, MART_ROUTES};
-pub use web::{web_router, WEB_ROUTES};
-pub use login::{login_router, LoginState, LOGIN_ROUTES};
+#[cfg(test)]
+mod matrix_tests;
+
 pub use fraud::{fraud_router, FraudApiState, FRAUD_ROUTES};
+pub use login::{login_router, LoginState, LOGIN_ROUTES};
+pub use mart::{mart_router, MartApiState, MART_ROUTES};
 pub use members::{member_router, EraseRequest, EraseSubmitter, MemberApiState, MEMBER_ROUTES};
 pub use query::{router, DeadLetterReader, QueryState};
+pub use web::{web_router, WEB_ROUTES};
 
 /// The OpenAPI document of the whole HTTP API (ingest, queries, operations).
 pub const OPENAPI_JSON: &str = include_str!("../openapi.json");

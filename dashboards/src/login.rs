@@ -108,7 +108,10 @@ async fn login(
     let Json(body) = body.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("body: {} (expected {{\"name\", \"password\"}})", e.body_text()),
+            format!(
+                "body: {} (expected {{\"name\", \"password\"}})",
+                e.body_text()
+            ),
         )
     })?;
     let limiter_key = printable(&body.name);
@@ -166,11 +169,7 @@ async fn login(
     let token = st.access.sessions().create(user.principal.clone());
     let config = st.access.session_config();
     let set = cookie(&token, config.ttl_secs, config.secure_cookie)?;
-    Ok((
-        [(SET_COOKIE, set)],
-        Json(me(&user.principal, &st.stores)),
-    )
-        .into_response())
+    Ok(([(SET_COOKIE, set)], Json(me(&user.principal, &st.stores))).into_response())
 }
 
 async fn logout(State(st): State<LoginState>, headers: HeaderMap) -> Answer {

@@ -244,7 +244,11 @@ async fn sales_by_hour(State(st): State<MartApiState>, who: Principal, p: RawPar
     for (points, last_week) in [(now, false), (then, true)] {
         for point in points {
             let hours = series.entry(point.key).or_default();
-            let slot = if last_week { &mut hours.1 } else { &mut hours.0 };
+            let slot = if last_week {
+                &mut hours.1
+            } else {
+                &mut hours.0
+            };
             if let Some(cell) = slot.get_mut(usize::from(point.hour)) {
                 *cell += point.net_cents;
             }

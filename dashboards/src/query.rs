@@ -232,7 +232,11 @@ async fn availability(
         } else {
             let master = inventory.stores();
             let mut all = inventory.availability(&sku, idx, usize::MAX);
-            all.retain(|a| master.lookup(&a.store_id).is_some_and(|i| who.can_read_stock(i)));
+            all.retain(|a| {
+                master
+                    .lookup(&a.store_id)
+                    .is_some_and(|i| who.can_read_stock(i))
+            });
             all.truncate(limit);
             all
         }
@@ -318,7 +322,10 @@ async fn transfers(
         let inventory = st.shared.inventory();
         let master = inventory.stores();
         if let Some(region) = &p.region {
-            let mut stores = master.iter().filter(|(_, s)| &s.region == region).peekable();
+            let mut stores = master
+                .iter()
+                .filter(|(_, s)| &s.region == region)
+                .peekable();
             if stores.peek().is_none() {
                 return Err(error(
                     StatusCode::NOT_FOUND,
@@ -534,21 +541,39 @@ mod tests {
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
         assert!(body.get("items").is_none());
         // Availability near its own store lists only stores in scope.
-        let (status, near) =
-            call_as("k-km2", "GET", "/v1/skus/SKU-1/availability?near=KM-002", "").await;
+        let (status, near) = call_as(
+            "k-km2",
+            "GET",
+            "/v1/skus/SKU-1/availability?near=KM-002",
+            "",
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(near["stores"], serde_json::json!([]));
-        let (status, _) =
-            call_as("k-km2", "GET", "/v1/skus/SKU-1/availability?near=KM-001", "").await;
+        let (status, _) = call_as(
+            "k-km2",
+            "GET",
+            "/v1/skus/SKU-1/availability?near=KM-001",
+            "",
+        )
+        .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         // A channel sees every store's availability and may route, but
         // has no suggestions or dead letters.
-        let (status, near) =
-            call_as("k-web", "GET", "/v1/skus/SKU-1/availability?near=KM-001", "").await;
+        let (status, near) = call_as(
+            "k-web",
+            "GET",
+            "/v1/skus/SKU-1/availability?near=KM-001",
+            "",
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(near["stores"][0]["store_id"], "KM-002");
         let route = r#"{"lines":[{"sku":"SKU-1","qty":2}],"deliver_to":{"lat":25.0,"lon":102.7}}"#;
-        assert_eq!(call_as("k-web", "POST", "/v1/route", route).await.0, StatusCode::OK);
+        assert_eq!(
+            call_as("k-web", "POST", "/v1/route", route).await.0,
+            StatusCode::OK
+        );
         assert_eq!(
             call_as("k-km2", "POST", "/v1/route", route).await.0,
             StatusCode::FORBIDDEN
@@ -558,15 +583,24 @@ mod tests {
             "/v1/suggestions/transfers",
             "/v1/dlq",
         ] {
-            assert_eq!(call_as("k-web", "GET", uri, "").await.0, StatusCode::FORBIDDEN, "{uri}");
+            assert_eq!(
+                call_as("k-web", "GET", uri, "").await.0,
+                StatusCode::FORBIDDEN,
+                "{uri}"
+            );
         }
         // A region filter outside the scope is refused; the own region is
         // intersected with the scope.
         let (status, _) =
             call_as("k-km2", "GET", "/v1/suggestions/transfers?region=west", "").await;
         assert_eq!(status, StatusCode::FORBIDDEN);
-        let (status, _) =
-            call_as("k-km2", "GET", "/v1/suggestions/transfers?region=central", "").await;
+        let (status, _) = call_as(
+            "k-km2",
+            "GET",
+            "/v1/suggestions/transfers?region=central",
+            "",
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         let (status, _) = call_as("k-hq", "GET", "/v1/suggestions/transfers?region=west", "").await;
         assert_eq!(status, StatusCode::OK);
@@ -574,7 +608,10 @@ mod tests {
             call_as("k-km2", "GET", "/v1/dlq", "").await.0,
             StatusCode::FORBIDDEN
         );
-        assert_eq!(call_as("k-hq", "GET", "/v1/dlq", "").await.0, StatusCode::OK);
+        assert_eq!(
+            call_as("k-hq", "GET", "/v1/dlq", "").await.0,
+            StatusCode::OK
+        );
     }
 
     #[test]

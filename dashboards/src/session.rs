@@ -396,7 +396,9 @@ mod tests {
         // Other names are not affected.
         assert!(limiter.check_at("bob", t0).is_ok());
         // The window ends 60 s after the first failure.
-        assert!(limiter.check_at("ann", t0 + Duration::from_secs(60)).is_ok());
+        assert!(limiter
+            .check_at("ann", t0 + Duration::from_secs(60))
+            .is_ok());
         // A success clears the count.
         limiter.failed_at("bob", t0);
         limiter.failed_at("bob", t0);

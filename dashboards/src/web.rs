@@ -115,6 +115,9 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert!(body.len() > 500_000, "the whole of echarts is embedded");
         assert_eq!(get("/dashboard/assets/app.js").await.0, StatusCode::OK);
-        assert_eq!(get("/dashboard/assets/../Cargo.toml").await.0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            get("/dashboard/assets/../Cargo.toml").await.0,
+            StatusCode::NOT_FOUND
+        );
     }
 }
