@@ -159,6 +159,8 @@ pub fn main_with_args() -> anyhow::Result<()> {
             let stores = storepulse_core::StoreMaster::load(&config.storage.stores_csv)?;
             storepulse_ingest::keys::KeyTable::build(&config.ingest.keys, &stores)
                 .map_err(anyhow::Error::msg)?;
+            storepulse_dashboards::access::AccessTable::build(&config.access, &stores)
+                .map_err(anyhow::Error::msg)?;
             print!(
                 "{}",
                 toml::to_string_pretty(&config).context("printing config")?
