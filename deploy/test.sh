@@ -35,12 +35,13 @@ fi
 
 # Headless Chromium and its WebDriver for the dashboard's browser test
 # (tests/tests/browser.rs), from Debian.
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-  echo "test.sh: installing chromium and chromium-driver (apt)" >&2
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
+  || ! fc-list 2>/dev/null | grep -qi "wenquanyi"; then
+  echo "test.sh: installing chromium, chromium-driver and a Chinese font (apt)" >&2
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver fonts-wqy-zenhei
 fi
 # npm fetches Apache ECharts once for the dashboard (dashboards/build.rs).
 if ! command -v npm >/dev/null 2>&1 && [ ! -f dashboards/web/node_modules/echarts/dist/echarts.min.js ]; then

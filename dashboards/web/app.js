@@ -83,7 +83,8 @@ function chart(id, option, values) {
   const node = $(id);
   node.dataset.values = JSON.stringify(values);
   const instance = echarts.getInstanceByDom(node) || echarts.init(node);
-  instance.setOption(option, true);
+  // No animation: the page redraws every 5 s, and what is shown is final.
+  instance.setOption(Object.assign({ animation: false }, option), true);
   return instance;
 }
 

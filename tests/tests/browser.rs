@@ -64,7 +64,10 @@ fn start_chromedriver() -> Driver {
         .expect("spawn chromedriver");
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not listen on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not listen on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     Driver {
@@ -101,12 +104,23 @@ async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
 
 /// Sends `events` simulated events to `base`, event time from `start`
 /// over `span` (spread evenly at the simulator's assumed 200 events/s).
-fn simulate(base: &str, start: chrono::DateTime<chrono::FixedOffset>, span: Duration, events: u32, seed: u32) {
+fn simulate(
+    base: &str,
+    start: chrono::DateTime<chrono::FixedOffset>,
+    span: Duration,
+    events: u32,
+    seed: u32,
+) {
     let speedup = (span.as_secs_f64() * 200.0 / f64::from(events)).max(1.0);
     let status = Command::new(EXE)
         .args(["simulate", "--url", base, "--rate", "0", "--quiet"])
         .args(["--events", &events.to_string(), "--seed", &seed.to_string()])
-        .args(["--start", &start.to_rfc3339(), "--speedup", &format!("{speedup:.3}")])
+        .args([
+            "--start",
+            &start.to_rfc3339(),
+            "--speedup",
+            &format!("{speedup:.3}"),
+        ])
         .arg("--stores")
         .arg(repo().join("data/stores.csv"))
         .stdout(Stdio::null())
@@ -133,7 +147,10 @@ impl Session {
             .unwrap();
         assert_eq!(r.status(), 200, "login {name}");
         let set = r.headers()["set-cookie"].to_str().unwrap();
-        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
         let cookie = set.split(';').next().unwrap().to_owned();
         Session {
             client,
@@ -184,7 +201,7 @@ async fn wait_mart_settled(api: &Session, query: &str) {
 
 /// What the page shows: each chart's series (from ECharts), the filters'
 /// choices, the totals cards.
-const READ_PAGE: &str = r#"
+const READ_PAGE: &str = r##"
 const charts = {};
 for (const id of arguments[0]) {
   const el = document.getElementById(id);
@@ -212,10 +229,13 @@ return {
   charts,
   cards,
 };
-"#;
+"##;
 
 async fn read_page(client: &Client) -> Value {
-    client.execute(READ_PAGE, vec![json!(CHARTS)]).await.unwrap()
+    client
+        .execute(READ_PAGE, vec![json!(CHARTS)])
+        .await
+        .unwrap()
 }
 
 /// Logs in through the form and waits until every chart has drawn twice
@@ -236,7 +256,13 @@ async fn log_in(client: &Client, base: &str, (name, password): (&str, &str)) -> 
         .send_keys(password)
         .await
         .unwrap();
-    client.find(Locator::Css("#login-submit")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Css("#login-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut first_refresh = None;
     loop {
@@ -249,7 +275,10 @@ async fn log_in(client: &Client, base: &str, (name, password): (&str, &str)) -> 
                 Some(_) => {}
             }
         }
-        assert!(Instant::now() < deadline, "the dashboard did not render for {name}: {page}");
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard did not render for {name}: {page}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -260,7 +289,11 @@ fn yuan(cents: &Value) -> f64 {
 }
 
 fn numbers(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 /// Every chart of `page` shows what the API gives `api` for the page's filters.
@@ -268,7 +301,9 @@ async fn check_charts_match_api(page: &Value, api: &Session) {
     let (from, to) = (page["from"].as_str().unwrap(), page["to"].as_str().unwrap());
     // Sales per hour: the day's line and last week's are the sums of the
     // groups' hours; each group's bars are its hours.
-    let sales = api.get(&format!("/v1/mart/sales_by_hour?day={to}&group=store")).await;
+    let sales = api
+        .get(&format!("/v1/mart/sales_by_hour?day={to}&group=store"))
+        .await;
     let chart = &page["charts"]["chart-sales"];
     let series = |id: &str| {
         chart["series"]
@@ -295,26 +330,77 @@ async fn check_charts_match_api(page: &Value, api: &Session) {
     }
     for group in sales["series"].as_array().unwrap() {
         let key = group["key"].as_str().unwrap();
-        let expected: Vec<f64> = group["today"].as_array().unwrap().iter().map(yuan).collect();
-        assert_eq!(numbers(&series(&format!("group:{key}"))), expected, "bars of {key}");
+        let expected: Vec<f64> = group["today"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(yuan)
+            .collect();
+        assert_eq!(
+            numbers(&series(&format!("group:{key}"))),
+            expected,
+            "bars of {key}"
+        );
     }
     // Top SKUs: the same SKUs with the same units.
-    let top = api.get(&format!("/v1/mart/top_skus?from={from}&to={to}&limit=10")).await;
-    assert_eq!(page["charts"]["chart-top"]["values"], top["items"], "top SKUs");
-    let units: Vec<f64> = top["items"].as_array().unwrap().iter().rev().map(|i| i["units"].as_f64().unwrap()).collect();
-    assert_eq!(numbers(&page["charts"]["chart-top"]["series"][0]["data"]), units);
+    let top = api
+        .get(&format!("/v1/mart/top_skus?from={from}&to={to}&limit=10"))
+        .await;
+    assert_eq!(
+        page["charts"]["chart-top"]["values"], top["items"],
+        "top SKUs"
+    );
+    let units: Vec<f64> = top["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|i| i["units"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        numbers(&page["charts"]["chart-top"]["series"][0]["data"]),
+        units
+    );
     // Members by tag and new members per day.
     let tags = api.get("/v1/mart/members_by_tag").await;
-    assert_eq!(page["charts"]["chart-tags"]["values"], tags["tags"], "members by tag");
-    let counts: Vec<f64> = tags["tags"].as_array().unwrap().iter().map(|t| t["members"].as_f64().unwrap()).collect();
-    assert_eq!(numbers(&page["charts"]["chart-tags"]["series"][0]["data"]), counts);
-    let new = api.get(&format!("/v1/mart/new_members?from={from}&to={to}")).await;
-    let per_day: Vec<f64> = new["days"].as_array().unwrap().iter().map(|d| d["members"].as_f64().unwrap()).collect();
-    assert_eq!(numbers(&page["charts"]["chart-new"]["series"][0]["data"]), per_day, "new members");
+    assert_eq!(
+        page["charts"]["chart-tags"]["values"], tags["tags"],
+        "members by tag"
+    );
+    let counts: Vec<f64> = tags["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["members"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        numbers(&page["charts"]["chart-tags"]["series"][0]["data"]),
+        counts
+    );
+    let new = api
+        .get(&format!("/v1/mart/new_members?from={from}&to={to}"))
+        .await;
+    let per_day: Vec<f64> = new["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["members"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        numbers(&page["charts"]["chart-new"]["series"][0]["data"]),
+        per_day,
+        "new members"
+    );
     // The totals cards.
-    let totals = api.get(&format!("/v1/mart/totals?from={from}&to={to}")).await;
+    let totals = api
+        .get(&format!("/v1/mart/totals?from={from}&to={to}"))
+        .await;
     for key in ["net_cents", "units", "lines", "orders", "refund_cents"] {
-        assert_eq!(page["cards"][key].as_f64(), totals[key].as_f64(), "card {key}");
+        assert_eq!(
+            page["cards"][key].as_f64(),
+            totals[key].as_f64(),
+            "card {key}"
+        );
     }
 }
 
@@ -343,7 +429,13 @@ async fn dashboard_in_chromium_for_a_store_manager_and_hq() {
         .unwrap();
     let span = ((now - midnight).to_std().unwrap().mul_f64(0.9)).max(Duration::from_secs(60));
     simulate(&base, midnight - chrono::Duration::days(7), span, 1500, 7);
-    simulate(&base, midnight.min(now - chrono::Duration::seconds(90)), span, 3000, 8);
+    simulate(
+        &base,
+        midnight.min(now - chrono::Duration::seconds(90)),
+        span,
+        3000,
+        8,
+    );
     let http = reqwest::Client::new();
     wait_caught_up(&http, &base).await;
 
@@ -355,8 +447,16 @@ async fn dashboard_in_chromium_for_a_store_manager_and_hq() {
     let profile = tempfile::tempdir().unwrap();
     let client = browser(&driver, profile.path()).await;
     let page = log_in(&client, &base, STORE_USER).await;
-    std::fs::write(screenshots.join("store-manager.png"), client.screenshot().await.unwrap()).unwrap();
-    assert_eq!(page["stores"], json!(["", "KM-001"]), "only its store to choose: {page}");
+    std::fs::write(
+        screenshots.join("store-manager.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        page["stores"],
+        json!(["", "KM-001"]),
+        "only its store to choose: {page}"
+    );
     assert_eq!(page["regions"], json!(["", "central"]), "{page}");
     assert_eq!(page["status"], "", "no panel failed: {page}");
     let keys: Vec<&str> = page["charts"]["chart-sales"]["values"]["series"]
@@ -365,7 +465,11 @@ async fn dashboard_in_chromium_for_a_store_manager_and_hq() {
         .iter()
         .map(|s| s["key"].as_str().unwrap())
         .collect();
-    assert_eq!(keys, ["KM-001"], "the store manager's sales are its store's");
+    assert_eq!(
+        keys,
+        ["KM-001"],
+        "the store manager's sales are its store's"
+    );
     check_charts_match_api(&page, &store_api).await;
     // Nothing else of the chain through the URL either.
     for path in [
@@ -382,18 +486,46 @@ async fn dashboard_in_chromium_for_a_store_manager_and_hq() {
     let profile = tempfile::tempdir().unwrap();
     let client = browser(&driver, profile.path()).await;
     let page = log_in(&client, &base, HQ_USER).await;
-    assert_eq!(page["regions"], json!(["", "central", "east", "south", "west"]), "{page}");
-    assert_eq!(page["stores"].as_array().unwrap().len(), 41, "all and the 40 stores");
+    assert_eq!(
+        page["regions"],
+        json!(["", "central", "east", "south", "west"]),
+        "{page}"
+    );
+    assert_eq!(
+        page["stores"].as_array().unwrap().len(),
+        41,
+        "all and the 40 stores"
+    );
     assert_eq!(page["status"], "", "no panel failed: {page}");
-    let groups = page["charts"]["chart-sales"]["values"]["series"].as_array().unwrap().len();
+    let groups = page["charts"]["chart-sales"]["values"]["series"]
+        .as_array()
+        .unwrap()
+        .len();
     assert!(groups > 1, "HQ sees many stores: {groups}");
     check_charts_match_api(&page, &hq_api).await;
-    assert!(page["title"].as_str().unwrap().contains("看板"), "Chinese by default");
-    std::fs::write(screenshots.join("hq.png"), client.screenshot().await.unwrap()).unwrap();
-    client.find(Locator::Css("#lang")).await.unwrap().click().await.unwrap();
+    assert!(
+        page["title"].as_str().unwrap().contains("看板"),
+        "Chinese by default"
+    );
+    std::fs::write(
+        screenshots.join("hq.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    client
+        .find(Locator::Css("#lang"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let page = read_page(&client).await;
     assert_eq!(page["title"], "StorePulse live dashboard");
-    std::fs::write(screenshots.join("hq-en.png"), client.screenshot().await.unwrap()).unwrap();
+    std::fs::write(
+        screenshots.join("hq-en.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
     client.close().await.unwrap();
     drop(server);
 }
