@@ -21,7 +21,8 @@
 //! the given `region` is a 400.
 //!
 //! The mart is queried through [`storepulse_mart::query::MartReader`]
-//! (embedded Parquet + DataFusion, or ClickHouse); without one, 503.
+//! (embedded Parquet + DataFusion, or ClickHouse); without one, 503, but
+//! only after the request was authorised (401 and 403 come first).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -211,7 +212,6 @@ fn params(p: RawParams) -> Result<Params, ApiError> {
 
 async fn sales_by_hour(State(st): State<MartApiState>, who: Principal, p: RawParams) -> Answer {
     let p = params(p)?;
-    let mart = mart(&st)?;
     let group = match non_empty(&p.group).unwrap_or("store") {
         "store" => SalesGroup::Store,
         "region" => SalesGroup::Region,
@@ -227,6 +227,7 @@ async fn sales_by_hour(State(st): State<MartApiState>, who: Principal, p: RawPar
         .checked_sub_days(Days::new(7))
         .ok_or_else(|| bad("day: too early"))?;
     let stores = resolve_stores(&who, &st.stores, non_empty(&p.region), non_empty(&p.store))?;
+    let mart = mart(&st)?;
     let today = MartFilter::day(day, stores.clone());
     let before = MartFilter::day(compare, stores);
     today.validate().map_err(|e| mart_failed(&e))?;
@@ -278,13 +279,13 @@ async fn sales_by_hour(State(st): State<MartApiState>, who: Principal, p: RawPar
 
 async fn top_skus(State(st): State<MartApiState>, who: Principal, p: RawParams) -> Answer {
     let p = params(p)?;
-    let mart = mart(&st)?;
     let limit = match p.limit {
         None => DEFAULT_TOP,
         Some(n) if (1..=MAX_TOP).contains(&n) => n,
         Some(_) => return Err(bad(format!("limit: 1..={MAX_TOP}"))),
     };
     let filter = range_filter(&who, &st, &p)?;
+    let mart = mart(&st)?;
     let items = mart
         .top_skus(&filter, limit)
         .await
@@ -299,8 +300,8 @@ async fn top_skus(State(st): State<MartApiState>, who: Principal, p: RawParams) 
 
 async fn members_by_tag(State(st): State<MartApiState>, who: Principal, p: RawParams) -> Answer {
     let p = params(p)?;
-    let mart = mart(&st)?;
     let filter = range_filter(&who, &st, &p)?;
+    let mart = mart(&st)?;
     let tags = mart
         .members_by_tag(&filter)
         .await
@@ -310,8 +311,8 @@ async fn members_by_tag(State(st): State<MartApiState>, who: Principal, p: RawPa
 
 async fn new_members(State(st): State<MartApiState>, who: Principal, p: RawParams) -> Answer {
     let p = params(p)?;
-    let mart = mart(&st)?;
     let filter = range_filter(&who, &st, &p)?;
+    let mart = mart(&st)?;
     let counts: BTreeMap<NaiveDate, u64> = mart
         .new_members(&filter)
         .await
@@ -335,8 +336,8 @@ async fn new_members(State(st): State<MartApiState>, who: Principal, p: RawParam
 
 async fn totals(State(st): State<MartApiState>, who: Principal, p: RawParams) -> Answer {
     let p = params(p)?;
-    let mart = mart(&st)?;
     let filter = range_filter(&who, &st, &p)?;
+    let mart = mart(&st)?;
     let totals = mart.totals(&filter).await.map_err(|e| mart_failed(&e))?;
     Ok(Json(json!({
         "from": filter.from.to_string(),

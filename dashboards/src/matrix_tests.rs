@@ -136,6 +136,10 @@ fn key(name: &str, roles: &[&str]) -> AccessKeyConfig {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(true)
+}
+
+fn fixture_with(with_mart: bool) -> Fixture {
     let stores = stores();
     let parser = EventParser::new(stores.clone());
     let mut inventory = InventoryProcessor::new(InventoryConfig::default(), stores.clone());
@@ -211,7 +215,7 @@ fn fixture() -> Fixture {
         .merge(mart_router(MartApiState {
             access: access.clone(),
             stores,
-            mart: Some(mart.clone()),
+            mart: with_mart.then(|| mart.clone() as Arc<dyn MartReader>),
         }))
         .merge(fraud_router(FraudApiState {
             shared,
@@ -707,4 +711,15 @@ async fn logins_fail_alike_are_limited_and_audited() {
     assert!(records
         .iter()
         .all(|r| !r.detail.to_string().contains(PASSWORD)));
+}
+
+#[tokio::test]
+async fn without_a_mart_refusals_come_first() {
+    let f = fixture_with(false);
+    let uri = "/v1/mart/totals?region=east";
+    assert_eq!(f.call("GET", uri, Auth::None, None).await.0, UNAUTH);
+    assert_eq!(f.call("GET", uri, Auth::Key("west"), None).await.0, FORBID);
+    assert_eq!(f.call("GET", uri, Auth::Key("web"), None).await.0, FORBID);
+    let (status, body, _) = f.call("GET", uri, Auth::Key("hq"), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 }
