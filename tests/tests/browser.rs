@@ -188,6 +188,11 @@ impl Session {
 async fn wait_mart_settled(api: &Session, query: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut previous = Value::Null;
+    let r = api.status(&format!("/v1/mart/totals{query}")).await;
+    assert_ne!(
+        r, 503,
+        "the data mart is not served: no MartReader is wired into the binary (cli/src/serve.rs, mart_reader)"
+    );
     loop {
         let now = api.get(&format!("/v1/mart/totals{query}")).await;
         if now == previous && now["lines"].as_u64().unwrap_or(0) > 0 {
