@@ -259,7 +259,7 @@ function renderFraud(data) {
   const headers = ["time", "rule", "alert", "stores", "amount"];
   if (me.can.decide) headers.push("action");
   table("table-fraud", headers, alerts.map((a) => {
-    const row = [String(a.raised_at || a.last_sale_at || a.first_sale_at || "").slice(0, 19).replace("T", " "), a.rule, a.alert_id,
+    const row = [String(a.last_at || a.first_at || "").slice(0, 19).replace("T", " "), a.rule, a.alert_id,
       (a.stores || []).join(" "), yuan(a.total_cents)];
     if (me.can.decide) {
       row.push(el("span", {},
@@ -337,6 +337,7 @@ function showDashboard(who) {
   document.body.dataset.user = me.name;
   $("panel-fraud").hidden = !me.can.review_queue;
   for (const id of ["panel-sales", "panel-top", "panel-tags", "panel-new", "panel-alerts", "panel-transfers", "totals"]) $(id).hidden = !me.can.sales;
+  $("filters").hidden = !me.can.sales;
   if (!me.can.sales) $("status").textContent = t("no_sales_role");
   fillFilters();
   refresh();

@@ -29,6 +29,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The demo users of `storepulse.toml`.
 const STORE_USER: (&str, &str) = ("km001-manager", "demo-km001");
 const HQ_USER: (&str, &str) = ("analyst", "demo-analyst");
+const RISK_USER: (&str, &str) = ("risk-analyst", "demo-risk");
 
 /// The chart panels and the API route each shows.
 const CHARTS: &[&str] = &["chart-sales", "chart-top", "chart-tags", "chart-new"];
@@ -110,11 +111,13 @@ fn simulate(
     span: Duration,
     events: u32,
     seed: u32,
+    plant_fraud: u32,
 ) {
     let speedup = (span.as_secs_f64() * 200.0 / f64::from(events)).max(1.0);
     let status = Command::new(EXE)
         .args(["simulate", "--url", base, "--rate", "0", "--quiet"])
         .args(["--events", &events.to_string(), "--seed", &seed.to_string()])
+        .args(["--plant-fraud", &plant_fraud.to_string()])
         .args([
             "--start",
             &start.to_rfc3339(),
@@ -245,7 +248,13 @@ async fn read_page(client: &Client) -> Value {
 
 /// Logs in through the form and waits until every chart has drawn twice
 /// (two refreshes: the numbers are the settled ones).
-async fn log_in(client: &Client, base: &str, (name, password): (&str, &str)) -> Value {
+async fn log_in(client: &Client, base: &str, user: (&str, &str)) -> Value {
+    log_in_form(client, base, user).await;
+    wait_rendered(client, user.0).await
+}
+
+/// Fills and sends the login form.
+async fn log_in_form(client: &Client, base: &str, (name, password): (&str, &str)) {
     client.goto(&format!("{base}/")).await.unwrap();
     let field = client
         .wait()
@@ -268,6 +277,11 @@ async fn log_in(client: &Client, base: &str, (name, password): (&str, &str)) -> 
         .click()
         .await
         .unwrap();
+}
+
+/// Waits until every chart has drawn twice (two refreshes: the numbers
+/// are the settled ones) and returns what the page shows.
+async fn wait_rendered(client: &Client, name: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut first_refresh = None;
     loop {
@@ -433,13 +447,21 @@ async fn dashboard_in_chromium_for_a_store_manager_and_hq() {
         .and_local_timezone(china)
         .unwrap();
     let span = ((now - midnight).to_std().unwrap().mul_f64(0.9)).max(Duration::from_secs(60));
-    simulate(&base, midnight - chrono::Duration::days(7), span, 1500, 7);
+    simulate(
+        &base,
+        midnight - chrono::Duration::days(7),
+        span,
+        1500,
+        7,
+        0,
+    );
     simulate(
         &base,
         midnight.min(now - chrono::Duration::seconds(90)),
         span,
         3000,
         8,
+        2,
     );
     let http = reqwest::Client::new();
     wait_caught_up(&http, &base).await;
@@ -531,6 +553,61 @@ async fn dashboard_in_chromium_for_a_store_manager_and_hq() {
         client.screenshot().await.unwrap(),
     )
     .unwrap();
+    client.close().await.unwrap();
+
+    // The risk team: the review queue with its buttons, no sales panels;
+    // "false alarm" on the first open alert decides it.
+    let risk_api = Session::login(&base, RISK_USER).await;
+    let open = risk_api.get("/v1/alerts?status=open&limit=50").await;
+    let first = open["alerts"][0]["alert_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the planted fraud raised no alert: {open}"))
+        .to_owned();
+    let profile = tempfile::tempdir().unwrap();
+    let client = browser(&driver, profile.path()).await;
+    log_in_form(&client, &base, RISK_USER).await;
+    let button = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(&format!(
+            "button.dismiss[data-alert=\"{first}\"]"
+        )))
+        .await
+        .unwrap();
+    let shown: Value = client
+        .execute(
+            "return { queue: JSON.parse(document.getElementById('table-fraud').dataset.values), \
+             sales_hidden: document.getElementById('panel-sales').hidden };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let listed: Vec<Value> = open["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["alert_id"].clone())
+        .collect();
+    assert_eq!(shown["queue"], json!(listed), "the queue the API gives");
+    assert_eq!(shown["sales_hidden"], true, "risk has no sales panels");
+    std::fs::write(
+        screenshots.join("risk.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    button.click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let alert = risk_api.get(&format!("/v1/alerts/{first}")).await;
+        if alert["status"] == "false_alarm" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the button did not decide {first}: {alert}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     client.close().await.unwrap();
     drop(server);
 }
