@@ -348,10 +348,37 @@ fn cases() -> Vec<Case> {
     cases
 }
 
+const PROBE_PASSWORD: &str = "pässwörd with spaces";
+
+/// The shipped config plus a user `probe` (store:QJ-001) whose hash comes
+/// from `storepulse users hash` (password on stdin).
+fn config_with_hashed_user(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let mut child = std::process::Command::new(EXE)
+        .args(["users", "hash"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PROBE_PASSWORD}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let mut text = std::fs::read_to_string(repo().join("storepulse.toml")).unwrap();
+    text.push_str(&format!(
+        "\n[[access.users]]\nname = \"probe\"\npassword_hash = \"{hash}\"\nroles = [\"store:QJ-001\"]\n"
+    ));
+    let path = dir.join("storepulse.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_and_page_against_every_role() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(EXE, &dir.path().join("data"), 0, &[SKEW]);
+    let config = config_with_hashed_user(dir.path());
+    let server = Server::start_with_config(EXE, &config, &dir.path().join("data"), 0, &[SKEW]);
     let base = server.base.clone();
     let client = reqwest::Client::new();
     // A little stock, so that the stock pages have something.
@@ -452,6 +479,20 @@ async fn every_route_and_page_against_every_role() {
         "{} mismatches:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+
+    // A user whose hash `storepulse users hash` printed logs in, with its scope.
+    let r = client
+        .post(format!("{base}/v1/login"))
+        .json(&json!({"name": "probe", "password": PROBE_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(
+        me["scope"],
+        json!({"all": false, "regions": [{"region": "east", "stores": [{"store_id": "QJ-001", "name": "曲靖1号店", "city": "曲靖"}]}]})
     );
 
     // The sessions are over.
