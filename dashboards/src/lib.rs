@@ -6,7 +6,12 @@
 //! waits more than one batch. Event-time answers say
 //! the clock `T` they were computed at (`as_of`).
 //!
-//! Routes (see `openapi.json`, served at `/openapi.json`):
+//! Every route except the page, `POST /v1/login` and `POST /v1/logout`
+//! needs a principal (an API key or a login session) and answers only for
+//! its stores. Routes (see `openapi.json`, served at `/openapi.json`):
+//! - `POST /v1/login`, `POST /v1/logout`, `GET /v1/me`,
+//! - `GET /v1/mart/{sales_by_hour,top_skus,members_by_tag,new_members,totals}`,
+//! - `GET /` (redirect), `GET /dashboard/`, `GET /dashboard/assets/{file}`,
 //! - `GET /v1/stock/{store_id}/{sku}`, `GET /v1/stock/{store_id}` (paged),
 //! - `GET /v1/skus/{sku}/availability?near=&limit=`,
 //! - `POST /v1/route`,
@@ -22,7 +27,7 @@
 //!   `GET /v1/reports/settlement?date=`, `GET /v1/audit?limit=&member=`.
 //!
 //! Layout:
-//! - [`query`]: the query routes and their handlers.
+//! - [`query`]: the stock query routes and their handlers, scoped.
 //! - [`members`]: the member routes: roles and store scopes per route, the
 //!   audit-before-answer rule, erasure through the pipeline.
 //! - [`fraud`]: the review queue, decisions and fraud rules.
