@@ -231,7 +231,12 @@ function renderNew(data) {
 function renderAlerts(data) {
   const f = filters();
   const regionOf = storeRegion();
-  const alerts = (data.alerts || []).filter((a) => a.kind && (!f.store || a.store_id === f.store) && (!f.region || regionOf[a.store_id] === f.region));
+  // The alert book's newest stock alerts, within the filters' days (China
+  // time: occurred_at carries +08:00) and stores; at most 50 shown.
+  const day = (a) => String(a.occurred_at || "").slice(0, 10);
+  const alerts = (data.alerts || []).filter((a) => a.kind && (!f.store || a.store_id === f.store)
+    && (!f.region || regionOf[a.store_id] === f.region)
+    && (!f.from || day(a) >= f.from) && (!f.to || day(a) <= f.to)).slice(0, 50);
   $("table-alerts").dataset.values = JSON.stringify(alerts.map((a) => a.alert_id));
   table("table-alerts", ["time", "kind", "store", "sku", "on_hand"],
     alerts.map((a) => [String(a.occurred_at || "").slice(0, 19).replace("T", " "), t(a.kind), a.store_id, a.sku, a.on_hand]),
@@ -367,6 +372,7 @@ async function start() {
     lang = lang === "zh" ? "en" : "zh";
     localStorage.setItem("storepulse.lang", lang);
     applyLang();
+    refresh();
   });
   $("logout").addEventListener("click", logout);
   $("login-form").addEventListener("submit", login);
