@@ -10,7 +10,10 @@
 #   127.0.0.1:9092 with in-memory storage and stopped at the end (the
 #   broker-restart test starts a sqlite-backed broker of its own);
 # - the Python Kafka client confluent-kafka (PyPI) for the interoperability
-#   test.
+#   test;
+# - headless Chromium and chromedriver (Debian packages chromium,
+#   chromium-driver) for the dashboard's browser test, and npm when Apache
+#   ECharts (dashboards/web, pinned) has not been fetched yet.
 # The end-to-end tests start the real storepulse program on 127.0.0.1. A
 # test whose service is missing fails with the command that starts it; none
 # is skipped.
@@ -28,6 +31,24 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 if ! python3 -c "import confluent_kafka" >/dev/null 2>&1; then
   echo "test.sh: installing confluent-kafka (PyPI)" >&2
   python3 -m pip install --quiet "confluent-kafka>=2.6,<3"
+fi
+
+# Headless Chromium and its WebDriver for the dashboard's browser test
+# (tests/tests/browser.rs), from Debian.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
+  || ! fc-list 2>/dev/null | grep -qi "wenquanyi"; then
+  echo "test.sh: installing chromium, chromium-driver and a Chinese font (apt)" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver fonts-wqy-zenhei
+fi
+# npm fetches Apache ECharts once for the dashboard (dashboards/build.rs).
+if ! command -v npm >/dev/null 2>&1 && [ ! -f dashboards/web/node_modules/echarts/dist/echarts.min.js ]; then
+  echo "test.sh: installing npm (apt) to fetch Apache ECharts" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm
 fi
 
 # A broker for the Kafka tests, unless one is given.

@@ -43,7 +43,9 @@ use storepulse_dashboards::access::AccessTable;
 use storepulse_dashboards::audit::AuditLog;
 use storepulse_dashboards::fraud::{fraud_router, DecisionPublisher, DecisionStore, FraudApiState};
 use storepulse_dashboards::members::{member_router, MemberApiState};
-use storepulse_dashboards::{DeadLetterReader, QueryState};
+use storepulse_dashboards::{
+    login_router, mart_router, DeadLetterReader, LoginState, MartApiState, QueryState,
+};
 use storepulse_ingest::append::EventAppender;
 use storepulse_ingest::http::{IngestMetrics, IngestState};
 use storepulse_ingest::keys::KeyTable;
@@ -344,10 +346,6 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     if roles.serve {
         let letters = read_model.dead_letters.clone();
         let dead_letters: DeadLetterReader = Arc::new(move |limit| Ok(letters.newest(limit)));
-        app = app.merge(storepulse_dashboards::router(QueryState {
-            shared: shared.clone(),
-            dead_letters,
-        }));
         let access =
             Arc::new(AccessTable::build(&config.access, &stores).map_err(anyhow::Error::msg)?);
         let audit = AuditLog::open(&config.storage.data_dir.join("audit"))
@@ -355,6 +353,23 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         audit
             .record_config(&serde_json::to_value(&config).context("config as JSON")?)
             .context("auditing the configuration")?;
+        app = app
+            .merge(storepulse_dashboards::router(QueryState {
+                shared: shared.clone(),
+                dead_letters,
+                access: access.clone(),
+            }))
+            .merge(login_router(LoginState {
+                access: access.clone(),
+                audit: audit.clone(),
+                stores: stores.clone(),
+            }))
+            .merge(storepulse_dashboards::web_router())
+            .merge(mart_router(MartApiState {
+                access: access.clone(),
+                stores: stores.clone(),
+                mart: crate::serve::mart_reader(&config),
+            }));
         // Erasures go through the events topic like any event; decisions
         // to `<p>.alert-decisions`.
         let producer = match &appender {

@@ -30,7 +30,9 @@ use storepulse_dashboards::access::AccessTable;
 use storepulse_dashboards::audit::AuditLog;
 use storepulse_dashboards::fraud::{fraud_router, BacktestRunner, DecisionStore, FraudApiState};
 use storepulse_dashboards::members::{member_router, EraseRequest, EraseSubmitter, MemberApiState};
-use storepulse_dashboards::{DeadLetterReader, QueryState};
+use storepulse_dashboards::{
+    login_router, mart_router, DeadLetterReader, LoginState, MartApiState, QueryState,
+};
 use storepulse_ingest::append::{EventAppender, KeyedEvent, LogAppender};
 use storepulse_ingest::http::{IngestMetrics, IngestState};
 use storepulse_ingest::keys::KeyTable;
@@ -239,6 +241,14 @@ pub(crate) fn erase_submitter(
     })
 }
 
+/// The data mart the dashboard's charts read (`/v1/mart/...`); `None`
+/// until a mart store is built into this binary (then 503).
+pub(crate) fn mart_reader(
+    _config: &Config,
+) -> Option<Arc<dyn storepulse_dashboards::mart::MartReader>> {
+    None
+}
+
 #[derive(Clone)]
 struct OpsState {
     shared: Arc<Shared>,
@@ -424,6 +434,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .merge(storepulse_dashboards::router(QueryState {
             shared: shared.clone(),
             dead_letters,
+            access: access.clone(),
+        }))
+        .merge(login_router(LoginState {
+            access: access.clone(),
+            audit: audit.clone(),
+            stores: stores.clone(),
+        }))
+        .merge(storepulse_dashboards::web_router())
+        .merge(mart_router(MartApiState {
+            access: access.clone(),
+            stores: stores.clone(),
+            mart: mart_reader(&config),
         }))
         .merge(member_router(members_api))
         .merge(fraud_router(FraudApiState {

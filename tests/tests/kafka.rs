@@ -200,6 +200,7 @@ async fn simulate_to_kafka_to_api_equals_replay_with_duplicates_and_disorder() {
     loop {
         let dlq: serde_json::Value = client
             .get(format!("{}/v1/dlq?limit=1000", server.base))
+            .bearer_auth(storepulse_tests::HQ_KEY)
             .send()
             .await
             .unwrap()
@@ -528,6 +529,7 @@ async fn poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing() {
     loop {
         let stock: serde_json::Value = client
             .get(format!("{}/v1/stock/KM-001/SKU-P", server.base))
+            .bearer_auth(storepulse_tests::HQ_KEY)
             .send()
             .await
             .unwrap()
