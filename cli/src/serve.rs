@@ -5,7 +5,9 @@
 //! Start-up: open the event log and the dead-letter log (each takes an
 //! exclusive lock on its directory), restore the checkpoint, rebuild
 //! ingest's de-duplication window (the processor's window + ids of the log
-//! records after the checkpoint), then start the processing loop and the HTTP server.
+//! records after the checkpoint), then start the mart (`crate::mart`: mart
+//! log, sink loop, Parquet store, DataFusion reader), the processing loop
+//! and the HTTP server.
 //! Shutdown (Ctrl-C or SIGTERM): the server stops taking requests and
 //! finishes the ones in flight, the processing loop drains and writes a
 //! final checkpoint, and the logs close after their last fsync.
@@ -337,6 +339,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let shutdown = CancellationToken::new();
+    let ingest_metrics = IngestMetrics::default();
+    let mut registry = Registry::default();
+    // The mart stops after the processing loop (its last batch reaches the
+    // mart log first); the sink then drains what it can.
+    let mart_shutdown = CancellationToken::new();
+    let mart = if config.mart.enabled {
+        Some(
+            crate::mart::start(
+                &config,
+                stores.clone(),
+                dead_letter_log.clone(),
+                &mut registry,
+                mart_shutdown.clone(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    // For the dashboard's `/v1/mart/*` routes (branch dashboard-ui), which
+    // take an `Arc<dyn MartReader>`.
+    let _mart_reader = mart.as_ref().map(|m| m.reader.clone());
     let webhooks = start_webhooks(&config, shutdown.child_token()).await?;
     let alert_sink = webhooks.as_ref().map(|h| outbox_sink(h.outbox().clone()));
     let sink = LogDeadLetters(dead_letter_log.clone());
@@ -347,6 +371,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         checkpoints,
         config: config.runtime.clone(),
         alert_sink: alert_sink.clone(),
+        mart: mart.as_ref().map(|m| m.output.clone()),
     };
     let pipeline_shutdown = shutdown.clone();
     let pipeline = tokio::spawn(async move {
@@ -370,8 +395,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     ));
 
-    let ingest_metrics = IngestMetrics::default();
-    let mut registry = Registry::default();
     ingest_metrics.register(&mut registry);
     shared.metrics.register(&mut registry);
 
@@ -466,6 +489,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let served = server.await;
     shutdown.cancel();
     let processed = pipeline.await.context("processing task")?;
+    mart_shutdown.cancel();
+    if let Some(mart) = mart {
+        mart.join().await.context("stopping the mart")?;
+    }
     dead_letter_log
         .close()
         .await
