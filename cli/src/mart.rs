@@ -100,8 +100,8 @@ pub async fn start(
         .context("opening the mart log")?;
     let root = data.join("mart");
     let writer = {
-        let root = root.clone();
-        tokio::task::spawn_blocking(move || ParquetMart::open(&root))
+        let dir = root.clone();
+        tokio::task::spawn_blocking(move || ParquetMart::open(&dir))
             .await
             .context("opening the mart")?
             .with_context(|| format!("opening the mart in {}", root.display()))?

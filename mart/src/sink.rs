@@ -288,13 +288,23 @@ impl<W: MartWriter, R: RefusedSink> MartSink<W, R> {
     ) -> Result<(), SinkError> {
         let cursor = self.cursor.clone();
         let start = blocking(move || cursor.load()).await?.unwrap_or(0);
-        source
+        let mut start = start;
+        if let Err(e) = source
             .seek(&[SourcePosition {
                 partition: 0,
                 offset: start,
             }])
             .await
-            .map_err(|e| SinkError::Source(e.to_string()))?;
+        {
+            // A cursor past the log (the log was replaced): read the whole
+            // log; positions drop what the store already has.
+            warn!(start, error = %e, "mart cursor outside the mart log; reading it from its start");
+            source
+                .seek(&[])
+                .await
+                .map_err(|e| SinkError::Source(e.to_string()))?;
+            start = 0;
+        }
         let mut seen = self
             .retry("reading stored positions", &shutdown, || {
                 self.writer.stored_positions()
