@@ -247,6 +247,8 @@ struct OpsState {
     log: EventLog,
     registry: Arc<Registry>,
     webhooks: Option<crate::webhook_metrics::WebhookGauges>,
+    /// The mart log and the sink's metrics (lag in `/healthz`, `/metrics`).
+    mart: Option<(EventLog, storepulse_mart::sink::SinkMetrics)>,
 }
 
 /// Runs until Ctrl-C / SIGTERM.
@@ -441,6 +443,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         log: log.clone(),
         registry: Arc::new(registry),
         webhooks: webhook_gauges,
+        mart: mart.as_ref().map(|m| (m.log.clone(), m.metrics.clone())),
     };
     let app = Router::new()
         .merge(storepulse_ingest::http::router(ingest))
@@ -576,11 +579,16 @@ fn newest_dead_letters(log: &EventLog, limit: usize) -> Result<Vec<DeadLetter>, 
 async fn healthz(State(ops): State<OpsState>) -> Response {
     let applied = ops.shared.applied_end();
     let end = ops.log.end_offset();
+    let mart_lag = ops
+        .mart
+        .as_ref()
+        .map(|(log, metrics)| metrics.refresh_lag(log.end_offset()));
     Json(serde_json::json!({
         "status": "ok",
         "log_end": end,
         "applied": applied,
         "lag": end.saturating_sub(applied),
+        "mart_lag": mart_lag,
         "event_time_clock": ops.shared.inventory().clock_text(),
     }))
     .into_response()
@@ -602,6 +610,9 @@ async fn metrics(State(ops): State<OpsState>) -> Response {
     }
     if let Some(w) = &ops.webhooks {
         w.refresh();
+    }
+    if let Some((log, metrics)) = &ops.mart {
+        metrics.refresh_lag(log.end_offset());
     }
     metrics_text(&ops.registry)
 }

@@ -171,6 +171,8 @@ pub struct SinkMetrics {
     bad_records: Counter,
     lag: Gauge,
     last_write_seconds: Gauge<f64, AtomicU64>,
+    /// The cursor as last stored.
+    cursor: Arc<AtomicU64>,
 }
 
 impl SinkMetrics {
@@ -217,6 +219,18 @@ impl SinkMetrics {
             "Duration of the last acknowledged write",
             self.last_write_seconds.clone(),
         );
+    }
+
+    /// The cursor as last stored (the next mart-log offset to write).
+    pub fn cursor(&self) -> u64 {
+        self.cursor.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Sets the lag gauge from the mart log's end and returns the lag.
+    pub fn refresh_lag(&self, log_end: u64) -> u64 {
+        let lag = log_end.saturating_sub(self.cursor());
+        self.lag.set(i64::try_from(lag).unwrap_or(i64::MAX));
+        lag
     }
 
     /// Rows written to `table` so far.
@@ -317,6 +331,10 @@ impl<W: MartWriter, R: RefusedSink> MartSink<W, R> {
             "mart sink started"
         );
         let mut committed = start;
+        self.metrics
+            .cursor
+            .store(start, std::sync::atomic::Ordering::Release);
+        self.metrics.refresh_lag((self.log_end)());
         let mut pending = Pending::default();
         let mut records: Vec<SourceRecord> = Vec::with_capacity(READ_RECORDS);
         loop {
@@ -392,9 +410,7 @@ impl<W: MartWriter, R: RefusedSink> MartSink<W, R> {
                     self.commit(&mut source, &mut committed, next).await?;
                 }
             }
-            self.metrics
-                .lag
-                .set((self.log_end)().saturating_sub(committed) as i64);
+            self.metrics.refresh_lag((self.log_end)());
             if shutdown.is_cancelled() {
                 break;
             }
@@ -415,6 +431,9 @@ impl<W: MartWriter, R: RefusedSink> MartSink<W, R> {
         let cursor = self.cursor.clone();
         blocking(move || cursor.store(next)).await?;
         *committed = next;
+        self.metrics
+            .cursor
+            .store(next, std::sync::atomic::Ordering::Release);
         // Lets retention delete segments the sink has consumed.
         if let Err(e) = source
             .commit(&[SourcePosition {
