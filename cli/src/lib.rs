@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod kafka_mode;
+pub mod mart;
 pub mod replay_cmd;
 pub mod serve;
 mod webhook_metrics;
