@@ -370,9 +370,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    // For the dashboard's `/v1/mart/*` routes (branch dashboard-ui), which
-    // take an `Arc<dyn MartReader>`.
-    let _mart_reader = mart.as_ref().map(|m| m.reader.clone());
+    // The dashboard's `/v1/mart/*` routes read the embedded mart.
+    let mart_reader = mart.as_ref().map(|m| m.reader.clone());
     let webhooks = start_webhooks(&config, shutdown.child_token()).await?;
     let alert_sink = webhooks.as_ref().map(|h| outbox_sink(h.outbox().clone()));
     let sink = LogDeadLetters(dead_letter_log.clone());
@@ -471,7 +470,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .merge(mart_router(MartApiState {
             access: access.clone(),
             stores: stores.clone(),
-            mart: mart_reader(&config),
+            mart: mart_reader.clone(),
         }))
         .merge(member_router(members_api))
         .merge(fraud_router(FraudApiState {
