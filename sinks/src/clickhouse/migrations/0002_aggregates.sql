@@ -1,0 +1,38 @@
+-- Aggregate tables for the dashboard's heavy queries, fed by materialised
+-- views at insert time. SummingMergeTree adds rows of one key at merge
+-- time; queries still sum() (parts may not be merged yet), so answers are
+-- those of the raw tables at any moment. Correct because every sale line
+-- is inserted exactly once. Member-free: erasure does not touch them.
+-- lines is never 0, so SummingMergeTree never drops a row as all-zero.
+
+CREATE TABLE IF NOT EXISTS sales_hourly (
+    day Date,
+    hour UInt8,
+    store_id String,
+    region String,
+    channel String,
+    net_cents Int64,
+    units Int64,
+    lines UInt64
+) ENGINE = SummingMergeTree((net_cents, units, lines)) ORDER BY (day, store_id, hour, region, channel);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS sales_hourly_mv TO sales_hourly AS
+SELECT day, hour, store_id, region, channel,
+       sum(net_cents) AS net_cents, sum(qty) AS units, count() AS lines
+FROM sale_lines
+GROUP BY day, hour, store_id, region, channel;
+
+CREATE TABLE IF NOT EXISTS sku_daily (
+    day Date,
+    store_id String,
+    sku String,
+    units Int64,
+    net_cents Int64,
+    lines UInt64
+) ENGINE = SummingMergeTree((units, net_cents, lines)) ORDER BY (day, store_id, sku);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS sku_daily_mv TO sku_daily AS
+SELECT day, store_id, sku,
+       sum(qty) AS units, sum(net_cents) AS net_cents, count() AS lines
+FROM sale_lines
+GROUP BY day, store_id, sku;
