@@ -55,6 +55,7 @@ pub mod query;
 pub mod rows;
 pub mod sink;
 pub mod sql;
+pub mod testdata;
 
 #[cfg(test)]
 mod integration_tests;
