@@ -10,7 +10,13 @@
 #   127.0.0.1:9092 with in-memory storage and stopped at the end (the
 #   broker-restart test starts a sqlite-backed broker of its own);
 # - the Python Kafka client confluent-kafka (PyPI) for the interoperability
-#   test.
+#   test;
+# - a ClickHouse server (Debian's clickhouse-server 18.16, deploy/clickhouse.sh)
+#   on 127.0.0.1:8123 with its data in var/clickhouse-test, started before
+#   the tests and stopped after (STOREPULSE_TEST_CLICKHOUSE=http://host:8123
+#   uses a server of yours instead);
+# - chDB (PyPI chdb: a current ClickHouse embedded in Python) for the test
+#   that runs the mart's SQL on a current release.
 # The end-to-end tests start the real storepulse program on 127.0.0.1. A
 # test whose service is missing fails with the command that starts it; none
 # is skipped.
@@ -29,6 +35,27 @@ if ! python3 -c "import confluent_kafka" >/dev/null 2>&1; then
   echo "test.sh: installing confluent-kafka (PyPI)" >&2
   python3 -m pip install --quiet "confluent-kafka>=2.6,<3"
 fi
+
+# A current ClickHouse engine for the mart's SQL (tests/python/chdb_mart.py).
+if ! python3 -c "import chdb" >/dev/null 2>&1; then
+  echo "test.sh: installing chdb (PyPI)" >&2
+  python3 -m pip install --quiet "chdb>=3,<5"
+fi
+
+# A ClickHouse server for the mart tests, unless one is given.
+started_clickhouse=0
+if [ -z "${STOREPULSE_TEST_CLICKHOUSE:-}" ]; then
+  if ! STOREPULSE_CLICKHOUSE_DIR=var/clickhouse-test ./deploy/clickhouse.sh status >/dev/null 2>&1; then
+    STOREPULSE_CLICKHOUSE_DIR=var/clickhouse-test ./deploy/clickhouse.sh start
+    started_clickhouse=1
+  fi
+  export STOREPULSE_TEST_CLICKHOUSE=http://127.0.0.1:8123
+fi
+stop_clickhouse() {
+  if [ "$started_clickhouse" -eq 1 ]; then
+    STOREPULSE_CLICKHOUSE_DIR=var/clickhouse-test ./deploy/clickhouse.sh stop >/dev/null || true
+  fi
+}
 
 # A broker for the Kafka tests, unless one is given.
 if [ -z "${STOREPULSE_TEST_KAFKA:-}" ]; then
@@ -49,7 +76,7 @@ fi
 export PROPTEST_CASES="${PROPTEST_CASES:-256}"
 
 LOG=$(mktemp)
-trap 'rm -f "$LOG"; stop_broker' EXIT
+trap 'rm -f "$LOG"; stop_broker; stop_clickhouse' EXIT
 status=0
 cargo test --workspace --locked --all-targets 2>&1 | tee "$LOG" || status=$?
 # Doc tests (all-targets leaves them out).

@@ -406,3 +406,93 @@ async fn erasure_rewrites_every_member_table() {
     assert_eq!(after.sales_by_store, before.sales_by_store);
     drop_db(&mart).await;
 }
+
+/// The rows of `sql` as JSONCompact `data` arrays.
+async fn compact_rows(mart: &ClickHouseMart, sql: &str) -> serde_json::Value {
+    let mut cursor = mart
+        .client()
+        .query_raw(sql)
+        .with_setting("output_format_json_quote_64bit_integers", "0")
+        .fetch_bytes("JSONCompact")
+        .expect("query");
+    let bytes = cursor.collect().await.expect(sql);
+    let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+    v["data"].clone()
+}
+
+#[tokio::test]
+async fn chdb_answers_equal_the_18_16_server() {
+    use super::query::dashboard_queries;
+    let mart = fresh_mart().await;
+    let mut g = Generator::new(11, 0, 12, 200, 8);
+    let batch = g.batch(4_000);
+    mart.write(&batch).await.expect("write");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for table in Table::ALL {
+        let mut cursor = mart
+            .client()
+            .query_raw(&format!(
+                "SELECT * FROM {} ORDER BY src_partition, src_offset, src_index",
+                table.name()
+            ))
+            .with_setting("output_format_json_quote_64bit_integers", "0")
+            .fetch_bytes("JSONEachRow")
+            .expect("query");
+        let bytes = cursor.collect().await.expect("rows");
+        std::fs::write(dir.path().join(format!("{}.ndjson", table.name())), &bytes)
+            .expect("write rows");
+    }
+    let filters = [
+        whole_range(None),
+        whole_range(Some(vec![Generator::store_id(3), Generator::store_id(4)])),
+        MartFilter::day(date_of(FIRST_DAY + 2), None),
+    ];
+    let mut queries = Vec::new();
+    for (i, f) in filters.iter().enumerate() {
+        for (name, sql) in dashboard_queries(f, 20) {
+            queries.push((format!("{name}#{i}"), sql));
+        }
+    }
+    let qfile = dir.path().join("queries.json");
+    std::fs::write(&qfile, serde_json::to_vec(&queries).expect("json")).expect("write queries");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("python3")
+        .arg(root.join("../tests/python/chdb_mart.py"))
+        .arg("--migrations")
+        .arg(root.join("src/clickhouse/migrations"))
+        .arg("--data")
+        .arg(dir.path())
+        .arg("--queries")
+        .arg(&qfile)
+        .output()
+        .expect("python3 runs");
+    match out.status.code() {
+        Some(0) => {}
+        Some(3) => panic!(
+            "chdb is not installed: `python3 -m pip install chdb` (deploy/test.sh installs it)"
+        ),
+        _ => panic!(
+            "chdb_mart.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+    let chdb: serde_json::Value = serde_json::from_slice(&out.stdout).expect("chdb json");
+    let version = chdb["version"].as_str().unwrap_or("?").to_owned();
+    assert!(
+        !version.starts_with("18."),
+        "chDB should be a current ClickHouse, got {version}"
+    );
+    let mut nonempty = 0;
+    for (name, sql) in &queries {
+        let ours = compact_rows(&mart, sql).await;
+        if ours.as_array().is_some_and(|a| !a.is_empty()) {
+            nonempty += 1;
+        }
+        assert_eq!(
+            chdb["results"][name], ours,
+            "{name} differs between ClickHouse 18.16 and chDB {version}:\n{sql}"
+        );
+    }
+    assert!(nonempty >= queries.len() - 3, "too many empty answers");
+    drop_db(&mart).await;
+}
