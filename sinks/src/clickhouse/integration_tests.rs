@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use rand::Rng;
 use storepulse_mart::query::MartFilter;
-use storepulse_mart::rows::{Erasure, SourcePos, Table};
+use storepulse_mart::rows::{Erasure, MartBatch, SourcePos, Table};
 use storepulse_mart::write::MartWriter;
 use storepulse_mart::MartError;
 
@@ -494,5 +494,114 @@ async fn chdb_answers_equal_the_18_16_server() {
         );
     }
     assert!(nonempty >= queries.len() - 3, "too many empty answers");
+    drop_db(&mart).await;
+}
+
+/// Events of the kill test's stream, in batches of this many.
+const FEED_BATCH_EVENTS: usize = 8_000;
+/// Batches in the kill test's stream.
+const FEED_BATCHES: usize = 12;
+
+/// The kill test's stream (deterministic).
+fn feed_generator() -> Generator {
+    Generator::new(42, 0, 30, 500, 14)
+}
+
+/// The child process of the kill test: a minimal sink loop (positions,
+/// drop what is stored, write the rest batch by batch). Does nothing
+/// unless `STOREPULSE_CH_FEED_DB` names the database.
+#[tokio::test]
+async fn kill_feeder_child() {
+    let Ok(db) = std::env::var("STOREPULSE_CH_FEED_DB") else {
+        return;
+    };
+    let mart = ClickHouseMart::connect(ClickHouseConfig::new(server_url(), db))
+        .await
+        .expect("connect");
+    let stored = mart.stored_positions().await.expect("positions");
+    let mut g = feed_generator();
+    for _ in 0..FEED_BATCHES {
+        let batch = g.batch(FEED_BATCH_EVENTS);
+        let rest = drop_stored(&batch, &stored);
+        if rest.rows() > 0 {
+            mart.write(&rest).await.expect("write");
+        }
+    }
+}
+
+#[tokio::test]
+async fn killing_the_sink_mid_batch_loses_and_doubles_nothing() {
+    let mart = fresh_mart().await;
+    let db = mart.config().database.clone();
+    let exe = std::env::current_exe().expect("test binary");
+    let spawn = || {
+        std::process::Command::new(&exe)
+            .args([
+                "clickhouse::integration_tests::kill_feeder_child",
+                "--exact",
+                "--test-threads=1",
+            ])
+            .env("STOREPULSE_CH_FEED_DB", &db)
+            .env("STOREPULSE_TEST_CLICKHOUSE", server_url())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn feeder")
+    };
+    let mut all = MartBatch::default();
+    let mut g = feed_generator();
+    for _ in 0..FEED_BATCHES {
+        all.append(g.batch(FEED_BATCH_EVENTS));
+    }
+    let total = all.sale_lines.len() as u64;
+    let mut killed_mid_stream = 0;
+    let mut rng = rand::thread_rng();
+    for round in 0..5 {
+        let before = count(&mart, "SELECT count() FROM sale_lines").await;
+        let mut child = spawn();
+        // Kill once this run has stored something, a random moment later,
+        // so the kill lands among inserts.
+        let started = std::time::Instant::now();
+        while count(&mart, "SELECT count() FROM sale_lines").await == before
+            && started.elapsed() < std::time::Duration::from_secs(60)
+            && child.try_wait().expect("wait").is_none()
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let extra_ms = rng.gen_range(0..400);
+        tokio::time::sleep(std::time::Duration::from_millis(extra_ms)).await;
+        let running = child.try_wait().expect("wait").is_none();
+        child.kill().expect("SIGKILL");
+        let status = child.wait().expect("wait");
+        let lines = count(&mart, "SELECT count() FROM sale_lines").await;
+        if running && lines < total {
+            killed_mid_stream += 1;
+        }
+        eprintln!("round {round}: SIGKILL {extra_ms} ms after its first insert ({status}), {lines}/{total} sale lines stored");
+    }
+    let mut child = spawn();
+    assert!(child.wait().expect("wait").success(), "last run completes");
+    assert!(
+        killed_mid_stream >= 2,
+        "only {killed_mid_stream} kills landed mid-stream"
+    );
+    assert_eq!(
+        count(&mart, "SELECT count() FROM sale_lines").await,
+        all.sale_lines.len() as u64
+    );
+    assert_eq!(
+        count(&mart, "SELECT count() FROM stock_changes").await,
+        all.stock_changes.len() as u64
+    );
+    for f in [
+        whole_range(None),
+        whole_range(Some(vec![Generator::store_id(7)])),
+    ] {
+        assert_eq!(
+            answers(&mart, &f, 30).await.expect("answers"),
+            reference(&all, &f, 30),
+            "{f:?}"
+        );
+    }
     drop_db(&mart).await;
 }
