@@ -605,3 +605,102 @@ async fn killing_the_sink_mid_batch_loses_and_doubles_nothing() {
     }
     drop_db(&mart).await;
 }
+
+/// Every SQL text of a Grafana dashboard: panel targets and template
+/// variable queries.
+fn grafana_sql(dashboard: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for v in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+        if let Some(q) = v["query"].as_str() {
+            out.push((format!("variable {}", v["name"]), q.to_owned()));
+        }
+    }
+    for p in dashboard["panels"].as_array().into_iter().flatten() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let sql = t["rawSql"].as_str().expect("every target has rawSql");
+            out.push((format!("panel {}", p["title"]), sql.to_owned()));
+        }
+    }
+    out
+}
+
+/// The plugin's macros and the template variables, as Grafana would
+/// expand them for a week and two regions.
+fn expand_grafana(sql: &str) -> String {
+    let mut s = sql.to_owned();
+    while let Some(at) = s.find("$__dateFilter(") {
+        let end = at + s[at..].find(')').expect("closing paren");
+        let col = s[at + "$__dateFilter(".len()..end].to_owned();
+        s.replace_range(
+            at..=end,
+            &format!("{col} >= toDate('2026-11-01') AND {col} <= toDate('2026-11-08')"),
+        );
+    }
+    s.replace("${region:singlequote}", "'central','east'")
+        .replace(
+            "${store:singlequote}",
+            &format!("'{}','{}'", Generator::store_id(0), Generator::store_id(1)),
+        )
+}
+
+#[tokio::test]
+async fn grafana_dashboards_parse_and_their_sql_runs_on_the_server() {
+    let mart = fresh_mart().await;
+    let mut g = Generator::new(9, 0, 4, 50, 10);
+    let mut batch = g.batch(2_000);
+    batch.alerts.push(storepulse_mart::rows::AlertRow {
+        alert_id: "oversold:ST-0000:SKU-00001:e".into(),
+        family: "stock".into(),
+        rule: "oversold".into(),
+        status: "raised".into(),
+        member_id: String::new(),
+        store_ids: "ST-0000".into(),
+        store_id: "ST-0000".into(),
+        region: "central".into(),
+        sku: "SKU-00001".into(),
+        total_cents: 0,
+        first_ms: 0,
+        last_ms: 0,
+        day: FIRST_DAY,
+        src_partition: 0,
+        src_offset: 1,
+        src_index: 0,
+    });
+    mart.write(&batch).await.expect("write");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards/grafana");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dashboards/grafana")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    let mut ran = 0;
+    for f in files {
+        let d: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&f).expect("read")).expect("dashboard JSON");
+        assert!(d["uid"].as_str().is_some_and(|u| !u.is_empty()), "{f:?}: uid");
+        for p in d["panels"].as_array().expect("panels") {
+            assert_eq!(
+                p["datasource"]["uid"], "storepulse-clickhouse",
+                "{f:?}: {}",
+                p["title"]
+            );
+        }
+        for (what, sql) in grafana_sql(&d) {
+            let sql = expand_grafana(&sql);
+            assert!(!sql.contains('$'), "{f:?} {what}: unexpanded macro in {sql}");
+            let mut c = mart
+                .client()
+                .query_raw(&sql)
+                .fetch_bytes("TabSeparated")
+                .expect("query");
+            if let Err(e) = c.collect().await {
+                panic!("{f:?} {what}: {e}\n{sql}");
+            }
+            ran += 1;
+        }
+    }
+    assert!(ran >= 12, "{ran} queries");
+    drop_db(&mart).await;
+}

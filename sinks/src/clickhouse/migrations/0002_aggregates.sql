@@ -4,6 +4,7 @@
 -- those of the raw tables at any moment. Correct because every sale line
 -- is inserted exactly once. Member-free: erasure does not touch them.
 -- lines is never 0, so SummingMergeTree never drops a row as all-zero.
+-- region rides along (a function of store_id) for row policies by region.
 
 CREATE TABLE IF NOT EXISTS sales_hourly (
     day Date,
@@ -25,14 +26,15 @@ GROUP BY day, hour, store_id, region, channel;
 CREATE TABLE IF NOT EXISTS sku_daily (
     day Date,
     store_id String,
+    region String,
     sku String,
     units Int64,
     net_cents Int64,
     lines UInt64
-) ENGINE = SummingMergeTree((units, net_cents, lines)) ORDER BY (day, store_id, sku);
+) ENGINE = SummingMergeTree((units, net_cents, lines)) ORDER BY (day, store_id, region, sku);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS sku_daily_mv TO sku_daily AS
-SELECT day, store_id, sku,
+SELECT day, store_id, region, sku,
        sum(qty) AS units, sum(net_cents) AS net_cents, count() AS lines
 FROM sale_lines
-GROUP BY day, store_id, sku;
+GROUP BY day, store_id, region, sku;
