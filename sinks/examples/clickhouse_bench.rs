@@ -49,7 +49,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| "http://127.0.0.1:8123".into());
     let cfg = ClickHouseConfig::new(&url, "sp_bench");
     let setup = ClickHouseMart::connect(cfg.clone()).await?;
-    setup.client().query_raw("DROP DATABASE IF EXISTS sp_bench").execute().await?;
+    setup
+        .client()
+        .query_raw("DROP DATABASE IF EXISTS sp_bench")
+        .execute()
+        .await?;
     let mart = ClickHouseMart::connect(cfg).await?;
 
     // 1. Inserts.

@@ -610,7 +610,11 @@ async fn killing_the_sink_mid_batch_loses_and_doubles_nothing() {
 /// variable queries.
 fn grafana_sql(dashboard: &serde_json::Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for v in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+    for v in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         if let Some(q) = v["query"].as_str() {
             out.push((format!("variable {}", v["name"]), q.to_owned()));
         }
@@ -679,7 +683,10 @@ async fn grafana_dashboards_parse_and_their_sql_runs_on_the_server() {
     for f in files {
         let d: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&f).expect("read")).expect("dashboard JSON");
-        assert!(d["uid"].as_str().is_some_and(|u| !u.is_empty()), "{f:?}: uid");
+        assert!(
+            d["uid"].as_str().is_some_and(|u| !u.is_empty()),
+            "{f:?}: uid"
+        );
         for p in d["panels"].as_array().expect("panels") {
             assert_eq!(
                 p["datasource"]["uid"], "storepulse-clickhouse",
@@ -689,7 +696,10 @@ async fn grafana_dashboards_parse_and_their_sql_runs_on_the_server() {
         }
         for (what, sql) in grafana_sql(&d) {
             let sql = expand_grafana(&sql);
-            assert!(!sql.contains('$'), "{f:?} {what}: unexpanded macro in {sql}");
+            assert!(
+                !sql.contains('$'),
+                "{f:?} {what}: unexpanded macro in {sql}"
+            );
             let mut c = mart
                 .client()
                 .query_raw(&sql)

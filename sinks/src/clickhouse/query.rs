@@ -3,7 +3,7 @@
 //! The SQL is the portable subset shared with the embedded mart
 //! (DataFusion) and every ClickHouse release from 18.16: plain `SELECT`,
 //! `sum`/`count`, `COUNT(DISTINCT ..)`, `GROUP BY`/`ORDER BY`/`LIMIT`,
-//! `INNER JOIN .. ON`, date literals as `'YYYY-MM-DD'`. No alias reuses the
+//! subqueries in `FROM`, date literals as `'YYYY-MM-DD'`. No alias reuses the
 //! name of a column aggregated beside it (18.16 resolves it to the
 //! aggregate). Sales and top SKUs read the aggregate tables
 //! (`sales_hourly`, `sku_daily`, fed by materialised views): they hold the
@@ -46,24 +46,29 @@ pub fn top_skus_sql(filter: &MartFilter, limit: usize) -> String {
     )
 }
 
-/// `members_by_tag`: tag, members (signed sum of changes).
+/// `members_by_tag`: tag, members. A (member, tag) is on while the sum of
+/// its changes is 1 (changes alternate); with stores, only the changes
+/// made while the member preferred one of them count. Same text as the
+/// embedded mart's (`storepulse_mart::sql`).
 pub fn members_by_tag_sql(filter: &MartFilter) -> String {
     format!(
-        "SELECT tag, sum(change) AS m FROM tag_changes WHERE 1 = 1{} \
-         GROUP BY tag HAVING sum(change) > 0 ORDER BY tag",
+        "SELECT tag, count(*) AS member_count FROM \
+         (SELECT member_id, tag, sum(change) AS tag_on FROM tag_changes WHERE 1 = 1{} GROUP BY member_id, tag) \
+         WHERE tag_on > 0 GROUP BY tag ORDER BY tag",
         store_scope(filter, "store_id")
     )
 }
 
-/// `new_members`: day, members.
+/// `new_members`: day, members: persons whose first registration at the
+/// filter's stores falls on each day of the range (as the embedded mart).
 pub fn new_members_sql(filter: &MartFilter) -> String {
     format!(
-        "SELECT r.day AS d, count(*) AS m FROM member_registrations AS r \
-         INNER JOIN (SELECT canonical_id, min(occurred_ms) AS first_ms \
-         FROM member_registrations GROUP BY canonical_id) AS f \
-         ON r.canonical_id = f.canonical_id AND r.occurred_ms = f.first_ms \
-         WHERE {} GROUP BY r.day ORDER BY d",
-        where_clause(filter, "r.", "store_id")
+        "SELECT first_day, count(*) AS member_count FROM \
+         (SELECT canonical_id, min(day) AS first_day FROM member_registrations WHERE 1 = 1{} GROUP BY canonical_id) \
+         WHERE first_day >= '{}' AND first_day <= '{}' GROUP BY first_day ORDER BY first_day",
+        store_scope(filter, "store_id"),
+        filter.from.format("%Y-%m-%d"),
+        filter.to.format("%Y-%m-%d")
     )
 }
 
@@ -75,10 +80,10 @@ pub fn totals_sales_sql(filter: &MartFilter) -> String {
     )
 }
 
-/// `totals`, orders: distinct order ids.
+/// `totals`, orders: distinct sale events (one sale is one order).
 pub fn totals_orders_sql(filter: &MartFilter) -> String {
     format!(
-        "SELECT count(DISTINCT order_id) AS o FROM sale_lines WHERE {}",
+        "SELECT count(DISTINCT event_id) AS o FROM sale_lines WHERE {}",
         where_clause(filter, "", "store_id")
     )
 }
@@ -120,10 +125,6 @@ pub fn dashboard_queries(filter: &MartFilter, top: usize) -> Vec<(String, String
 /// A ClickHouse `Date` (days since 1970-01-01) as a date.
 pub fn date_of(day: u16) -> NaiveDate {
     NaiveDate::default() + Days::new(u64::from(day))
-}
-
-fn unsigned(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
 }
 
 #[async_trait]
@@ -178,15 +179,12 @@ impl MartReader for ClickHouseMart {
 
     async fn members_by_tag(&self, filter: &MartFilter) -> Result<Vec<TagCount>, MartError> {
         let sql = members_by_tag_sql(filter);
-        let rows: Vec<(String, i64)> = self
+        let rows: Vec<(String, u64)> = self
             .timed(self.client().query_raw(&sql).fetch_all())
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(tag, m)| TagCount {
-                tag,
-                members: unsigned(m),
-            })
+            .map(|(tag, members)| TagCount { tag, members })
             .collect())
     }
 

@@ -375,37 +375,41 @@ pub fn reference(rows: &MartBatch, filter: &MartFilter, top: usize) -> Answers {
         .collect();
     top_skus.sort_by(|a, b| b.units.cmp(&a.units).then_with(|| a.sku.cmp(&b.sku)));
     top_skus.truncate(top);
-    let mut tags: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut on: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     for r in rows.tag_changes.iter().filter(|r| in_scope(&r.store_id)) {
-        *tags.entry(&r.tag).or_default() += i64::from(r.change);
+        *on.entry((&r.member_id, &r.tag)).or_default() += i64::from(r.change);
+    }
+    let mut tags: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((_, tag), n) in on {
+        if n > 0 {
+            *tags.entry(tag).or_default() += 1;
+        }
     }
     let members_by_tag = tags
         .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(tag, n)| TagCount {
+        .map(|(tag, members)| TagCount {
             tag: tag.to_owned(),
-            members: n.unsigned_abs(),
+            members,
         })
         .collect();
-    let mut first: HashMap<&str, i64> = HashMap::new();
-    for r in &rows.member_registrations {
-        let e = first.entry(&r.canonical_id).or_insert(i64::MAX);
-        *e = (*e).min(r.occurred_ms);
+    let mut first: HashMap<&str, u16> = HashMap::new();
+    for r in rows
+        .member_registrations
+        .iter()
+        .filter(|r| in_scope(&r.store_id))
+    {
+        let e = first.entry(&r.canonical_id).or_insert(u16::MAX);
+        *e = (*e).min(r.day);
     }
     let mut days: BTreeMap<NaiveDate, u64> = BTreeMap::new();
-    for r in &rows.member_registrations {
-        if first.get(r.canonical_id.as_str()) == Some(&r.occurred_ms)
-            && in_range(r.day)
-            && in_scope(&r.store_id)
-        {
-            *days.entry(date_of(r.day)).or_default() += 1;
-        }
+    for day in first.into_values().filter(|d| in_range(*d)) {
+        *days.entry(date_of(day)).or_default() += 1;
     }
     let new_members = days
         .into_iter()
         .map(|(day, members)| DayCount { day, members })
         .collect();
-    let orders: BTreeSet<&str> = sales.iter().map(|r| r.order_id.as_str()).collect();
+    let orders: BTreeSet<&str> = sales.iter().map(|r| r.event_id.as_str()).collect();
     let totals = SalesTotals {
         net_cents: sales.iter().map(|r| r.net_cents).sum(),
         units: sales.iter().map(|r| r.qty).sum(),
