@@ -209,12 +209,10 @@ mod tests {
 
     #[test]
     fn bad_fields_are_named() {
-        let mut c = ClickHouseConfig::default();
-        c.database = "a-b".into();
+        let c = ClickHouseConfig::new(DEFAULT_URL, "a-b");
         let e = c.validate().expect_err("bad name");
         assert!(e.to_string().contains("mart.clickhouse.database"), "{e}");
-        let mut c = ClickHouseConfig::default();
-        c.url = "127.0.0.1:8123".into();
+        let c = ClickHouseConfig::new("127.0.0.1:8123", DEFAULT_DATABASE);
         assert!(c
             .validate()
             .expect_err("no scheme")
