@@ -5,9 +5,10 @@
 //! `sum`/`count`, `COUNT(DISTINCT ..)`, `GROUP BY`/`ORDER BY`/`LIMIT`,
 //! subqueries in `FROM`, date literals as `'YYYY-MM-DD'`. No alias reuses the
 //! name of a column aggregated beside it (18.16 resolves it to the
-//! aggregate). Sales and top SKUs read the aggregate tables
-//! (`sales_hourly`, `sku_daily`, fed by materialised views): they hold the
-//! same sums as `sale_lines`, which a test checks.
+//! aggregate). Sales, totals and top SKUs read the aggregate tables
+//! (`sales_hourly`, `sku_daily`, `sku_day_totals`, fed by materialised
+//! views): they hold the same sums as `sale_lines`, which the tests check
+//! against answers computed from the rows.
 //!
 //! [`dashboard_queries`] gives each query's text for a filter, so the chDB
 //! test runs exactly the same SQL on a current ClickHouse.
@@ -37,10 +38,16 @@ pub fn sales_by_hour_sql(filter: &MartFilter, group: SalesGroup) -> String {
     )
 }
 
-/// `top_skus`: sku, units, net.
+/// `top_skus`: sku, units, net. Every store: `sku_day_totals` (one row
+/// per day and SKU); some stores: `sku_daily`.
 pub fn top_skus_sql(filter: &MartFilter, limit: usize) -> String {
+    let table = if filter.stores.is_none() {
+        "sku_day_totals"
+    } else {
+        "sku_daily"
+    };
     format!(
-        "SELECT sku, sum(units) AS u, sum(net_cents) AS n FROM sku_daily WHERE {} \
+        "SELECT sku, sum(units) AS u, sum(net_cents) AS n FROM {table} WHERE {} \
          GROUP BY sku ORDER BY u DESC, sku LIMIT {limit}",
         where_clause(filter, "", "store_id")
     )
@@ -72,18 +79,12 @@ pub fn new_members_sql(filter: &MartFilter) -> String {
     )
 }
 
-/// `totals`, sales part: net, units, lines.
+/// `totals`, sales part: net, units, lines, orders (distinct sale events:
+/// `sales_hourly.orders` counts each sale's line 0).
 pub fn totals_sales_sql(filter: &MartFilter) -> String {
     format!(
-        "SELECT sum(net_cents) AS n, sum(units) AS u, sum(lines) AS l FROM sales_hourly WHERE {}",
-        where_clause(filter, "", "store_id")
-    )
-}
-
-/// `totals`, orders: distinct sale events (one sale is one order).
-pub fn totals_orders_sql(filter: &MartFilter) -> String {
-    format!(
-        "SELECT count(DISTINCT event_id) AS o FROM sale_lines WHERE {}",
+        "SELECT sum(net_cents) AS n, sum(units) AS u, sum(lines) AS l, sum(orders) AS o \
+         FROM sales_hourly WHERE {}",
         where_clause(filter, "", "store_id")
     )
 }
@@ -117,7 +118,6 @@ pub fn dashboard_queries(filter: &MartFilter, top: usize) -> Vec<(String, String
         ("new_members".into(), new_members_sql(filter)),
     ];
     q.push(("totals_sales".into(), totals_sales_sql(filter)));
-    q.push(("totals_orders".into(), totals_orders_sql(filter)));
     q.push(("totals_refunds".into(), totals_refunds_sql(filter)));
     q
 }
@@ -205,23 +205,18 @@ impl MartReader for ClickHouseMart {
 
     async fn totals(&self, filter: &MartFilter) -> Result<SalesTotals, MartError> {
         filter.validate()?;
-        let (s, o, r) = (
-            totals_sales_sql(filter),
-            totals_orders_sql(filter),
-            totals_refunds_sql(filter),
-        );
+        let (s, r) = (totals_sales_sql(filter), totals_refunds_sql(filter));
         let c = self.client();
-        let (sales, orders, refunds) = tokio::try_join!(
-            self.timed(c.query_raw(&s).fetch_one::<(i64, i64, u64)>()),
-            self.timed(c.query_raw(&o).fetch_one::<u64>()),
+        let ((net_cents, units, lines, orders), refund_cents) = tokio::try_join!(
+            self.timed(c.query_raw(&s).fetch_one::<(i64, i64, u64, u64)>()),
             self.timed(c.query_raw(&r).fetch_one::<i64>()),
         )?;
         Ok(SalesTotals {
-            net_cents: sales.0,
-            units: sales.1,
-            lines: sales.2,
+            net_cents,
+            units,
+            lines,
             orders,
-            refund_cents: refunds,
+            refund_cents,
         })
     }
 

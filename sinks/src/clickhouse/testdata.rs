@@ -45,6 +45,7 @@ pub struct Generator {
     days: u16,
     members: u32,
     tags_on: BTreeSet<(u32, usize)>,
+    events_per_day: Option<u64>,
 }
 
 impl Generator {
@@ -60,7 +61,16 @@ impl Generator {
             days: days.max(1),
             members: 0,
             tags_on: BTreeSet::new(),
+            events_per_day: None,
         }
+    }
+
+    /// Events in time order, `events_per_day` a day (cycling over the
+    /// days), as a live stream arrives; by default each event falls on a
+    /// random day and hour (late and out-of-order arrivals).
+    pub fn in_time_order(mut self, events_per_day: u64) -> Self {
+        self.events_per_day = Some(events_per_day.max(1));
+        self
     }
 
     /// The store id of store `i`.
@@ -83,8 +93,18 @@ impl Generator {
             let store = self.rng.gen_range(0..self.stores);
             let store_id = Self::store_id(store);
             let region = Self::region(store).to_owned();
-            let day = FIRST_DAY + self.rng.gen_range(0..self.days);
-            let hour: u8 = self.rng.gen_range(0..24);
+            let (day, hour) = match self.events_per_day {
+                Some(epd) => {
+                    let d = u16::try_from((offset / epd) % u64::from(self.days)).unwrap_or(0);
+                    // (offset % epd) * 24 / epd < 24.
+                    let h = ((offset % epd) * 24 / epd) as u8;
+                    (FIRST_DAY + d, h)
+                }
+                None => (
+                    FIRST_DAY + self.rng.gen_range(0..self.days),
+                    self.rng.gen_range(0..24),
+                ),
+            };
             let occurred_ms = i64::from(day) * 86_400_000 + i64::from(hour) * 3_600_000
                 - 8 * 3_600_000
                 + i64::try_from(offset % 3_600_000).unwrap_or(0);
