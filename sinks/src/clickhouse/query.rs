@@ -56,8 +56,15 @@ pub fn top_skus_sql(filter: &MartFilter, limit: usize) -> String {
 /// `members_by_tag`: tag, members. A (member, tag) is on while the sum of
 /// its changes is 1 (changes alternate); with stores, only the changes
 /// made while the member preferred one of them count. Same text as the
-/// embedded mart's (`storepulse_mart::sql`).
+/// embedded mart's (`storepulse_mart::sql`) when stores are given. For
+/// every store the per-member sums are 0 or 1, so their count is the plain
+/// sum of the changes per tag: one pass, no per-member grouping.
 pub fn members_by_tag_sql(filter: &MartFilter) -> String {
+    if filter.stores.is_none() {
+        return "SELECT tag, sum(change) AS member_count FROM tag_changes \
+                GROUP BY tag HAVING sum(change) > 0 ORDER BY tag"
+            .into();
+    }
     format!(
         "SELECT tag, count(*) AS member_count FROM \
          (SELECT member_id, tag, sum(change) AS tag_on FROM tag_changes WHERE 1 = 1{} GROUP BY member_id, tag) \
@@ -179,9 +186,17 @@ impl MartReader for ClickHouseMart {
 
     async fn members_by_tag(&self, filter: &MartFilter) -> Result<Vec<TagCount>, MartError> {
         let sql = members_by_tag_sql(filter);
-        let rows: Vec<(String, u64)> = self
-            .timed(self.client().query_raw(&sql).fetch_all())
-            .await?;
+        let c = self.client().query_raw(&sql);
+        let rows: Vec<(String, u64)> = if filter.stores.is_none() {
+            // sum(Int8) is Int64; positive by the HAVING.
+            let signed: Vec<(String, i64)> = self.timed(c.fetch_all()).await?;
+            signed
+                .into_iter()
+                .map(|(t, n)| (t, n.unsigned_abs()))
+                .collect()
+        } else {
+            self.timed(c.fetch_all()).await?
+        };
         Ok(rows
             .into_iter()
             .map(|(tag, members)| TagCount { tag, members })
