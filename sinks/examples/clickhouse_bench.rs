@@ -53,13 +53,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| "http://127.0.0.1:8123".into());
     let mut cfg = ClickHouseConfig::new(&url, "sp_bench");
     cfg.compression = !std::env::args().any(|a| a == "--no-compression");
-    let setup = ClickHouseMart::connect(cfg.clone()).await?;
-    setup
-        .client()
-        .query_raw("DROP DATABASE IF EXISTS sp_bench")
-        .execute()
-        .await?;
+    let queries_only = std::env::args().any(|a| a == "--queries-only");
+    if !queries_only {
+        clickhouse::Client::default()
+            .with_url(&url)
+            .query_raw("DROP DATABASE IF EXISTS sp_bench")
+            .execute()
+            .await?;
+    }
     let mart = ClickHouseMart::connect(cfg).await?;
+    let t = Instant::now();
+    let stored = mart.stored_positions().await?;
+    println!(
+        "stored_positions: {} entries in {:.1} ms",
+        stored.len(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
 
     // 1. Inserts.
     // Events in time order, as they arrive live: ~3.9 M events over 30 days.
