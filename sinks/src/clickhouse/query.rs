@@ -6,7 +6,7 @@
 //! subqueries in `FROM`, date literals as `'YYYY-MM-DD'`. No alias reuses the
 //! name of a column aggregated beside it (18.16 resolves it to the
 //! aggregate). Sales, totals and top SKUs read the aggregate tables
-//! (`sales_hourly`, `sku_daily`, `sku_day_totals`, fed by materialised
+//! (`sales_hourly`, `sku_day_totals`, fed by materialised
 //! views): they hold the same sums as `sale_lines`, which the tests check
 //! against answers computed from the rows.
 //!
@@ -39,15 +39,16 @@ pub fn sales_by_hour_sql(filter: &MartFilter, group: SalesGroup) -> String {
 }
 
 /// `top_skus`: sku, units, net. Every store: `sku_day_totals` (one row
-/// per day and SKU); some stores: `sku_daily`.
+/// per day and SKU); some stores: `sale_lines`, whose primary key starts
+/// with (day, store_id), so only their lines are read.
 pub fn top_skus_sql(filter: &MartFilter, limit: usize) -> String {
-    let table = if filter.stores.is_none() {
-        "sku_day_totals"
+    let (table, units) = if filter.stores.is_none() {
+        ("sku_day_totals", "units")
     } else {
-        "sku_daily"
+        ("sale_lines", "qty")
     };
     format!(
-        "SELECT sku, sum(units) AS u, sum(net_cents) AS n FROM {table} WHERE {} \
+        "SELECT sku, sum({units}) AS u, sum(net_cents) AS n FROM {table} WHERE {} \
          GROUP BY sku ORDER BY u DESC, sku LIMIT {limit}",
         where_clause(filter, "", "store_id")
     )

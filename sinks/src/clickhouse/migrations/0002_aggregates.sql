@@ -4,7 +4,9 @@
 -- those of the raw tables at any moment. Correct because every sale line
 -- is inserted exactly once. Member-free: erasure does not touch them.
 -- lines is never 0, so SummingMergeTree never drops a row as all-zero.
--- region rides along (a function of store_id) for row policies by region.
+-- Top SKUs of some stores read sale_lines (its key starts with day,
+-- store_id); a per-(day, store, SKU) table barely shrinks the lines and
+-- its view cost more than the insert itself.
 
 CREATE TABLE IF NOT EXISTS sales_hourly (
     day Date,
@@ -26,22 +28,6 @@ SELECT day, hour, store_id, region, channel,
        sum(CASE WHEN line_no = 0 THEN 1 ELSE 0 END) AS orders
 FROM sale_lines
 GROUP BY day, hour, store_id, region, channel;
-
-CREATE TABLE IF NOT EXISTS sku_daily (
-    day Date,
-    store_id String,
-    region String,
-    sku String,
-    units Int64,
-    net_cents Int64,
-    lines UInt64
-) ENGINE = SummingMergeTree((units, net_cents, lines)) ORDER BY (day, store_id, region, sku);
-
-CREATE MATERIALIZED VIEW IF NOT EXISTS sku_daily_mv TO sku_daily AS
-SELECT day, store_id, region, sku,
-       sum(qty) AS units, sum(net_cents) AS net_cents, count() AS lines
-FROM sale_lines
-GROUP BY day, store_id, region, sku;
 
 -- Top SKUs over every store (HQ without a store filter): one row per
 -- (day, SKU) instead of per (day, store, SKU).
