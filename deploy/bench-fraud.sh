@@ -1,30 +1,49 @@
 #!/usr/bin/env bash
 # Fraud alert latency (BENCHMARKS.md "Fraud (issue 5)"): from ingest of the
-# sale that completes a pattern to the alert at a webhook, embedded mode.
+# sale that completes a pattern to the alert at a webhook (and, on Kafka,
+# to the alert record on `<p>.alerts`).
 #
-#   ./deploy/bench-fraud.sh [SECONDS] [RATE] [EPISODES]   # default 60 20000 120
+#   ./deploy/bench-fraud.sh [SECONDS] [RATE] [EPISODES]         # embedded; default 60 20000 120
+#   ./deploy/bench-fraud.sh kafka [SECONDS] [RATE] [EPISODES]   # Kafka mode, same defaults
 #
-# Starts a release `storepulse run` (fsync on) on 127.0.0.1:18190 with one
-# webhook: a Python receiver on 127.0.0.1:18191 that stamps each delivery's
-# arrival. `storepulse simulate` sends RATE events/s for SECONDS with
-# EPISODES planted fraud episodes, event time running SPEEDUP (60) times
-# faster than the wall clock from a start in the past (a 25-minute episode
-# takes 25 s). Beside that load, a probe completes one pattern a second
-# (three sales of a fresh member in three stores, 5,000 CNY, dated at the
-# simulated clock): the wall time just before it POSTs the completing sale
-# is the start, the webhook's arrival stamp the end. Prints the probes'
-# latency (p50, p99, max), how many planted episodes the webhook heard of,
-# and the server's own histogram (ingest of a batch to its alerts durable
-# in the outbox).
+# Embedded: starts a release `storepulse run` (fsync on) on 127.0.0.1:18190
+# with one webhook: a Python receiver on 127.0.0.1:18191 that stamps each
+# delivery's arrival. `storepulse simulate` sends RATE events/s for SECONDS
+# with EPISODES planted fraud episodes, event time running SPEEDUP (60)
+# times faster than the wall clock from a start in the past (a 25-minute
+# episode takes 25 s). Beside that load, a probe completes one pattern a
+# second (three sales of a fresh member in three stores, 5,000 CNY, dated
+# at the simulated clock): the wall time just before it POSTs the
+# completing sale is the start, the webhook's arrival stamp the end.
+#
+# Kafka (`kafka`): the broker of deploy/kafka.sh on 127.0.0.1:9092 (started
+# if nothing listens there), a fresh topic prefix, and the roles as
+# separate processes: `process` (:18101), `serve` with the webhook (:18102,
+# the designated webhook serve), `ingest` (:18103). The background load is
+# `simulate --kafka` producing RATE events/s straight to `<p>.events` (a
+# POS producing directly; one HTTP simulator does not reach 20,000/s
+# through ingest's acks=all round trips on 2 cores); the probes are POSTed
+# to ingest. A Python consumer of `<p>.alerts` (confluent-kafka,
+# fetch.wait.max.ms 10 like StorePulse's own consumers) stamps each raise
+# it reads: the probe's alert on the topic. Per probe it also reports the
+# hops: completing sale acknowledged by ingest, alert record produced
+# (its CreateTime, stamped by the members stage's producer on this
+# machine), read by the consumer, at the webhook.
+#
+# Prints the probes' latency (p50, p99, max), how many planted episodes the
+# webhook heard of, and the servers' own histograms.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+MODE=embedded
+if [ "${1:-}" = kafka ]; then MODE=kafka; shift; fi
 SECS="${1:-60}"; RATE="${2:-20000}"; EPISODES="${3:-120}"; SPEEDUP=60
 cargo build --release --locked -p storepulse >/dev/null 2>&1
-B=target/release/storepulse
+B="${CARGO_TARGET_DIR:-target}/release/storepulse"
 DATA=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DATA"; }
 trap cleanup EXIT
+wait_up() { for _ in $(seq 1 300); do curl -fsS "$1/healthz" >/dev/null 2>&1 && return; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 
 python3 - "$DATA/hook.ndjson" <<'PY' &
 import http.server, json, sys, time
@@ -41,31 +60,72 @@ PY
 PIDS+=($!)
 
 cp storepulse.toml "$DATA/storepulse.toml"
-cat >>"$DATA/storepulse.toml" <<'TOML'
+cp storepulse.toml "$DATA/storepulse-hook.toml"
+cat >>"$DATA/storepulse-hook.toml" <<'TOML'
 
 [[fraud.webhooks]]
 name = "bench"
 url = "http://127.0.0.1:18191/hook"
 secret = "bench-secret"
 TOML
-STOREPULSE__STORAGE__DATA_DIR="$DATA/data" STOREPULSE__HTTP__LISTEN=127.0.0.1:18190 \
-  STOREPULSE__FRAUD__RULES_FILE="$DATA/fraud-rules.toml" \
-  STOREPULSE__TELEMETRY__LEVEL=warn "$B" --config "$DATA/storepulse.toml" run 2>"$DATA/run.log" &
-PIDS+=($!)
-for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:18190/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+export STOREPULSE__FRAUD__RULES_FILE="$DATA/fraud-rules.toml" STOREPULSE__TELEMETRY__LEVEL=warn
+
+if [ "$MODE" = embedded ]; then
+  INGEST=http://127.0.0.1:18190
+  STOREPULSE__STORAGE__DATA_DIR="$DATA/data" STOREPULSE__HTTP__LISTEN=127.0.0.1:18190 \
+    "$B" --config "$DATA/storepulse-hook.toml" run 2>"$DATA/run.log" &
+  PIDS+=($!)
+  wait_up "$INGEST"
+else
+  if ! (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then ./deploy/kafka.sh start; fi
+  PREFIX="benchfraud$(date +%s)"
+  export STOREPULSE__KAFKA__BROKERS=127.0.0.1:9092 STOREPULSE__KAFKA__TOPIC_PREFIX="$PREFIX"
+  INGEST=http://127.0.0.1:18103
+  STOREPULSE__STORAGE__DATA_DIR="$DATA/process" STOREPULSE__HTTP__LISTEN=127.0.0.1:18101 \
+    "$B" --config "$DATA/storepulse.toml" process 2>"$DATA/process.log" &
+  PIDS+=($!)
+  STOREPULSE__STORAGE__DATA_DIR="$DATA/serve" STOREPULSE__HTTP__LISTEN=127.0.0.1:18102 \
+    "$B" --config "$DATA/storepulse-hook.toml" serve 2>"$DATA/serve.log" &
+  PIDS+=($!)
+  STOREPULSE__STORAGE__DATA_DIR="$DATA/ingest" STOREPULSE__HTTP__LISTEN=127.0.0.1:18103 \
+    "$B" --config "$DATA/storepulse.toml" ingest 2>"$DATA/ingest.log" &
+  PIDS+=($!)
+  wait_up http://127.0.0.1:18101; wait_up http://127.0.0.1:18102; wait_up "$INGEST"
+  python3 - "$DATA/topic.ndjson" "$PREFIX.alerts" <<'PY' &
+# Stamps every fraud raise read from <p>.alerts.
+import json, sys, time
+from confluent_kafka import Consumer, TopicPartition
+out, topic = open(sys.argv[1], "a", buffering=1), sys.argv[2]
+c = Consumer({"bootstrap.servers": "127.0.0.1:9092", "group.id": "bench-" + topic,
+              "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+parts = c.list_topics(topic, timeout=30).topics[topic].partitions
+c.assign([TopicPartition(topic, p, 0) for p in parts])
+while True:
+    m = c.poll(1.0)
+    if m is None or m.error():
+        continue
+    arrival = time.time()
+    v = json.loads(m.value())
+    if v.get("type") == "alert.raised":
+        out.write(json.dumps({"arrival": arrival, "created": m.timestamp()[1] / 1000.0,
+                              "rule": v["alert"]["rule"], "key": v["alert"]["key"]}) + "\n")
+PY
+  PIDS+=($!)
+  sleep 3 # group join
+fi
 
 START_EPOCH=$(( $(date +%s) - SECS * SPEEDUP - 600 ))
 START=$(date -u -d "@$START_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
 WALL0=$(python3 -c 'import time; print(time.time())')
-python3 - "$DATA/probes.ndjson" "$START_EPOCH" "$WALL0" "$SPEEDUP" "$SECS" <<'PY' &
+python3 - "$DATA/probes.ndjson" "$START_EPOCH" "$WALL0" "$SPEEDUP" "$SECS" "$INGEST" <<'PY' &
 # One completed pattern a second, for SECS seconds.
 import json, sys, time, urllib.request
 from datetime import datetime, timezone
-out, start, wall0, speedup, secs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+out, start, wall0, speedup, secs, ingest = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
 log = open(out, "a", buffering=1)
 def post(events):
     body = "".join(json.dumps(e) + "\n" for e in events).encode()
-    req = urllib.request.Request("http://127.0.0.1:18190/v1/events", data=body, headers={
+    req = urllib.request.Request(ingest + "/v1/events", data=body, headers={
         "Authorization": "Bearer storepulse-demo-key", "Content-Type": "application/x-ndjson"})
     with urllib.request.urlopen(req, timeout=10) as r:
         answer = json.load(r)
@@ -83,48 +143,96 @@ while time.time() < wall0 + secs - 1:
     post([sale(n, 0, "KM-001", 200000, at), sale(n, 1, "DL-001", 200000, at + 1)])
     sent = time.time()
     post([sale(n, 2, "YX-001", 100000, at + 2)])
-    log.write(json.dumps({"key": "probe-%d" % n, "sent": sent}) + "\n")
+    log.write(json.dumps({"key": "probe-%d" % n, "sent": sent, "acked": time.time()}) + "\n")
     n += 1
     time.sleep(max(0.0, 1.0 - (time.time() - sent)))
 PY
 PIDS+=($!)
-"$B" simulate --url http://127.0.0.1:18190 --rate "$RATE" --events $(( RATE * SECS )) \
-  --batch 100 --concurrency 8 --start "$START" --speedup "$SPEEDUP" \
-  --plant-fraud "$EPISODES" --quiet 2>/dev/null >"$DATA/report.json"
-sleep 3
-curl -fsS http://127.0.0.1:18190/metrics >"$DATA/metrics.txt"
-python3 - "$DATA/report.json" "$DATA/hook.ndjson" "$DATA/metrics.txt" "$DATA/probes.ndjson" <<'PY'
-import json, re, sys
-report, hook, metrics, probes = sys.argv[1:5]
+if [ "$MODE" = embedded ]; then
+  "$B" simulate --url "$INGEST" --rate "$RATE" --events $(( RATE * SECS )) \
+    --batch 100 --concurrency 8 --start "$START" --speedup "$SPEEDUP" \
+    --plant-fraud "$EPISODES" --quiet 2>/dev/null >"$DATA/report.json"
+  sleep 3
+  curl -fsS "$INGEST/metrics" >"$DATA/metrics.txt"
+else
+  "$B" simulate --kafka 127.0.0.1:9092 --topic-prefix "$PREFIX" --rate "$RATE" --events $(( RATE * SECS )) \
+    --start "$START" --speedup "$SPEEDUP" \
+    --plant-fraud "$EPISODES" --quiet 2>/dev/null >"$DATA/report.json" &
+  SIM=$!
+  # Who takes the CPU, half way through (the broker, the roles, the load
+  # generator, and whatever else runs on the machine).
+  sleep $(( SECS / 2 ))
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  top -b -n 1 -w 200 | awk 'NR > 7 && $9 > 2 { printf "cpu%% %s %s", $9, $12; for (i = 13; i <= NF && i <= 14; i++) printf " %s", $i; print "" }' | head -10
+  wait "$SIM"
+  sleep 5
+  { curl -fsS http://127.0.0.1:18101/metrics; curl -fsS http://127.0.0.1:18102/metrics; } >"$DATA/metrics.txt"
+  curl -fsS http://127.0.0.1:18102/healthz; echo
+fi
+python3 - "$DATA/report.json" "$DATA/hook.ndjson" "$DATA/metrics.txt" "$DATA/probes.ndjson" "$DATA/topic.ndjson" <<'PY'
+import json, os, re, sys
+report, hook, metrics, probes, topic = sys.argv[1:6]
 r = json.load(open(report))
 print("sent", r["sent"], "acknowledged", r["acknowledged"], "events/s %.0f" % (r["acknowledged"] / r["elapsed"]))
 planted = r.get("planted_fraud", [])
-arrived, raised = {}, set()
-for line in open(hook):
-    d = json.loads(line)
-    if d["body"].get("type") != "alert.raised":
+def raises(path, get):
+    arrived, seen = {}, set()
+    if not os.path.exists(path):
+        return arrived, seen
+    for line in open(path):
+        d = json.loads(line)
+        a = get(d)
+        if a is None:
+            continue
+        seen.add((a["rule"], a["key"]))
+        arrived.setdefault(a["key"], d)
+    return arrived, seen
+hook_arrived, hook_raised = raises(hook, lambda d: d["body"]["alert"] if d["body"].get("type") == "alert.raised" else None)
+topic_arrived, topic_raised = raises(topic, lambda d: d)
+caught = sum(1 for p in planted if (p["rule"], p["key"]) in hook_raised)
+print("planted episodes (listed)", len(planted), "caught at the webhook", caught, "alerts at the webhook", len(hook_raised))
+if topic_raised:
+    print("planted episodes on the topic", sum(1 for p in planted if (p["rule"], p["key"]) in topic_raised),
+          "alerts on the topic", len(topic_raised))
+ps = [json.loads(l) for l in open(probes)]
+def show(name, f):
+    lat, missing = [], 0
+    for p in ps:
+        v = f(p)
+        if v is None:
+            missing += 1
+        else:
+            lat.append(v)
+    lat.sort()
+    def q(x): return lat[min(len(lat) - 1, int(x * len(lat)))] if lat else float("nan")
+    print("probe: %s, s: p50 %.3f p99 %.3f max %.3f (n=%d, missing %d)" % (
+        name, q(0.5), q(0.99), lat[-1] if lat else float("nan"), len(lat), missing))
+at_hook = lambda p: hook_arrived[p["key"]]["arrival"] - p["sent"] if p["key"] in hook_arrived else None
+if topic_raised:
+    on_topic = lambda p: topic_arrived[p["key"]]["arrival"] - p["sent"] if p["key"] in topic_arrived else None
+    show("completing sale POSTed -> alert read from <p>.alerts", on_topic)
+    show("completing sale POSTed -> alert at the webhook", at_hook)
+    print("hops:")
+    show("  POSTed -> acknowledged by ingest (acks=all)", lambda p: p["acked"] - p["sent"])
+    show("  acknowledged -> alert record produced (CreateTime)",
+         lambda p: topic_arrived[p["key"]]["created"] - p["acked"] if p["key"] in topic_arrived else None)
+    show("  alert produced -> read by the consumer",
+         lambda p: topic_arrived[p["key"]]["arrival"] - topic_arrived[p["key"]]["created"] if p["key"] in topic_arrived else None)
+    show("  alert produced -> at the webhook (serve reads, outbox, POST)",
+         lambda p: hook_arrived[p["key"]]["arrival"] - topic_arrived[p["key"]]["created"]
+         if p["key"] in hook_arrived and p["key"] in topic_arrived else None)
+else:
+    show("completing sale POSTed -> alert at the webhook", at_hook)
+names = sorted({m.group(1) for m in (re.match(r'(\w+)_bucket\{', l) for l in open(metrics)) if m})
+for name in names:
+    if not any(k in name for k in ("fraud_alert_seconds", "event_visible_seconds", "input_age_seconds")):
         continue
-    a = d["body"]["alert"]
-    raised.add((a["rule"], a["key"]))
-    arrived.setdefault(a["key"], d["arrival"])
-caught = sum(1 for p in planted if (p["rule"], p["key"]) in raised)
-print("planted episodes (listed)", len(planted), "caught", caught, "alerts at the webhook", len(raised))
-lat, missing = [], 0
-for line in open(probes):
-    p = json.loads(line)
-    if p["key"] in arrived:
-        lat.append(arrived[p["key"]] - p["sent"])
-    else:
-        missing += 1
-lat.sort()
-def q(x): return lat[min(len(lat) - 1, int(x * len(lat)))] if lat else float("nan")
-print("probe: completing sale POSTed -> alert at the webhook, s: p50 %.3f p99 %.3f max %.3f (n=%d, missing %d)" % (
-    q(0.5), q(0.99), lat[-1] if lat else float("nan"), len(lat), missing))
-for name in ("storepulse_fraud_alert_seconds", "storepulse_event_visible_seconds"):
     b = [(float(m.group(1)), int(m.group(2))) for m in
-         (re.match(name + r'_bucket\{le="([^"]+)"\} (\d+)', l) for l in open(metrics)) if m]
-    if b and b[-1][1]:
-        tot = b[-1][1]
-        print(name, "p50 <= %.4f s, p99 <= %.4f s (n=%d)" % tuple(
-            [next(le for le, c in b if c >= x * tot) for x in (0.5, 0.99)] + [tot]))
+         (re.match(name + r'_bucket\{le="([^"]+)"\} (\d+)', l) for l in open(metrics)) if m and m.group(1) != "+Inf"]
+    inf = [int(m.group(1)) for m in (re.match(name + r'_bucket\{le="\+Inf"\} (\d+)', l) for l in open(metrics)) if m]
+    tot = inf[0] if inf else (b[-1][1] if b else 0)
+    if tot:
+        def le(x):
+            return next((("%.4f" % l) for l, c in b if c >= x * tot), "+Inf")
+        print(name, "p50 <= %s s, p99 <= %s s (n=%d)" % (le(0.5), le(0.99), tot))
 PY

@@ -6,7 +6,9 @@
 # Builds storepulse, starts `storepulse run` (HTTP on 127.0.0.1:8080, data in
 # var/demo), feeds it with `storepulse simulate` (40 stores, ~300 events/s),
 # and prints live stock of a few popular SKUs every 2 seconds. Open
-# http://127.0.0.1:8080/v1/stock/KM-001 (or any other endpoint of the README)
+# http://127.0.0.1:8080/ (the dashboard: log in as analyst / demo-analyst),
+# or the API with a demo key, e.g.
+# curl -H 'Authorization: Bearer storepulse-demo-hq' http://127.0.0.1:8080/v1/stock/KM-001
 # while it runs. Ctrl-C stops everything cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,10 +47,11 @@ SIM_PID=$!
 
 echo
 echo "StorePulse is running: http://$ADDR"
-echo "  live stock of a store:  curl http://$ADDR/v1/stock/KM-001"
-echo "  one SKU:                curl http://$ADDR/v1/stock/KM-001/SKU-100000"
-echo "  nearby availability:    curl 'http://$ADDR/v1/skus/SKU-100000/availability?near=KM-001'"
-echo "  alerts, metrics, API:   /v1/alerts?kind=stock  /metrics  /openapi.json"
+echo "  dashboard:              http://$ADDR/  (analyst / demo-analyst, km001-manager / demo-km001, risk-analyst / demo-risk)"
+echo "  live stock of a store:  curl -H 'Authorization: Bearer storepulse-demo-hq' http://$ADDR/v1/stock/KM-001"
+echo "  one SKU:                curl -H 'Authorization: Bearer storepulse-demo-km001' http://$ADDR/v1/stock/KM-001/SKU-100000"
+echo "  nearby availability:    curl -H 'Authorization: Bearer storepulse-demo-channel' 'http://$ADDR/v1/skus/SKU-100000/availability?near=KM-001'"
+echo "  alerts, metrics, API:   /v1/alerts?kind=stock (with a key)  /metrics  /openapi.json"
 echo "  fraud review queue:     curl -H 'Authorization: Bearer storepulse-demo-risk' 'http://$ADDR/v1/alerts?status=open'"
 echo "Ctrl-C to stop."
 echo
@@ -63,9 +66,9 @@ def get(path, key=None):
     with urllib.request.urlopen(req, timeout=2) as r:
         return json.load(r)
 try:
-    page = get("/v1/stock/KM-001?limit=1000")
+    page = get("/v1/stock/KM-001?limit=1000", "storepulse-demo-km001")
     health = get("/healthz")
-    alerts = get("/v1/alerts?kind=stock&limit=1000")["alerts"]
+    alerts = get("/v1/alerts?kind=stock&limit=1000", "storepulse-demo-hq")["alerts"]
     review = get("/v1/alerts?status=open&limit=1", "storepulse-demo-risk")["counts"]
 except Exception as e:  # the server is starting or stopping
     print("waiting for storepulse:", e)

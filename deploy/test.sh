@@ -17,6 +17,9 @@
 #   uses a server of yours instead);
 # - chDB (PyPI chdb: a current ClickHouse embedded in Python) for the test
 #   that runs the mart's SQL on a current release.
+# - headless Chromium and chromedriver (Debian packages chromium,
+#   chromium-driver) for the dashboard's browser test, and npm when Apache
+#   ECharts (dashboards/web, pinned) has not been fetched yet.
 # The end-to-end tests start the real storepulse program on 127.0.0.1. A
 # test whose service is missing fails with the command that starts it; none
 # is skipped.
@@ -56,6 +59,24 @@ stop_clickhouse() {
     STOREPULSE_CLICKHOUSE_DIR=var/clickhouse-test ./deploy/clickhouse.sh stop >/dev/null || true
   fi
 }
+
+# Headless Chromium and its WebDriver for the dashboard's browser test
+# (tests/tests/browser.rs), from Debian.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
+  || ! fc-list 2>/dev/null | grep -qi "wenquanyi"; then
+  echo "test.sh: installing chromium, chromium-driver and a Chinese font (apt)" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver fonts-wqy-zenhei
+fi
+# npm fetches Apache ECharts once for the dashboard (dashboards/build.rs).
+if ! command -v npm >/dev/null 2>&1 && [ ! -f dashboards/web/node_modules/echarts/dist/echarts.min.js ]; then
+  echo "test.sh: installing npm (apt) to fetch Apache ECharts" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm
+fi
 
 # A broker for the Kafka tests, unless one is given.
 if [ -z "${STOREPULSE_TEST_KAFKA:-}" ]; then

@@ -45,6 +45,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// Kafka mode (off unless `brokers` is set).
     pub kafka: KafkaConfig,
+    /// The data mart (`[mart]`): on by default, Parquet under `data_dir/mart`.
+    pub mart: MartSection,
     /// Logging.
     pub telemetry: TelemetryConfig,
 }
@@ -66,6 +68,62 @@ impl Default for StorageConfig {
         Self {
             data_dir: PathBuf::from("var/storepulse"),
             stores_csv: PathBuf::from("data/stores.csv"),
+        }
+    }
+}
+
+/// `[mart]`: the data mart the dashboard's charts read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MartSection {
+    /// Derive mart rows and keep the mart (`data_dir/mart-log` and the
+    /// store). Default true.
+    pub enabled: bool,
+    /// Rows that end a write to the store. Default 100000.
+    pub max_batch_rows: usize,
+    /// Encoded bytes that end a write to the store. Default 16777216.
+    pub max_batch_bytes: usize,
+    /// Milliseconds a row waits at most before it is written. Default 1000.
+    pub max_batch_wait_ms: u64,
+    // [mart.clickhouse]: added by sinks::clickhouse (the ClickHouse store;
+    // without it the embedded Parquet + DataFusion mart is used).
+}
+
+impl Default for MartSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_batch_rows: storepulse_mart::sink::DEFAULT_MAX_ROWS,
+            max_batch_bytes: storepulse_mart::sink::DEFAULT_MAX_BYTES,
+            max_batch_wait_ms: storepulse_mart::sink::DEFAULT_MAX_WAIT.as_millis() as u64,
+        }
+    }
+}
+
+impl MartSection {
+    /// Checks the values; the error names the field.
+    ///
+    /// # Errors
+    /// A message `mart.<field>: <rule>`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_batch_rows == 0 {
+            return Err("mart.max_batch_rows: must be > 0".into());
+        }
+        if self.max_batch_bytes < 1024 {
+            return Err("mart.max_batch_bytes: must be >= 1024".into());
+        }
+        if self.max_batch_wait_ms == 0 || self.max_batch_wait_ms > 3_600_000 {
+            return Err("mart.max_batch_wait_ms: must be 1..=3600000".into());
+        }
+        Ok(())
+    }
+
+    /// The sink loop's batching.
+    pub fn sink_config(&self) -> storepulse_mart::sink::SinkConfig {
+        storepulse_mart::sink::SinkConfig {
+            max_rows: self.max_batch_rows,
+            max_bytes: self.max_batch_bytes,
+            max_wait: std::time::Duration::from_millis(self.max_batch_wait_ms),
         }
     }
 }
@@ -106,7 +164,10 @@ pub struct FraudSection {
     /// Webhooks that receive every alert raised or withdrawn and every
     /// decision (`[[fraud.webhooks]]`: `name`, `url`, `secret` or
     /// `secret_env`, `rules`, `timeout_ms`, `max_backoff_secs`, `headers`).
-    /// None by default.
+    /// None by default. Kafka mode: set them on one designated `serve`
+    /// only; it forwards `<p>.alerts` and `<p>.alert-decisions` from its
+    /// outbox's first start on (each serve with webhooks would send every
+    /// notification).
     pub webhooks: Vec<storepulse_sinks::webhook::WebhookConfig>,
     /// The webhooks' durable outbox (`data_dir/webhook-outbox`).
     pub webhook_outbox: storepulse_sinks::webhook::OutboxConfig,
@@ -219,6 +280,7 @@ impl Config {
         self.members.validate().map_err(anyhow::Error::msg)?;
         self.fraud.validate().map_err(anyhow::Error::msg)?;
         self.kafka.validate().map_err(anyhow::Error::msg)?;
+        self.mart.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 }

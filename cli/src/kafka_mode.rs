@@ -14,7 +14,9 @@
 //!   store, and serves the fraud review queue from `<p>.alerts`. Decisions
 //!   are produced to `<p>.alert-decisions`; `PUT /v1/rules` writes the rules
 //!   file and publishes the rules to `<p>.fraud-rules`, which every process
-//!   follows.
+//!   follows. The serve that has `[[fraud.webhooks]]` (one designated
+//!   instance) forwards the fraud records it reads to the webhook outbox,
+//!   as embedded (`storepulse_kafka::notify`).
 //!
 //! Every role serves `/healthz` and `/metrics` on `[http] listen`.
 //! Shutdown (Ctrl-C, SIGTERM): the HTTP server finishes its requests, the
@@ -41,11 +43,14 @@ use storepulse_dashboards::access::AccessTable;
 use storepulse_dashboards::audit::AuditLog;
 use storepulse_dashboards::fraud::{fraud_router, DecisionPublisher, DecisionStore, FraudApiState};
 use storepulse_dashboards::members::{member_router, MemberApiState};
-use storepulse_dashboards::{DeadLetterReader, QueryState};
+use storepulse_dashboards::{
+    login_router, mart_router, DeadLetterReader, LoginState, MartApiState, QueryState,
+};
 use storepulse_ingest::append::EventAppender;
 use storepulse_ingest::http::{IngestMetrics, IngestState};
 use storepulse_ingest::keys::KeyTable;
 use storepulse_kafka::materialize::ReadModel;
+use storepulse_kafka::notify::{ForwardCheckpoint, ForwardProgress};
 use storepulse_kafka::process::{ProcessMetrics, ProcessSettings, Stage};
 use storepulse_kafka::producer::KafkaAppender;
 use storepulse_kafka::Topics;
@@ -99,6 +104,9 @@ struct OpsState {
     process: Option<ProcessMetrics>,
     read_model: ReadModel,
     registry: Arc<Registry>,
+    webhooks: Option<crate::webhook_metrics::WebhookGauges>,
+    /// The webhook forwarder's counters, on the serve that sends webhooks.
+    forward: Option<Arc<ForwardProgress>>,
 }
 
 /// Runs the roles until Ctrl-C / SIGTERM, or until a role fails.
@@ -213,6 +221,61 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
 
     let read_model = ReadModel::default();
     let rules_watch = tokio_util::sync::CancellationToken::new();
+    // Webhooks: on the serve that has `[[fraud.webhooks]]` (configure one
+    // designated serve only), the fraud records read from the topics go to
+    // the same outbox and senders as embedded (`storepulse_kafka::notify`).
+    let webhooks_stop = tokio_util::sync::CancellationToken::new();
+    let mut webhooks = None;
+    let forward_progress = Arc::new(ForwardProgress::default());
+    if roles.serve {
+        webhooks = crate::serve::start_webhooks(&config, webhooks_stop.clone()).await?;
+    }
+    if let Some(handle) = &webhooks {
+        let outbox = handle.outbox().clone();
+        let dir = outbox.dir().to_owned();
+        let now_ms = storepulse_core::time::now() / 1_000_000;
+        let (checkpoint, fresh) =
+            ForwardCheckpoint::load_or_start(&dir, &kafka.topic_prefix, now_ms)?;
+        if fresh {
+            info!(
+                cutoff_ms = checkpoint.cutoff_ms,
+                "webhooks: new outbox, forwarding fraud records from now on (history is not sent)"
+            );
+        }
+        info!(
+            alerts = %topics.alerts,
+            decisions = %topics.alert_decisions,
+            "webhooks: this serve sends them (configure [[fraud.webhooks]] on one serve only)"
+        );
+        let (kafka, topics, shared, progress, stop, failed) = (
+            kafka.clone(),
+            topics.clone(),
+            shared.clone(),
+            forward_progress.clone(),
+            stop.clone(),
+            failed_tx.clone(),
+        );
+        threads.push(
+            std::thread::Builder::new()
+                .name("storepulse-webhook-forward".into())
+                .spawn(move || {
+                    let result = storepulse_kafka::notify::run_forwarder(
+                        &kafka,
+                        &topics,
+                        &shared,
+                        checkpoint,
+                        &dir,
+                        |n| outbox.append(&n.id, &n.body).map_err(|e| e.to_string()),
+                        &progress,
+                        &stop,
+                    );
+                    if let Err(e) = result {
+                        let _ = failed.send(anyhow::Error::new(e).context("webhook forwarder"));
+                    }
+                })
+                .context("starting the webhook forwarder thread")?,
+        );
+    }
     if roles.serve {
         let (kafka, topics, shared, model, stop, failed) = (
             kafka.clone(),
@@ -283,10 +346,6 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     if roles.serve {
         let letters = read_model.dead_letters.clone();
         let dead_letters: DeadLetterReader = Arc::new(move |limit| Ok(letters.newest(limit)));
-        app = app.merge(storepulse_dashboards::router(QueryState {
-            shared: shared.clone(),
-            dead_letters,
-        }));
         let access =
             Arc::new(AccessTable::build(&config.access, &stores).map_err(anyhow::Error::msg)?);
         let audit = AuditLog::open(&config.storage.data_dir.join("audit"))
@@ -294,6 +353,23 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         audit
             .record_config(&serde_json::to_value(&config).context("config as JSON")?)
             .context("auditing the configuration")?;
+        app = app
+            .merge(storepulse_dashboards::router(QueryState {
+                shared: shared.clone(),
+                dead_letters,
+                access: access.clone(),
+            }))
+            .merge(login_router(LoginState {
+                access: access.clone(),
+                audit: audit.clone(),
+                stores: stores.clone(),
+            }))
+            .merge(storepulse_dashboards::web_router())
+            .merge(mart_router(MartApiState {
+                access: access.clone(),
+                stores: stores.clone(),
+                mart: crate::serve::mart_reader(&config),
+            }));
         // Erasures go through the events topic like any event; decisions
         // to `<p>.alert-decisions`.
         let producer = match &appender {
@@ -350,8 +426,8 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
                 storepulse_dashboards::fraud::audit_rules_file_change(&watch_audit, &change);
             },
         ));
-        // Webhooks are sent by the embedded mode only (for now): in Kafka
-        // mode a consumer of `<p>.alerts` takes their place.
+        // No `notify`: decisions reach the webhooks from the decisions
+        // topic, through the designated serve's forwarder (above).
         app = app.merge(fraud_router(FraudApiState {
             shared: shared.clone(),
             access,
@@ -363,12 +439,17 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             backtest_gate: Arc::new(tokio::sync::Semaphore::new(1)),
         }));
     }
+    let webhook_gauges = webhooks
+        .as_ref()
+        .map(|h| crate::webhook_metrics::WebhookGauges::register(h.metrics(), &mut registry));
     let ops = OpsState {
         roles,
         shared: shared.clone(),
         process: process_metrics,
         read_model,
         registry: Arc::new(registry),
+        webhooks: webhook_gauges,
+        forward: webhooks.is_some().then(|| forward_progress.clone()),
     };
     app = app.merge(
         Router::new()
@@ -425,6 +506,14 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         let joined = tokio::task::spawn_blocking(move || handle.join()).await;
         if !matches!(joined, Ok(Ok(()))) {
             error!("a role's thread panicked");
+        }
+    }
+    // The forwarder has appended what it was handed; the senders persist
+    // their cursors and stop.
+    webhooks_stop.cancel();
+    if let Some(webhooks) = webhooks {
+        if let Err(e) = webhooks.join().await {
+            error!(error = %e, "stopping the webhook senders");
         }
     }
     if let Some(e) = failure {
@@ -499,9 +588,18 @@ async fn healthz(State(ops): State<OpsState>) -> Response {
         });
         body["event_time_clock"] = ops.shared.inventory().clock_text().into();
     }
+    if let Some(forward) = &ops.forward {
+        body["webhook_forward"] = serde_json::json!({
+            "appended": forward.appended.load(Ordering::Relaxed),
+            "duplicates": forward.duplicates.load(Ordering::Relaxed),
+        });
+    }
     Json(body).into_response()
 }
 
 async fn metrics(State(ops): State<OpsState>) -> Response {
+    if let Some(w) = &ops.webhooks {
+        w.refresh();
+    }
     crate::serve::metrics_text(&ops.registry)
 }

@@ -13,10 +13,13 @@
 //! - `simulate`: realistic store traffic, to the API or a file (also the
 //!   load generator of the benchmarks);
 //! - `config check`: load and validate a configuration, print it resolved;
-//! - `keys hash`: the SHA-256 to put in `[[ingest.keys]]` for a new key.
+//! - `keys hash`: the SHA-256 to put in `[[ingest.keys]]` for a new key;
+//! - `users hash`: the argon2id PHC string of a password (read from stdin)
+//!   for `[[access.users]]`.
 
 pub mod config;
 pub mod kafka_mode;
+pub mod mart;
 pub mod replay_cmd;
 pub mod serve;
 mod webhook_metrics;
@@ -68,6 +71,16 @@ enum Command {
     /// Ingest key tools.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Dashboard user tools.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum UsersCommand {
+    /// Read a password from stdin (its first line) and print its argon2id
+    /// PHC string, for `password_hash = "..."` in `[[access.users]]`.
+    Hash,
 }
 
 #[derive(Subcommand, Debug)]
@@ -147,6 +160,8 @@ pub fn main_with_args() -> anyhow::Result<()> {
             let stores = storepulse_core::StoreMaster::load(&config.storage.stores_csv)?;
             storepulse_ingest::keys::KeyTable::build(&config.ingest.keys, &stores)
                 .map_err(anyhow::Error::msg)?;
+            storepulse_dashboards::access::AccessTable::build(&config.access, &stores)
+                .map_err(anyhow::Error::msg)?;
             print!(
                 "{}",
                 toml::to_string_pretty(&config).context("printing config")?
@@ -160,6 +175,20 @@ pub fn main_with_args() -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::Hash { key }) => {
             println!("{}", storepulse_ingest::keys::hash_key(&key));
+            Ok(())
+        }
+        Command::Users(UsersCommand::Hash) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                anyhow::bail!("users hash: empty password on stdin");
+            }
+            let phc = storepulse_dashboards::session::hash_password(password)
+                .map_err(anyhow::Error::msg)?;
+            println!("{phc}");
             Ok(())
         }
     }

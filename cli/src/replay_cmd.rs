@@ -23,7 +23,10 @@ use clap::Args;
 use storepulse_core::{EventParser, StoreMaster};
 use storepulse_kafka::KafkaConfig;
 use storepulse_processors::fraud::RuleSet;
-use storepulse_runtime::replay::{Backtest, ReplaySetup};
+use storepulse_mart::derive::RowDeriver;
+use storepulse_mart::embedded::ParquetMart;
+use storepulse_mart::rows::MartBatch;
+use storepulse_runtime::replay::{Backtest, MartReplay, ReplaySetup};
 use storepulse_runtime::rules_file::{self, RulesHandle};
 
 use crate::config::Config;
@@ -148,7 +151,35 @@ pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
         bar
     });
     let started = Instant::now();
-    let replayed = storepulse_runtime::replay::replay(
+    // `<out>/mart`: the same rows the live mart gets, written by the same
+    // Parquet writer (a fresh directory: positions of an earlier run would
+    // hide rows).
+    let mart = if config.mart.enabled {
+        let dir = args.out.join("mart");
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", dir.display()));
+            }
+            _ => {}
+        }
+        Some(ParquetMart::open(&dir).with_context(|| format!("opening {}", dir.display()))?)
+    } else {
+        None
+    };
+    let mut write_mart = |batch: MartBatch| -> Result<(), String> {
+        if let Some(mart) = &mart {
+            mart.write_blocking(&batch).map_err(|e| e.to_string())?;
+            for erasure in &batch.erasures {
+                mart.erase_blocking(erasure).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    };
+    let mart_replay = mart.is_some().then(|| MartReplay {
+        deriver: RowDeriver::new(parser.stores().clone()),
+        sink: &mut write_mart,
+    });
+    let replayed = storepulse_runtime::replay::replay_with_mart(
         &input,
         &args.out,
         &parser,
@@ -160,6 +191,7 @@ pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
                 bar.set_position(done);
             }
         },
+        mart_replay,
     )
     .with_context(|| format!("replaying {}", input.display()))?;
     if let Some(bar) = bar {

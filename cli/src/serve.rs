@@ -5,7 +5,9 @@
 //! Start-up: open the event log and the dead-letter log (each takes an
 //! exclusive lock on its directory), restore the checkpoint, rebuild
 //! ingest's de-duplication window (the processor's window + ids of the log
-//! records after the checkpoint), then start the processing loop and the HTTP server.
+//! records after the checkpoint), then start the mart (`crate::mart`: mart
+//! log, sink loop, Parquet store, DataFusion reader), the processing loop
+//! and the HTTP server.
 //! Shutdown (Ctrl-C or SIGTERM): the server stops taking requests and
 //! finishes the ones in flight, the processing loop drains and writes a
 //! final checkpoint, and the logs close after their last fsync.
@@ -30,7 +32,9 @@ use storepulse_dashboards::access::AccessTable;
 use storepulse_dashboards::audit::AuditLog;
 use storepulse_dashboards::fraud::{fraud_router, BacktestRunner, DecisionStore, FraudApiState};
 use storepulse_dashboards::members::{member_router, EraseRequest, EraseSubmitter, MemberApiState};
-use storepulse_dashboards::{DeadLetterReader, QueryState};
+use storepulse_dashboards::{
+    login_router, mart_router, DeadLetterReader, LoginState, MartApiState, QueryState,
+};
 use storepulse_ingest::append::{EventAppender, KeyedEvent, LogAppender};
 use storepulse_ingest::http::{IngestMetrics, IngestState};
 use storepulse_ingest::keys::KeyTable;
@@ -239,12 +243,22 @@ pub(crate) fn erase_submitter(
     })
 }
 
+/// The data mart the dashboard's charts read (`/v1/mart/...`); `None`
+/// until a mart store is built into this binary (then 503).
+pub(crate) fn mart_reader(
+    _config: &Config,
+) -> Option<Arc<dyn storepulse_dashboards::mart::MartReader>> {
+    None
+}
+
 #[derive(Clone)]
 struct OpsState {
     shared: Arc<Shared>,
     log: EventLog,
     registry: Arc<Registry>,
     webhooks: Option<crate::webhook_metrics::WebhookGauges>,
+    /// The mart log and the sink's metrics (lag in `/healthz`, `/metrics`).
+    mart: Option<(EventLog, storepulse_mart::sink::SinkMetrics)>,
 }
 
 /// Runs until Ctrl-C / SIGTERM.
@@ -337,6 +351,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let shutdown = CancellationToken::new();
+    let ingest_metrics = IngestMetrics::default();
+    let mut registry = Registry::default();
+    // The mart stops after the processing loop (its last batch reaches the
+    // mart log first); the sink then drains what it can.
+    let mart_shutdown = CancellationToken::new();
+    let mart = if config.mart.enabled {
+        Some(
+            crate::mart::start(
+                &config,
+                stores.clone(),
+                dead_letter_log.clone(),
+                &mut registry,
+                mart_shutdown.clone(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    // For the dashboard's `/v1/mart/*` routes (branch dashboard-ui), which
+    // take an `Arc<dyn MartReader>`.
+    let _mart_reader = mart.as_ref().map(|m| m.reader.clone());
     let webhooks = start_webhooks(&config, shutdown.child_token()).await?;
     let alert_sink = webhooks.as_ref().map(|h| outbox_sink(h.outbox().clone()));
     let sink = LogDeadLetters(dead_letter_log.clone());
@@ -347,6 +383,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         checkpoints,
         config: config.runtime.clone(),
         alert_sink: alert_sink.clone(),
+        mart: mart.as_ref().map(|m| m.output.clone()),
     };
     let pipeline_shutdown = shutdown.clone();
     let pipeline = tokio::spawn(async move {
@@ -370,8 +407,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     ));
 
-    let ingest_metrics = IngestMetrics::default();
-    let mut registry = Registry::default();
     ingest_metrics.register(&mut registry);
     shared.metrics.register(&mut registry);
 
@@ -418,12 +453,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         log: log.clone(),
         registry: Arc::new(registry),
         webhooks: webhook_gauges,
+        mart: mart.as_ref().map(|m| (m.log.clone(), m.metrics.clone())),
     };
     let app = Router::new()
         .merge(storepulse_ingest::http::router(ingest))
         .merge(storepulse_dashboards::router(QueryState {
             shared: shared.clone(),
             dead_letters,
+            access: access.clone(),
+        }))
+        .merge(login_router(LoginState {
+            access: access.clone(),
+            audit: audit.clone(),
+            stores: stores.clone(),
+        }))
+        .merge(storepulse_dashboards::web_router())
+        .merge(mart_router(MartApiState {
+            access: access.clone(),
+            stores: stores.clone(),
+            mart: mart_reader(&config),
         }))
         .merge(member_router(members_api))
         .merge(fraud_router(FraudApiState {
@@ -466,6 +514,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let served = server.await;
     shutdown.cancel();
     let processed = pipeline.await.context("processing task")?;
+    mart_shutdown.cancel();
+    if let Some(mart) = mart {
+        mart.join().await.context("stopping the mart")?;
+    }
     dead_letter_log
         .close()
         .await
@@ -549,11 +601,16 @@ fn newest_dead_letters(log: &EventLog, limit: usize) -> Result<Vec<DeadLetter>, 
 async fn healthz(State(ops): State<OpsState>) -> Response {
     let applied = ops.shared.applied_end();
     let end = ops.log.end_offset();
+    let mart_lag = ops
+        .mart
+        .as_ref()
+        .map(|(log, metrics)| metrics.refresh_lag(log.end_offset()));
     Json(serde_json::json!({
         "status": "ok",
         "log_end": end,
         "applied": applied,
         "lag": end.saturating_sub(applied),
+        "mart_lag": mart_lag,
         "event_time_clock": ops.shared.inventory().clock_text(),
     }))
     .into_response()
@@ -575,6 +632,9 @@ async fn metrics(State(ops): State<OpsState>) -> Response {
     }
     if let Some(w) = &ops.webhooks {
         w.refresh();
+    }
+    if let Some((log, metrics)) = &ops.mart {
+        metrics.refresh_lag(log.end_offset());
     }
     metrics_text(&ops.registry)
 }

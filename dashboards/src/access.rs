@@ -1,7 +1,11 @@
-//! API access keys and roles for the query API (`[[access.keys]]`).
+//! API access keys, dashboard users and roles for the query API
+//! (`[[access.keys]]`, `[[access.users]]`).
 //!
 //! Every client of the query API presents a key, either as
-//! `Authorization: Bearer <key>` or as `x-api-key: <key>`. Keys are
+//! `Authorization: Bearer <key>` or as `x-api-key: <key>`, or a login
+//! session cookie (`storepulse_session`, see [`crate::session`]: people
+//! log in to the dashboard with a name and password, `POST /v1/login`).
+//! A key wins over a cookie when a request has both. Keys are
 //! configured by their SHA-256 (lower-case hex), never in clear, exactly like
 //! ingest keys: `storepulse keys hash <KEY>` prints the hash to configure.
 //!
@@ -16,11 +20,17 @@
 //! | `member_data`         | personal member data: profile, ledger, member lists, export   |
 //! | `privacy`             | erasing members and exporting (implies `member_data`)         |
 //! | `auditor`             | the PIPL audit log (`GET /v1/audit`)                          |
+//! | `channel`             | online channels: stock, availability and routing of every store; no sales, member or fraud data |
 //!
 //! Store roles (`hq`, `region:`, `store:`) give the [`StoreScope`]; the other
 //! roles say what kind of data may be read. A handler of personal data checks
 //! both: the role (`member_data`) *and* that the member's store is in scope.
-//! A key without a store role has an empty scope.
+//! A key without a store role has an empty scope. `channel` is not a store
+//! role: it adds read access to stock and availability of every store
+//! ([`Principal::can_read_stock`]), nothing else.
+//!
+//! Users (`[[access.users]]`) hold the same roles; their names share one
+//! namespace with key names (both appear as the audit log's `actor`).
 //!
 //! Lookup is a `HashMap` keyed by the SHA-256 of the presented key, not a
 //! constant-time comparison. The time a lookup takes depends only on
@@ -51,6 +61,7 @@ use sha2::{Digest, Sha256};
 use storepulse_core::{StoreIdx, StoreMaster};
 
 use crate::query::ApiError;
+use crate::session::{check_phc, LoginLimiter, SessionConfig, Sessions, SESSION_COOKIE};
 
 /// The `x-api-key` header, accepted as an alternative to `Authorization: Bearer`.
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -65,8 +76,27 @@ const RESERVED_NAME: &str = "system";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessConfig {
-    /// API keys (`[[access.keys]]`). Empty: no request is accepted.
+    /// API keys (`[[access.keys]]`). With no keys and no users, no request
+    /// is accepted.
     pub keys: Vec<AccessKeyConfig>,
+    /// Dashboard users who log in with a password (`[[access.users]]`).
+    pub users: Vec<UserConfig>,
+    /// Login sessions and the failed-login limit (`[access.sessions]`).
+    pub sessions: SessionConfig,
+}
+
+/// One dashboard user (`[[access.users]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The login name (also the audit log's `actor`). Unique among users
+    /// and keys; `system` is reserved.
+    pub name: String,
+    /// The argon2id PHC string of the password (`storepulse users hash`,
+    /// password on stdin).
+    pub password_hash: String,
+    /// Roles, as for keys. At least one.
+    pub roles: Vec<String>,
 }
 
 /// One API key (`[[access.keys]]`).
@@ -110,11 +140,13 @@ pub enum Role {
     Privacy,
     /// May read the audit log.
     Auditor,
+    /// An online channel: stock, availability and routing of every store.
+    Channel,
 }
 
 /// What the roles are, for error messages.
 const ROLE_LIST: &str =
-    "hq, region:<region>, store:<store_id>, risk, member_data, privacy, auditor";
+    "hq, region:<region>, store:<store_id>, risk, member_data, privacy, auditor, channel";
 
 impl Role {
     /// Parses a role string, checking regions and store ids against the master.
@@ -140,6 +172,7 @@ impl Role {
             "member_data" => Ok(Role::MemberData),
             "privacy" => Ok(Role::Privacy),
             "auditor" => Ok(Role::Auditor),
+            "channel" => Ok(Role::Channel),
             other => Err(format!("unknown role {other:?} ({ROLE_LIST})")),
         }
     }
@@ -155,6 +188,7 @@ impl fmt::Display for Role {
             Role::MemberData => f.write_str("member_data"),
             Role::Privacy => f.write_str("privacy"),
             Role::Auditor => f.write_str("auditor"),
+            Role::Channel => f.write_str("channel"),
         }
     }
 }
@@ -195,6 +229,17 @@ struct PrincipalInner {
     name: String,
     roles: Vec<Role>,
     scope: StoreScope,
+    kind: PrincipalKind,
+}
+
+/// How a principal authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    /// An API key (`[[access.keys]]`).
+    Key,
+    /// A dashboard user's login session (`[[access.users]]`).
+    User,
 }
 
 impl Principal {
@@ -206,6 +251,41 @@ impl Principal {
     /// The key's roles, sorted, without repeats.
     pub fn roles(&self) -> &[Role] {
         &self.inner.roles
+    }
+
+    /// Whether this is an API key or a logged-in user.
+    pub fn kind(&self) -> PrincipalKind {
+        self.inner.kind
+    }
+
+    /// An online channel (`channel`).
+    pub fn is_channel(&self) -> bool {
+        self.has(&Role::Channel)
+    }
+
+    /// May read stock and availability of `store`: its store scope, or
+    /// `channel` (every store).
+    pub fn can_read_stock(&self, store: StoreIdx) -> bool {
+        self.is_channel() || self.can_see_store(store)
+    }
+
+    /// May read stock of every store (`hq` or `channel`): the routes that
+    /// plan over the whole chain (`POST /v1/route`).
+    pub fn can_read_all_stock(&self) -> bool {
+        self.is_channel() || self.inner.scope == StoreScope::All
+    }
+
+    /// A principal with no roles, for unit tests of other modules.
+    #[cfg(test)]
+    pub(crate) fn for_tests(name: &str) -> Self {
+        Self {
+            inner: Arc::new(PrincipalInner {
+                name: name.to_owned(),
+                roles: Vec::new(),
+                scope: StoreScope::None,
+                kind: PrincipalKind::User,
+            }),
+        }
     }
 
     fn has(&self, role: &Role) -> bool {
@@ -243,10 +323,95 @@ impl Principal {
     }
 }
 
-/// The configured keys, by the SHA-256 of the key.
-#[derive(Debug, Clone, Default)]
+/// A configured user: the PHC string and what a login grants.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The argon2id PHC string.
+    pub password_hash: String,
+    /// The principal a session of this user carries.
+    pub principal: Principal,
+}
+
+/// The configured keys (by the SHA-256 of the key), users (by name), and
+/// the login sessions of this process.
+#[derive(Debug, Clone)]
 pub struct AccessTable {
     by_hash: HashMap<[u8; 32], Principal>,
+    users: HashMap<String, User>,
+    sessions: Arc<Sessions>,
+    limiter: Arc<LoginLimiter>,
+    session_config: SessionConfig,
+}
+
+impl Default for AccessTable {
+    fn default() -> Self {
+        let config = SessionConfig::default();
+        Self {
+            by_hash: HashMap::new(),
+            users: HashMap::new(),
+            sessions: Arc::new(Sessions::new(std::time::Duration::from_secs(
+                config.ttl_secs,
+            ))),
+            limiter: Arc::new(LoginLimiter::new(
+                config.max_failed_logins,
+                std::time::Duration::from_secs(config.lockout_secs),
+            )),
+            session_config: config,
+        }
+    }
+}
+
+/// Checks a key or user name.
+fn check_principal_name<'a>(
+    name: &'a str,
+    field: &str,
+    names: &mut HashSet<&'a str>,
+) -> Result<(), String> {
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "{field}: must be 1-{MAX_NAME_CHARS} characters, no control characters"
+        ));
+    }
+    if name == RESERVED_NAME {
+        return Err(format!(
+            "{field}: {RESERVED_NAME:?} is reserved for the service itself"
+        ));
+    }
+    if !names.insert(name) {
+        return Err(format!("{field}: {name:?} is used by another key or user"));
+    }
+    Ok(())
+}
+
+/// Parses a list of role strings into a principal.
+fn principal_of(
+    name: &str,
+    texts: &[String],
+    field: &str,
+    kind: PrincipalKind,
+    stores: &StoreMaster,
+) -> Result<Principal, String> {
+    if texts.is_empty() {
+        return Err(format!(
+            "{field}: must hold at least one role ({ROLE_LIST})"
+        ));
+    }
+    let mut roles = BTreeSet::new();
+    for (j, text) in texts.iter().enumerate() {
+        let role = Role::parse(text, stores).map_err(|reason| format!("{field}[{j}]: {reason}"))?;
+        roles.insert(role);
+    }
+    Ok(Principal {
+        inner: Arc::new(PrincipalInner {
+            name: name.to_owned(),
+            scope: scope_of(&roles, stores),
+            roles: roles.into_iter().collect(),
+            kind,
+        }),
+    })
 }
 
 impl AccessTable {
@@ -258,57 +423,25 @@ impl AccessTable {
     /// repeated name; a hash that is not 64 hex characters or repeats; no
     /// roles; an unknown role, region or store.
     pub fn build(config: &AccessConfig, stores: &StoreMaster) -> Result<Self, String> {
+        config.sessions.validate()?;
         let mut by_hash = HashMap::with_capacity(config.keys.len());
-        let mut names = HashSet::with_capacity(config.keys.len());
+        let mut names = HashSet::with_capacity(config.keys.len() + config.users.len());
         for (i, key) in config.keys.iter().enumerate() {
             let field = |name: &str| format!("access.keys[{i}].{name}");
-            let name = key.name.as_str();
-            if name.is_empty()
-                || name.chars().count() > MAX_NAME_CHARS
-                || name.chars().any(char::is_control)
-            {
-                return Err(format!(
-                    "{}: must be 1-{MAX_NAME_CHARS} characters, no control characters",
-                    field("name")
-                ));
-            }
-            if name == RESERVED_NAME {
-                return Err(format!(
-                    "{}: {RESERVED_NAME:?} is reserved for the service itself",
-                    field("name")
-                ));
-            }
-            if !names.insert(name) {
-                return Err(format!(
-                    "{}: {name:?} is used by another key",
-                    field("name")
-                ));
-            }
+            check_principal_name(&key.name, &field("name"), &mut names)?;
             let hash = parse_sha256(&key.sha256).ok_or_else(|| {
                 format!(
                     "{}: must be 64 hex characters (SHA-256 of the key)",
                     field("sha256")
                 )
             })?;
-            if key.roles.is_empty() {
-                return Err(format!(
-                    "{}: must hold at least one role ({ROLE_LIST})",
-                    field("roles")
-                ));
-            }
-            let mut roles = BTreeSet::new();
-            for (j, text) in key.roles.iter().enumerate() {
-                let role = Role::parse(text, stores)
-                    .map_err(|reason| format!("access.keys[{i}].roles[{j}]: {reason}"))?;
-                roles.insert(role);
-            }
-            let principal = Principal {
-                inner: Arc::new(PrincipalInner {
-                    name: name.to_owned(),
-                    scope: scope_of(&roles, stores),
-                    roles: roles.into_iter().collect(),
-                }),
-            };
+            let principal = principal_of(
+                &key.name,
+                &key.roles,
+                &field("roles"),
+                PrincipalKind::Key,
+                stores,
+            )?;
             if by_hash.insert(hash, principal).is_some() {
                 return Err(format!(
                     "{}: the same key is configured twice",
@@ -316,7 +449,38 @@ impl AccessTable {
                 ));
             }
         }
-        Ok(Self { by_hash })
+        let mut users = HashMap::with_capacity(config.users.len());
+        for (i, user) in config.users.iter().enumerate() {
+            let field = |name: &str| format!("access.users[{i}].{name}");
+            check_principal_name(&user.name, &field("name"), &mut names)?;
+            check_phc(&user.password_hash)
+                .map_err(|reason| format!("{}: {reason}", field("password_hash")))?;
+            let principal = principal_of(
+                &user.name,
+                &user.roles,
+                &field("roles"),
+                PrincipalKind::User,
+                stores,
+            )?;
+            users.insert(
+                user.name.clone(),
+                User {
+                    password_hash: user.password_hash.clone(),
+                    principal,
+                },
+            );
+        }
+        let sc = config.sessions.clone();
+        Ok(Self {
+            by_hash,
+            users,
+            sessions: Arc::new(Sessions::new(std::time::Duration::from_secs(sc.ttl_secs))),
+            limiter: Arc::new(LoginLimiter::new(
+                sc.max_failed_logins,
+                std::time::Duration::from_secs(sc.lockout_secs),
+            )),
+            session_config: sc,
+        })
     }
 
     /// The principal of a presented key, if the key is configured.
@@ -325,14 +489,35 @@ impl AccessTable {
         self.by_hash.get(&digest).cloned()
     }
 
+    /// A configured user by name.
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.get(name)
+    }
+
+    /// The login sessions of this process.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// The failed-login limiter.
+    pub fn limiter(&self) -> &LoginLimiter {
+        &self.limiter
+    }
+
+    /// `[access.sessions]` as configured.
+    pub fn session_config(&self) -> &SessionConfig {
+        &self.session_config
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.by_hash.len()
     }
 
-    /// Whether no key is configured (then every request is refused).
+    /// Whether no key and no user is configured (then every request is
+    /// refused).
     pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
+        self.by_hash.is_empty() && self.users.is_empty()
     }
 }
 
@@ -435,15 +620,37 @@ fn presented_key(parts: &Parts) -> Result<&str, Unauthorized> {
         return Ok(key);
     }
     Err(Unauthorized {
-        message: "missing API key (Authorization: Bearer <key>, or x-api-key)",
+        message: MISSING_CREDENTIALS,
         invalid_token: false,
     })
 }
 
+const MISSING_CREDENTIALS: &str =
+    "missing API key (Authorization: Bearer <key>, or x-api-key) or login session";
+
+/// The session token of the request's `Cookie` headers, if any.
+pub fn session_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+}
+
+fn has_credentials(parts: &Parts) -> bool {
+    parts.headers.contains_key(AUTHORIZATION)
+        || parts.headers.contains_key(API_KEY_HEADER)
+        || session_token(&parts.headers).is_some()
+}
+
 /// Extracts the caller from `Authorization: Bearer <key>` (or `x-api-key`),
-/// looking the key up in the router state's `Arc<AccessTable>`.
+/// looking the key up in the router state's `Arc<AccessTable>`, or else
+/// from the session cookie.
 ///
-/// A missing or unknown key is rejected with [`Unauthorized`] (401) before the
+/// A missing or unknown key or session is rejected with [`Unauthorized`] (401) before the
 /// handler runs; the key itself is never logged.
 impl<S> FromRequestParts<S> for Principal
 where
@@ -453,8 +660,20 @@ where
     type Rejection = Unauthorized;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let key = presented_key(parts)?;
         let table = Arc::<AccessTable>::from_ref(state);
+        let key = match presented_key(parts) {
+            Ok(key) => key,
+            Err(missing) if !missing.invalid_token => {
+                let Some(token) = session_token(&parts.headers) else {
+                    return Err(missing);
+                };
+                return table.sessions().get(token).ok_or(Unauthorized {
+                    message: "login session expired or unknown: log in again",
+                    invalid_token: true,
+                });
+            }
+            Err(bad) => return Err(bad),
+        };
         match table.authenticate(key) {
             Some(principal) => {
                 tracing::debug!(key = principal.name(), "api key accepted");
@@ -485,8 +704,7 @@ where
         parts: &mut Parts,
         state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        if !parts.headers.contains_key(AUTHORIZATION) && !parts.headers.contains_key(API_KEY_HEADER)
-        {
+        if !has_credentials(parts) {
             return Ok(None);
         }
         <Principal as FromRequestParts<S>>::from_request_parts(parts, state)
@@ -538,7 +756,14 @@ pub(crate) fn test_table(keys: &[(&str, &str, &[&str])], stores: &StoreMaster) -
         .collect();
     // The test keys are valid by construction.
     #[allow(clippy::unwrap_used)]
-    AccessTable::build(&AccessConfig { keys }, stores).unwrap()
+    AccessTable::build(
+        &AccessConfig {
+            keys,
+            ..AccessConfig::default()
+        },
+        stores,
+    )
+    .unwrap()
 }
 
 #[cfg(test)]
@@ -574,7 +799,13 @@ mod tests {
     }
 
     fn build(keys: Vec<AccessKeyConfig>) -> Result<AccessTable, String> {
-        AccessTable::build(&AccessConfig { keys }, &stores())
+        AccessTable::build(
+            &AccessConfig {
+                keys,
+                ..AccessConfig::default()
+            },
+            &stores(),
+        )
     }
 
     #[test]
@@ -588,6 +819,7 @@ mod tests {
             "member_data",
             "privacy",
             "auditor",
+            "channel",
         ] {
             let role = Role::parse(text, &s).unwrap();
             assert_eq!(role.to_string(), text);
@@ -607,7 +839,7 @@ mod tests {
         let cases: Vec<(Vec<AccessKeyConfig>, &str)> = vec![
             (
                 vec![ok(), ok(), key("r", "k2", &["region:Xx"])],
-                "access.keys[1].name: \"ok\" is used by another key",
+                "access.keys[1].name: \"ok\" is used by another key or user",
             ),
             (
                 vec![ok(), key("a", "k1", &["risk"]), key("r", "k2", &["region:Xx"])],
@@ -619,11 +851,11 @@ mod tests {
             ),
             (
                 vec![key("s", "k1", &["admin"])],
-                "access.keys[0].roles[0]: unknown role \"admin\" (hq, region:<region>, store:<store_id>, risk, member_data, privacy, auditor)",
+                "access.keys[0].roles[0]: unknown role \"admin\" (hq, region:<region>, store:<store_id>, risk, member_data, privacy, auditor, channel)",
             ),
             (
                 vec![key("s", "k1", &[])],
-                "access.keys[0].roles: must hold at least one role (hq, region:<region>, store:<store_id>, risk, member_data, privacy, auditor)",
+                "access.keys[0].roles: must hold at least one role (hq, region:<region>, store:<store_id>, risk, member_data, privacy, auditor, channel)",
             ),
             (
                 vec![ok(), key("other", "k0", &["risk"])],

@@ -94,6 +94,13 @@ pub mod action {
     pub const RULES_CHANGE: &str = "rules.change";
     /// A candidate rule set was run over the stored events.
     pub const RULES_BACKTEST: &str = "rules.backtest";
+    /// A dashboard user logged in (`actor` is the user).
+    pub const USER_LOGIN: &str = "user.login";
+    /// A login was refused (`actor` is `anonymous`; `detail.name` is the
+    /// name tried, `detail.reason` why).
+    pub const USER_LOGIN_FAILED: &str = "user.login_failed";
+    /// A dashboard user logged out.
+    pub const USER_LOGOUT: &str = "user.logout";
 }
 
 /// What redacted secrets are replaced with in `config.change` records.

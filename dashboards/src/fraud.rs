@@ -3,7 +3,7 @@
 //!
 //! | route | who |
 //! |---|---|
-//! | `GET /v1/alerts?kind=stock&limit=` | anyone (stock and points alerts of the alert book, as before) |
+//! | `GET /v1/alerts?kind=stock&limit=` | a store role or `risk`: the alert book's stock alerts of stores in scope (points alerts: `risk`, or `member_data` in scope; see [`crate::query`]) |
 //! | `GET /v1/alerts?status=&rule=&before=&limit=` (or `kind=fraud`) | `risk` or `hq` |
 //! | `GET /v1/alerts/{alert_id}` | `risk` or `hq`; with the member's recent history (audited as a read of member data) |
 //! | `POST /v1/alerts/{alert_id}/decision` | `risk` |
@@ -186,15 +186,15 @@ async fn list(
         || p.rule.is_some()
         || p.before.is_some()
         || p.kind.as_deref() == Some("fraud");
-    if !review {
-        return stock_alerts(&st.shared, p.kind.as_deref(), p.limit);
-    }
     let who = who.ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "the review queue needs an API key with the risk or hq role",
+            "alerts need an API key or a login session",
         )
     })?;
+    if !review {
+        return stock_alerts(&st.shared, &who, p.kind.as_deref(), p.limit);
+    }
     require(reviewer(&who), "risk")?;
     serving(&st)?;
     let status = match p.status.as_deref() {
@@ -346,11 +346,7 @@ async fn decide(
     st.shared.review_mut().decide(decision.clone());
     let notified = match &st.notify {
         Some(sink) => {
-            let notice = AlertNotice::new(
-                format!("decided:{alert_id}:{}", decision.decided_at),
-                &rule,
-                json!({ "type": "alert.decided", "rule": rule, "decision": decision }),
-            );
+            let notice = AlertNotice::decided(&rule, &decision);
             match sink(vec![notice]).await {
                 Ok(()) => true,
                 Err(e) => {
@@ -752,7 +748,7 @@ mod tests {
                 "GET",
                 "/v1/alerts?kind=stock".into(),
                 None,
-                [ok, ok, ok, ok, ok],
+                [unauth, ok, ok, ok, forbidden],
             ),
             (
                 "GET",
@@ -829,7 +825,9 @@ mod tests {
     #[tokio::test]
     async fn decisions_and_rule_changes_are_audited_and_bad_input_refused() {
         let f = fixture();
-        let (status, _) = f.call("GET", "/v1/alerts?kind=weather", None, None).await;
+        let (status, _) = f
+            .call("GET", "/v1/alerts?kind=weather", Some(STORE), None)
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         // A backtest: the lower threshold flags the stored pattern, the
         // rules in force do not; the run is audited.

@@ -6,7 +6,12 @@
 //! waits more than one batch. Event-time answers say
 //! the clock `T` they were computed at (`as_of`).
 //!
-//! Routes (see `openapi.json`, served at `/openapi.json`):
+//! Every route except the page, `POST /v1/login` and `POST /v1/logout`
+//! needs a principal (an API key or a login session) and answers only for
+//! its stores. Routes (see `openapi.json`, served at `/openapi.json`):
+//! - `POST /v1/login`, `POST /v1/logout`, `GET /v1/me`,
+//! - `GET /v1/mart/{sales_by_hour,top_skus,members_by_tag,new_members,totals}`,
+//! - `GET /` (redirect), `GET /dashboard/`, `GET /dashboard/assets/{file}`,
 //! - `GET /v1/stock/{store_id}/{sku}`, `GET /v1/stock/{store_id}` (paged),
 //! - `GET /v1/skus/{sku}/availability?near=&limit=`,
 //! - `POST /v1/route`,
@@ -22,22 +27,37 @@
 //!   `GET /v1/reports/settlement?date=`, `GET /v1/audit?limit=&member=`.
 //!
 //! Layout:
-//! - [`query`]: the query routes and their handlers.
+//! - [`query`]: the stock query routes and their handlers, scoped.
 //! - [`members`]: the member routes: roles and store scopes per route, the
 //!   audit-before-answer rule, erasure through the pipeline.
 //! - [`fraud`]: the review queue, decisions and fraud rules.
 //! - [`access`]: API keys, roles and store scopes; the `Principal` extractor.
 //! - [`audit`]: the PIPL audit log (hash-chained, append-only JSON lines).
+//! - [`session`]: dashboard users' password hashes, login sessions, the
+//!   failed-login limit; [`login`]: `POST /v1/login`, `/v1/logout`, `GET /v1/me`.
+//! - [`mart`]: the dashboard's chart data (`/v1/mart/...`), scope resolved
+//!   into the mart filter on the server.
+//! - [`web`]: the dashboard page and its assets (Apache ECharts embedded).
 
 pub mod access;
 pub mod audit;
 pub mod fraud;
+pub mod login;
+pub mod mart;
 pub mod members;
 pub mod query;
+pub mod session;
+pub mod web;
+
+#[cfg(test)]
+mod matrix_tests;
 
 pub use fraud::{fraud_router, FraudApiState, FRAUD_ROUTES};
+pub use login::{login_router, LoginState, LOGIN_ROUTES};
+pub use mart::{mart_router, MartApiState, MART_ROUTES};
 pub use members::{member_router, EraseRequest, EraseSubmitter, MemberApiState, MEMBER_ROUTES};
 pub use query::{router, DeadLetterReader, QueryState};
+pub use web::{web_router, WEB_ROUTES};
 
 /// The OpenAPI document of the whole HTTP API (ingest, queries, operations).
 pub const OPENAPI_JSON: &str = include_str!("../openapi.json");

@@ -1,4 +1,21 @@
-//! Handlers of the query routes.
+//! Handlers of the stock query routes, each scoped to its caller.
+//!
+//! Every route needs a principal (API key or login session, [`crate::access`]):
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `GET /v1/stock/{store_id}[/{sku}]` | the store in scope, or `channel` | else 403 |
+//! | `GET /v1/skus/{sku}/availability?near=` | `near` in scope, or `channel` | only stores in scope are listed |
+//! | `POST /v1/route` | `hq` or `channel` | plans over every store |
+//! | `GET /v1/suggestions/replenish?store_id=` | the store in scope | else 403 |
+//! | `GET /v1/suggestions/transfers?region=` | a store role | the transfers between two stores of the scope (∩ `region`) |
+//! | `GET /v1/alerts?kind=stock` | a store role (or `risk`) | stock alerts of stores in scope; points alerts only with `member_data` (their stores in scope) or `risk` |
+//! | `GET /v1/dlq` | `hq` | dead letters are raw events of any store |
+//!
+//! **Filters and scope** (here and in [`crate::mart`]): a `region` or
+//! `store` filter is intersected with the principal's scope; a filter with
+//! no store in the scope (another region, another store) is refused with
+//! 403, never answered with an empty 200 that would read as "no sales".
 
 use std::sync::Arc;
 
@@ -14,6 +31,9 @@ use storepulse_core::StoreIdx;
 use storepulse_processors::inventory::routing::{GeoPoint, RouteLine};
 use storepulse_runtime::Shared;
 
+use crate::access::{AccessTable, Principal, StoreScope};
+use storepulse_runtime::alerts::Alert;
+
 /// Reads the newest dead letters (newest first), at most `limit`.
 pub type DeadLetterReader = Arc<dyn Fn(usize) -> Result<Vec<DeadLetter>, String> + Send + Sync>;
 
@@ -22,6 +42,14 @@ pub type DeadLetterReader = Arc<dyn Fn(usize) -> Result<Vec<DeadLetter>, String>
 pub struct QueryState {
     pub shared: Arc<Shared>,
     pub dead_letters: DeadLetterReader,
+    /// Keys, users and sessions (every route needs a principal).
+    pub access: Arc<AccessTable>,
+}
+
+impl axum::extract::FromRef<QueryState> for Arc<AccessTable> {
+    fn from_ref(state: &QueryState) -> Self {
+        state.access.clone()
+    }
 }
 
 /// Largest page / list a client may ask for.
@@ -95,6 +123,40 @@ fn store(st: &QueryState, store_id: &str, field: &str) -> Result<StoreIdx, ApiEr
         })
 }
 
+/// 403 unless `who` may read stock of `store_id` (its scope, or `channel`).
+fn stock_scope(who: &Principal, idx: StoreIdx, store_id: &str) -> Result<(), ApiError> {
+    if who.can_read_stock(idx) {
+        Ok(())
+    } else {
+        Err(forbidden_store(store_id))
+    }
+}
+
+pub(crate) fn forbidden_store(store_id: &str) -> ApiError {
+    error(
+        StatusCode::FORBIDDEN,
+        format!("store {store_id} is outside this principal's scope"),
+    )
+}
+
+pub(crate) fn forbidden_region(region: &str) -> ApiError {
+    error(
+        StatusCode::FORBIDDEN,
+        format!("region {region} is outside this principal's scope"),
+    )
+}
+
+/// 403 unless the principal has a store role (`hq`, `region:`, `store:`).
+pub(crate) fn require_store_role(who: &Principal) -> Result<(), ApiError> {
+    if matches!(who.store_scope(), StoreScope::None) {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "role hq, region:<region> or store:<store_id> required",
+        ));
+    }
+    Ok(())
+}
+
 /// A page size: `default` when absent; 400 when 0 or above `MAX_LIMIT`.
 pub(crate) fn limit(requested: Option<usize>, default: usize) -> Result<usize, ApiError> {
     match requested {
@@ -110,9 +172,11 @@ pub(crate) fn limit(requested: Option<usize>, default: usize) -> Result<usize, A
 
 async fn stock_one(
     State(st): State<QueryState>,
+    who: Principal,
     Path((store_id, sku)): Path<(String, String)>,
 ) -> Answer {
     let idx = store(&st, &store_id, "store_id")?;
+    stock_scope(&who, idx, &store_id)?;
     let view = st.shared.inventory().stock(idx, &sku);
     let view = view.ok_or_else(|| {
         error(
@@ -131,10 +195,12 @@ struct PageParams {
 
 async fn stock_page(
     State(st): State<QueryState>,
+    who: Principal,
     Path(store_id): Path<String>,
     Query(p): Query<PageParams>,
 ) -> Answer {
     let idx = store(&st, &store_id, "store_id")?;
+    stock_scope(&who, idx, &store_id)?;
     let limit = limit(p.limit, 100)?;
     let body = {
         let inventory = st.shared.inventory();
@@ -152,12 +218,29 @@ struct AvailabilityParams {
 
 async fn availability(
     State(st): State<QueryState>,
+    who: Principal,
     Path(sku): Path<String>,
     Query(p): Query<AvailabilityParams>,
 ) -> Answer {
     let idx = store(&st, &p.near, "near")?;
+    stock_scope(&who, idx, &p.near)?;
     let limit = limit(p.limit, 10)?;
-    let stores = st.shared.inventory().availability(&sku, idx, limit);
+    let stores = {
+        let inventory = st.shared.inventory();
+        if who.can_read_all_stock() {
+            inventory.availability(&sku, idx, limit)
+        } else {
+            let master = inventory.stores();
+            let mut all = inventory.availability(&sku, idx, usize::MAX);
+            all.retain(|a| {
+                master
+                    .lookup(&a.store_id)
+                    .is_some_and(|i| who.can_read_stock(i))
+            });
+            all.truncate(limit);
+            all
+        }
+    };
     Ok(Json(json!({ "sku": sku, "near": p.near, "stores": stores })).into_response())
 }
 
@@ -170,8 +253,10 @@ struct RouteRequest {
 
 async fn route(
     State(st): State<QueryState>,
+    who: Principal,
     body: Result<Json<RouteRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Answer {
+    crate::access::require(who.can_read_all_stock(), "hq or channel")?;
     let Json(req) =
         body.map_err(|e| error(StatusCode::BAD_REQUEST, format!("body: {}", e.body_text())))?;
     if req.lines.is_empty() || req.lines.len() > 500 {
@@ -206,8 +291,15 @@ struct ReplenishParams {
     store_id: String,
 }
 
-async fn replenish(State(st): State<QueryState>, Query(p): Query<ReplenishParams>) -> Answer {
+async fn replenish(
+    State(st): State<QueryState>,
+    who: Principal,
+    Query(p): Query<ReplenishParams>,
+) -> Answer {
     let idx = store(&st, &p.store_id, "store_id")?;
+    if !who.can_see_store(idx) {
+        return Err(forbidden_store(&p.store_id));
+    }
     let body = {
         let inventory = st.shared.inventory();
         json!({ "store_id": p.store_id, "as_of": inventory.clock_text(), "suggestions": inventory.replenish(idx) })
@@ -220,30 +312,52 @@ struct TransferParams {
     region: Option<String>,
 }
 
-async fn transfers(State(st): State<QueryState>, Query(p): Query<TransferParams>) -> Answer {
+async fn transfers(
+    State(st): State<QueryState>,
+    who: Principal,
+    Query(p): Query<TransferParams>,
+) -> Answer {
+    require_store_role(&who)?;
     let body = {
         let inventory = st.shared.inventory();
+        let master = inventory.stores();
         if let Some(region) = &p.region {
-            if !inventory.stores().iter().any(|(_, s)| &s.region == region) {
+            let mut stores = master
+                .iter()
+                .filter(|(_, s)| &s.region == region)
+                .peekable();
+            if stores.peek().is_none() {
                 return Err(error(
                     StatusCode::NOT_FOUND,
                     format!("region: unknown region {region:?}"),
                 ));
             }
+            if !stores.any(|(idx, _)| who.can_see_store(idx)) {
+                return Err(forbidden_region(region));
+            }
         }
-        json!({ "region": p.region, "as_of": inventory.clock_text(), "suggestions": inventory.transfers(p.region.as_deref()) })
+        let mut suggestions = inventory.transfers(p.region.as_deref());
+        if !matches!(who.store_scope(), StoreScope::All) {
+            let visible = |id: &str| master.lookup(id).is_some_and(|i| who.can_see_store(i));
+            suggestions.retain(|t| visible(&t.from_store) && visible(&t.to_store));
+        }
+        json!({ "region": p.region, "as_of": inventory.clock_text(), "suggestions": suggestions })
     };
     Ok(Json(body).into_response())
 }
 
-/// The stock and points alerts of the alert book, newest first (the
-/// unauthenticated form of `GET /v1/alerts`, served by
+/// The stock and points alerts of the alert book that `who` may see,
+/// newest first (the alert-book form of `GET /v1/alerts`, served by
 /// [`crate::fraud::fraud_router`] beside the review queue).
 pub(crate) fn stock_alerts(
     shared: &Shared,
+    who: &Principal,
     kind: Option<&str>,
     limit_param: Option<usize>,
 ) -> Answer {
+    if !who.is_risk() {
+        require_store_role(who)?;
+    }
     let limit = limit(limit_param, 100)?;
     if let Some(kind) = kind {
         if kind != "stock" {
@@ -253,9 +367,17 @@ pub(crate) fn stock_alerts(
             ));
         }
     }
+    // The store master is immutable: no inventory lock while reading alerts.
+    let master = shared.inventory().stores().clone();
+    let in_scope = |id: &str| master.lookup(id).is_some_and(|i| who.can_see_store(i));
     let alerts: Vec<serde_json::Value> = shared
         .alerts()
-        .recent(kind, limit)
+        .recent_filtered(kind, limit, |record| match &record.alert {
+            Alert::Stock(a) => in_scope(&a.store_id),
+            Alert::PointsOverdraft(a) => {
+                who.is_risk() || (who.can_read_member_data() && in_scope(&a.store_id))
+            }
+        })
         .into_iter()
         .map(|record| {
             let mut value = serde_json::to_value(&record.alert).unwrap_or_default();
@@ -273,7 +395,8 @@ struct DlqParams {
     limit: Option<usize>,
 }
 
-async fn dlq(State(st): State<QueryState>, Query(p): Query<DlqParams>) -> Answer {
+async fn dlq(State(st): State<QueryState>, who: Principal, Query(p): Query<DlqParams>) -> Answer {
+    crate::access::require(matches!(who.store_scope(), StoreScope::All), "hq")?;
     let limit = limit(p.limit, 100)?;
     let letters = (st.dead_letters)(limit).map_err(|e| {
         error(
@@ -314,16 +437,40 @@ mod tests {
             AlertBook::new(10),
             Default::default(),
         ));
+        let access = crate::access::test_table(
+            &[
+                ("k-hq", "hq", &["hq"]),
+                ("k-km2", "km2", &["store:KM-002"]),
+                ("k-web", "web", &["channel"]),
+            ],
+            &stores_master(),
+        );
         QueryState {
             shared,
             dead_letters: Arc::new(|_| Ok(Vec::new())),
+            access: Arc::new(access),
         }
     }
 
+    fn stores_master() -> StoreMaster {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv");
+        StoreMaster::load(&path).unwrap()
+    }
+
     async fn call(method: &str, uri: &str, body: &str) -> (StatusCode, serde_json::Value) {
+        call_as("k-hq", method, uri, body).await
+    }
+
+    async fn call_as(
+        key: &str,
+        method: &str,
+        uri: &str,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
         let request = Request::builder()
             .method(method)
             .uri(uri)
+            .header("authorization", format!("Bearer {key}"))
             .header("content-type", "application/json")
             .body(Body::from(body.to_owned()))
             .unwrap();
@@ -378,6 +525,95 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }
 
+    #[tokio::test]
+    async fn stock_routes_are_scoped() {
+        // No credentials: 401 everywhere.
+        let request = Request::builder()
+            .uri("/v1/stock/KM-002")
+            .body(Body::empty())
+            .unwrap();
+        let response = router(state()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        // The store manager of KM-002 reads its store, not another.
+        let (status, _) = call_as("k-km2", "GET", "/v1/stock/KM-002/SKU-1", "").await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = call_as("k-km2", "GET", "/v1/stock/KM-001", "").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(body.get("items").is_none());
+        // Availability near its own store lists only stores in scope.
+        let (status, near) = call_as(
+            "k-km2",
+            "GET",
+            "/v1/skus/SKU-1/availability?near=KM-002",
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(near["stores"], serde_json::json!([]));
+        let (status, _) = call_as(
+            "k-km2",
+            "GET",
+            "/v1/skus/SKU-1/availability?near=KM-001",
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        // A channel sees every store's availability and may route, but
+        // has no suggestions or dead letters.
+        let (status, near) = call_as(
+            "k-web",
+            "GET",
+            "/v1/skus/SKU-1/availability?near=KM-001",
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(near["stores"][0]["store_id"], "KM-002");
+        let route = r#"{"lines":[{"sku":"SKU-1","qty":2}],"deliver_to":{"lat":25.0,"lon":102.7}}"#;
+        assert_eq!(
+            call_as("k-web", "POST", "/v1/route", route).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call_as("k-km2", "POST", "/v1/route", route).await.0,
+            StatusCode::FORBIDDEN
+        );
+        for uri in [
+            "/v1/suggestions/replenish?store_id=KM-002",
+            "/v1/suggestions/transfers",
+            "/v1/dlq",
+        ] {
+            assert_eq!(
+                call_as("k-web", "GET", uri, "").await.0,
+                StatusCode::FORBIDDEN,
+                "{uri}"
+            );
+        }
+        // A region filter outside the scope is refused; the own region is
+        // intersected with the scope.
+        let (status, _) =
+            call_as("k-km2", "GET", "/v1/suggestions/transfers?region=west", "").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = call_as(
+            "k-km2",
+            "GET",
+            "/v1/suggestions/transfers?region=central",
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = call_as("k-hq", "GET", "/v1/suggestions/transfers?region=west", "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            call_as("k-km2", "GET", "/v1/dlq", "").await.0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            call_as("k-hq", "GET", "/v1/dlq", "").await.0,
+            StatusCode::OK
+        );
+    }
+
     #[test]
     fn openapi_describes_every_route() {
         let doc: serde_json::Value = serde_json::from_str(crate::OPENAPI_JSON).unwrap();
@@ -385,6 +621,9 @@ mod tests {
             .iter()
             .chain(crate::members::MEMBER_ROUTES)
             .chain(crate::fraud::FRAUD_ROUTES)
+            .chain(crate::login::LOGIN_ROUTES)
+            .chain(crate::mart::MART_ROUTES)
+            .chain(crate::web::WEB_ROUTES)
             .chain(&[
                 ("post", "/v1/events"),
                 ("get", "/healthz"),
@@ -397,15 +636,21 @@ mod tests {
                 "openapi.json lacks {method} {path}"
             );
         }
-        // The member routes take an API key either way and say so.
+        // The scoped routes take an API key either way or a session, and say so.
         let schemes = &doc["components"]["securitySchemes"];
         assert_eq!(schemes["apiKey"]["scheme"], "bearer");
         assert_eq!(schemes["apiKeyHeader"]["name"], "x-api-key");
-        for (method, path) in crate::members::MEMBER_ROUTES {
+        assert_eq!(schemes["sessionCookie"]["name"], "storepulse_session");
+        for (method, path) in crate::members::MEMBER_ROUTES
+            .iter()
+            .chain(ROUTES)
+            .chain(crate::mart::MART_ROUTES)
+            .chain(&[("get", "/v1/me"), ("get", "/v1/alerts")])
+        {
             let operation = &doc["paths"][path][method];
             assert_eq!(
                 operation["security"],
-                json!([{ "apiKey": [] }, { "apiKeyHeader": [] }]),
+                json!([{ "apiKey": [] }, { "apiKeyHeader": [] }, { "sessionCookie": [] }]),
                 "{method} {path}"
             );
             for status in ["200", "401", "403"] {

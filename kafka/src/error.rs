@@ -39,19 +39,33 @@ pub enum KafkaError {
     /// The broker did not acknowledge in time (it may be down).
     #[error("kafka: broker did not acknowledge within {0} ms")]
     Timeout(u64),
+    /// The webhook forwarder's checkpoint (`crate::notify`) cannot be read
+    /// or written.
+    #[error("webhook forward checkpoint {path}: {reason}")]
+    NoticeCheckpoint {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// The webhook outbox refused a notice (disk full, a write it could not
+    /// roll back): serve stops; at its restart the outbox is reopened and
+    /// the forwarder resumes from its checkpoint.
+    #[error("webhook outbox: {0}")]
+    Outbox(String),
 }
 
 impl KafkaError {
     /// Whether retrying may help.
     pub fn retry_hint(&self) -> RetryHint {
         match self {
-            KafkaError::Config(_) | KafkaError::Topic { .. } | KafkaError::State { .. } => {
-                RetryHint::Never
-            }
+            KafkaError::Config(_)
+            | KafkaError::Topic { .. }
+            | KafkaError::State { .. }
+            | KafkaError::NoticeCheckpoint { .. } => RetryHint::Never,
             KafkaError::Client { .. }
             | KafkaError::Timeout(_)
             | KafkaError::OutputLost(_)
-            | KafkaError::Rejoin => RetryHint::Backoff,
+            | KafkaError::Rejoin
+            | KafkaError::Outbox(_) => RetryHint::Backoff,
             KafkaError::Checkpoint(e) => e.retry_hint(),
         }
     }

@@ -12,6 +12,8 @@
 //! - [`materialize`]: the read model of `storepulse serve` (stock, alerts
 //!   and dead letters from their topics).
 //! - [`rules`]: the fraud rules topic every process follows.
+//! - [`notify`]: the fraud records forwarded to the webhook outbox (the
+//!   serve that has webhooks configured).
 //! - [`dump`]: reading a whole topic, for `replay --from-topic`.
 //! - [`error`]: this crate's error enum.
 
@@ -20,6 +22,7 @@ pub mod config;
 pub mod dump;
 pub mod error;
 pub mod materialize;
+pub mod notify;
 pub mod partitioner;
 pub mod process;
 pub mod producer;

@@ -14,14 +14,28 @@
 //!   with the scope already resolved on the server. Both stores implement
 //!   it: ClickHouse (`storepulse-sinks`) and the embedded Parquet mart.
 //!
+//! - [`sink`]: the loop that tails the runtime's mart log and writes rows
+//!   to a [`write::MartWriter`] exactly once (positions, cursor, retries,
+//!   dead letters, erasures).
+//! - [`embedded`]: the default store: Parquet files under
+//!   `data_dir/mart/<table>/` ([`embedded::ParquetMart`]) queried with
+//!   DataFusion ([`embedded::reader::DataFusionMart`]).
+//! - [`sql`]: the SQL of every dashboard query, shared with ClickHouse.
+//!
 //! Calendar days and hours are China time (UTC+8, `storepulse_core::time`),
 //! computed once when the row is made, so every store groups by plain
 //! columns and the SQL stays portable between ClickHouse and DataFusion.
 
 pub mod derive;
+pub mod embedded;
 pub mod error;
 pub mod query;
 pub mod rows;
+pub mod sink;
+pub mod sql;
 pub mod write;
+
+#[cfg(test)]
+mod testutil;
 
 pub use error::MartError;

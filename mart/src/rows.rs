@@ -44,6 +44,10 @@ pub struct SourcePos {
 /// log's sequence number).
 pub const DECISIONS_PARTITION: u32 = u32::MAX;
 
+/// Source partition of rejected events refused by ingest (they never
+/// reached the event log): the offset is the dead-letter log's.
+pub const INGEST_DLQ_PARTITION: u32 = u32::MAX - 1;
+
 /// The mart's tables, in the order migrations create them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -382,5 +386,172 @@ impl MartBatch {
         self.alert_decisions.append(&mut other.alert_decisions);
         self.rejected_events.append(&mut other.rejected_events);
         self.erasures.append(&mut other.erasures);
+    }
+}
+
+impl MartBatch {
+    /// Encodes the batch as mart-log records of at most `max_bytes` each
+    /// (postcard). A batch too large for one record is split table by
+    /// table in position order; erasures ride in the last part, so they
+    /// still follow every row of the batch.
+    ///
+    /// A single row larger than `max_bytes` is kept in a record of its own
+    /// (the log refuses it; the caller reports that).
+    pub fn encode_parts(&self, max_bytes: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        self.encode_into(max_bytes, &mut out);
+        out
+    }
+
+    fn encode_into(&self, max_bytes: usize, out: &mut Vec<Vec<u8>>) {
+        // Encoding plain structs of strings and integers cannot fail.
+        let bytes = postcard::to_allocvec(self).unwrap_or_default();
+        if bytes.len() <= max_bytes || self.rows() <= 1 {
+            out.push(bytes);
+            return;
+        }
+        let (left, right) = self.split_half();
+        left.encode_into(max_bytes, out);
+        right.encode_into(max_bytes, out);
+    }
+
+    /// Splits the rows in two halves (by row count, in table then position
+    /// order); erasures go with the second half.
+    pub fn split_half(&self) -> (MartBatch, MartBatch) {
+        let half = self.rows() / 2;
+        let mut left = MartBatch::default();
+        let mut right = MartBatch::default();
+        let mut taken = 0usize;
+        macro_rules! split {
+            ($($t:ident),*) => {$(
+                let n = self.$t.len().min(half.saturating_sub(taken));
+                left.$t.extend_from_slice(&self.$t[..n]);
+                right.$t.extend_from_slice(&self.$t[n..]);
+                taken += n;
+            )*};
+        }
+        split!(
+            sale_lines,
+            return_lines,
+            stock_changes,
+            stock_levels,
+            points_ledger,
+            member_registrations,
+            tag_changes,
+            alerts,
+            alert_decisions,
+            rejected_events
+        );
+        let _ = taken;
+        right.erasures = self.erasures.clone();
+        (left, right)
+    }
+
+    /// Decodes a mart-log record.
+    ///
+    /// # Errors
+    /// The record is not a postcard-encoded batch.
+    pub fn decode(bytes: &[u8]) -> Result<MartBatch, String> {
+        postcard::from_bytes(bytes).map_err(|e| e.to_string())
+    }
+
+    /// Keeps only rows above `seen` (highest position per (table, partition))
+    /// and raises `seen` to the rows kept: what a sink has already stored,
+    /// or already taken into its pending batch, is dropped.
+    pub fn retain_after(&mut self, seen: &mut crate::write::StoredPositions) {
+        macro_rules! keep {
+            ($($t:ident => $table:expr),*) => {$(
+                self.$t.retain(|r| {
+                    let pos = SourcePos { partition: r.src_partition, offset: r.src_offset, index: r.src_index };
+                    let key = ($table, r.src_partition);
+                    match seen.get(&key) {
+                        Some(top) if pos <= *top => false,
+                        _ => {
+                            seen.insert(key, pos);
+                            true
+                        }
+                    }
+                });
+            )*};
+        }
+        keep!(
+            sale_lines => Table::SaleLines,
+            return_lines => Table::ReturnLines,
+            stock_changes => Table::StockChanges,
+            stock_levels => Table::StockLevels,
+            points_ledger => Table::PointsLedger,
+            member_registrations => Table::MemberRegistrations,
+            tag_changes => Table::TagChanges,
+            alerts => Table::Alerts,
+            alert_decisions => Table::AlertDecisions,
+            rejected_events => Table::RejectedEvents
+        );
+    }
+
+    /// The batch's rows of one table only (no erasures).
+    pub fn only(&self, table: Table) -> MartBatch {
+        let mut b = MartBatch::default();
+        match table {
+            Table::SaleLines => b.sale_lines.clone_from(&self.sale_lines),
+            Table::ReturnLines => b.return_lines.clone_from(&self.return_lines),
+            Table::StockChanges => b.stock_changes.clone_from(&self.stock_changes),
+            Table::StockLevels => b.stock_levels.clone_from(&self.stock_levels),
+            Table::PointsLedger => b.points_ledger.clone_from(&self.points_ledger),
+            Table::MemberRegistrations => {
+                b.member_registrations.clone_from(&self.member_registrations);
+            }
+            Table::TagChanges => b.tag_changes.clone_from(&self.tag_changes),
+            Table::Alerts => b.alerts.clone_from(&self.alerts),
+            Table::AlertDecisions => b.alert_decisions.clone_from(&self.alert_decisions),
+            Table::RejectedEvents => b.rejected_events.clone_from(&self.rejected_events),
+        }
+        b
+    }
+
+    /// Rows per table (tables with rows only).
+    pub fn table_rows(&self) -> Vec<(Table, usize)> {
+        let counts = [
+            self.sale_lines.len(),
+            self.return_lines.len(),
+            self.stock_changes.len(),
+            self.stock_levels.len(),
+            self.points_ledger.len(),
+            self.member_registrations.len(),
+            self.tag_changes.len(),
+            self.alerts.len(),
+            self.alert_decisions.len(),
+            self.rejected_events.len(),
+        ];
+        Table::ALL
+            .into_iter()
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Each row of the batch as (table, position, JSON), for dead letters.
+    pub fn rows_json(&self) -> Vec<(Table, SourcePos, String)> {
+        let mut out = Vec::new();
+        macro_rules! each {
+            ($($t:ident => $table:expr),*) => {$(
+                for r in &self.$t {
+                    let pos = SourcePos { partition: r.src_partition, offset: r.src_offset, index: r.src_index };
+                    out.push(($table, pos, serde_json::to_string(r).unwrap_or_default()));
+                }
+            )*};
+        }
+        each!(
+            sale_lines => Table::SaleLines,
+            return_lines => Table::ReturnLines,
+            stock_changes => Table::StockChanges,
+            stock_levels => Table::StockLevels,
+            points_ledger => Table::PointsLedger,
+            member_registrations => Table::MemberRegistrations,
+            tag_changes => Table::TagChanges,
+            alerts => Table::Alerts,
+            alert_decisions => Table::AlertDecisions,
+            rejected_events => Table::RejectedEvents
+        );
+        out
     }
 }

@@ -127,6 +127,23 @@ impl AlertBook {
             .collect()
     }
 
+    /// The newest alerts first, filtered by family and by `keep`, at most
+    /// `limit` (those `keep` refuses do not count).
+    pub fn recent_filtered(
+        &self,
+        family: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&AlertRecord) -> bool,
+    ) -> Vec<AlertRecord> {
+        self.alerts
+            .iter()
+            .rev()
+            .filter(|a| family.is_none_or(|f| a.family == f) && keep(a))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
     /// Number of alerts held.
     pub fn len(&self) -> usize {
         self.alerts.len()

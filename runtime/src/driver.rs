@@ -4,9 +4,11 @@
 //! Order of effects for one batch of records, and why it is crash-safe:
 //! 1. records are parsed and applied to the in-memory state (under the
 //!    write lock, so queries see whole batches);
-//! 2. rejections are written to the dead-letter sink and member tag changes
-//!    and erasures to the member log (each retried with backoff until it is
-//!    durable: nothing is dropped);
+//! 2. rejections are written to the dead-letter sink, member tag changes
+//!    and erasures to the member log, and the batch's mart rows
+//!    ([`storepulse_mart::rows::MartBatch`], derived per applied event with
+//!    the event's log position) to the mart log (each retried with backoff
+//!    until it is durable: nothing is dropped);
 //! 3. every `checkpoint_interval` the state and the position after the batch
 //!    are written atomically, then the source is told (`commit`).
 //!
@@ -31,6 +33,8 @@ use storepulse_processors::inventory::{
     InventoryConfig, InventoryOutput, InventoryProcessor, InventoryState,
 };
 use storepulse_processors::members::{MemberConfig, MemberOutput, MemberProcessor};
+use storepulse_mart::derive::{EventPos, RowDeriver};
+use storepulse_mart::rows::MartBatch;
 use storepulse_processors::{Outcome, Processor};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -142,6 +146,17 @@ impl AlertNotice {
         )
     }
 
+    /// The notice of a review decision (`decided:<alert_id>:<decided_at>`,
+    /// the nanoseconds of the decision: unique per decision, the same
+    /// wherever it is read, embedded API or Kafka's decisions topic).
+    pub fn decided(rule: &str, decision: &crate::review::Decision) -> Self {
+        Self::new(
+            format!("decided:{}:{}", decision.alert_id, decision.decided_at),
+            rule,
+            serde_json::json!({"type": "alert.decided", "rule": rule, "decision": decision}),
+        )
+    }
+
     /// A notice with a JSON body.
     pub fn new(id: String, rule: &str, body: serde_json::Value) -> Self {
         Self {
@@ -162,6 +177,27 @@ pub type AlertSink = Arc<
         + Send
         + Sync,
 >;
+
+/// Where mart batches go (the mart log): postcard records, durable when
+/// the future resolves to `Ok`.
+pub type MartLogSink = Arc<
+    dyn Fn(
+            Vec<Vec<u8>>,
+        )
+            -> std::pin::Pin<Box<dyn Future<Output = std::result::Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Largest mart-log record (the embedded log takes up to 1 MiB).
+pub const MART_RECORD_BYTES: usize = 1000 * 1024;
+
+/// The mart output of the loop: how rows are derived and where they go.
+#[derive(Clone)]
+pub struct MartOutput {
+    pub deriver: RowDeriver,
+    pub sink: MartLogSink,
+}
 
 /// Fraud rules of the pipeline (`[fraud]` and the rules file).
 #[derive(Debug, Clone)]
@@ -291,6 +327,8 @@ pub struct PipelineContext {
     pub config: DriverConfig,
     /// The webhook outbox, if webhooks are configured.
     pub alert_sink: Option<AlertSink>,
+    /// The mart log, if the mart is on.
+    pub mart: Option<MartOutput>,
 }
 
 /// Runs the processing loop until `shutdown`, then writes a final checkpoint.
@@ -316,6 +354,7 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink, M: MemberLogSink>(
         checkpoints,
         config,
         alert_sink,
+        mart,
     } = ctx;
     let mut next: BTreeMap<u32, u64> = positions.iter().map(|p| (p.partition, p.offset)).collect();
     let interval = Duration::from_secs_f64(config.checkpoint_interval_secs);
@@ -348,13 +387,14 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink, M: MemberLogSink>(
             continue;
         }
         if !records.is_empty() {
-            let (letters, member_lines) = apply_batch(
+            let (letters, member_lines, mart_batches) = apply_batch(
                 &shared,
                 &parser,
                 &records,
                 &mut outputs,
                 &mut member_outputs,
                 &mut fraud_outputs,
+                mart.as_ref().map(|m| &m.deriver),
             );
             let notices = publish_fraud(&shared, &mut fraud_outputs, &mut late_seen);
             let alerted = !notices.is_empty();
@@ -363,6 +403,9 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink, M: MemberLogSink>(
             }
             if !member_lines.is_empty() {
                 send_member_log(member_log, member_lines, &shutdown).await?;
+            }
+            if let Some(mart) = &mart {
+                send_mart_log(&mart.sink, &mart_batches, &shutdown).await?;
             }
             if let (Some(sink), false) = (&alert_sink, notices.is_empty()) {
                 until_durable("alert outbox", notices.len(), &shutdown, || {
@@ -436,7 +479,10 @@ pub async fn run_pipeline<S: EventSource, D: DeadLetterSink, M: MemberLogSink>(
 }
 
 /// Parses and applies a batch to inventory, then members; returns the dead
-/// letters and the member-log records it produced.
+/// letters, the member-log records and the mart rows it produced (the mart
+/// batches are cut after each erasure, so a sink applies an erasure after
+/// exactly the rows before it).
+#[allow(clippy::too_many_lines)]
 fn apply_batch(
     shared: &Shared,
     parser: &EventParser,
@@ -444,9 +490,12 @@ fn apply_batch(
     outputs: &mut Vec<InventoryOutput>,
     member_outputs: &mut Vec<MemberOutput>,
     fraud_outputs: &mut Vec<FraudOutput>,
-) -> (Vec<DeadLetter>, Vec<Vec<u8>>) {
+    deriver: Option<&RowDeriver>,
+) -> (Vec<DeadLetter>, Vec<Vec<u8>>, Vec<MartBatch>) {
     let parsed: Vec<_> = records.iter().map(|r| parser.parse(&r.payload)).collect();
     let mut letters = Vec::new();
+    let mut mart_batches = Vec::new();
+    let mut mart = MartBatch::default();
     let mut counts: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
     outputs.clear();
     member_outputs.clear();
@@ -455,6 +504,12 @@ fn apply_batch(
         let mut members = shared.members_mut();
         let mut fraud = shared.fraud_mut();
         for (record, parsed) in records.iter().zip(parsed) {
+            let pos = EventPos {
+                partition: record.position.partition,
+                offset: record.position.offset,
+            };
+            let first_inventory = outputs.len();
+            let first_fraud = fraud_outputs.len();
             let result = parsed.and_then(|event| {
                 let kind = event.event_type();
                 let outcome = inventory.apply(&event, outputs)?;
@@ -478,6 +533,22 @@ fn apply_batch(
                         fraud_outputs,
                     );
                 }
+                if let Some(deriver) = deriver {
+                    let erased = derive_rows(
+                        deriver,
+                        pos,
+                        &event,
+                        &inventory,
+                        members.as_ref(),
+                        &outputs[first_inventory..],
+                        &member_outputs[first_new..],
+                        &fraud_outputs[first_fraud..],
+                        &mut mart,
+                    );
+                    if erased {
+                        mart_batches.push(std::mem::take(&mut mart));
+                    }
+                }
                 Ok((kind, outcome))
             });
             match result {
@@ -498,6 +569,18 @@ fn apply_batch(
                         &record.payload,
                     );
                     letter.offset = Some(record.position.offset);
+                    if let Some(deriver) = deriver {
+                        deriver.rejected(
+                            pos,
+                            letter.event_id.as_deref(),
+                            "processor",
+                            &letter.reason,
+                            &sniff_store(&record.payload),
+                            &letter.raw,
+                            storepulse_core::time::now(),
+                            &mut mart,
+                        );
+                    }
                     letters.push(letter);
                 }
             }
@@ -566,7 +649,105 @@ fn apply_batch(
             .inc_by(n);
     }
     shared.metrics.dead_letters.inc_by(letters.len() as u64);
-    (letters, member_lines)
+    if !mart.is_empty() {
+        mart_batches.push(mart);
+    }
+    (letters, member_lines, mart_batches)
+}
+
+/// The `store_id` of a raw event, when it has a readable one (for a
+/// rejected event's row; rejections are rare, so a full parse is fine).
+fn sniff_store(payload: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| v.get("store_id").and_then(|s| s.as_str()).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Derives the mart rows of one applied event from the event and what the
+/// processors emitted for it; returns whether it erased a member.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn derive_rows(
+    deriver: &RowDeriver,
+    pos: EventPos,
+    event: &storepulse_core::Event,
+    inventory: &InventoryProcessor,
+    members: Option<&MemberProcessor>,
+    inventory_outputs: &[InventoryOutput],
+    member_outputs: &[MemberOutput],
+    fraud_outputs: &[FraudOutput],
+    out: &mut MartBatch,
+) -> bool {
+    let canonical = event
+        .member_id
+        .as_ref()
+        .and_then(|id| members.and_then(|m| m.canonical_of(id)))
+        .map(|c| c.as_str());
+    deriver.event(pos, event, canonical, out);
+    let event_id = event.event_id.as_str();
+    for o in inventory_outputs {
+        match o {
+            InventoryOutput::Changed(c) => deriver.stock_level(
+                pos,
+                c.store,
+                inventory.sku_name(c.sku),
+                c.on_hand,
+                event_id,
+                c.occurred_at,
+                out,
+            ),
+            InventoryOutput::Alert(a) => deriver.stock_alert(pos, a, out),
+        }
+    }
+    let mut erased = false;
+    for o in member_outputs {
+        match o {
+            MemberOutput::Tag(change) => {
+                let favorite = members
+                    .and_then(|m| m.person_by_id(&change.member_id))
+                    .and_then(|p| p.favorite);
+                deriver.tag_change(pos, change, favorite, out);
+            }
+            MemberOutput::Overdraft(alert) => {
+                deriver.fraud_alert(pos, &ReviewAlert::from_overdraft(alert), out);
+            }
+            MemberOutput::Erased(e) => {
+                deriver.erasure(pos, e, out);
+                erased = true;
+            }
+        }
+    }
+    for o in fraud_outputs {
+        match o {
+            FraudOutput::Raised(alert) => deriver.fraud_alert(pos, alert, out),
+            FraudOutput::Withdrawn(w) => {
+                let raised = fraud_outputs.iter().find_map(|r| match r {
+                    FraudOutput::Raised(a) if a.alert_id == w.alert_id => Some(&**a),
+                    _ => None,
+                });
+                deriver.withdrawn(pos, w, raised, out);
+            }
+        }
+    }
+    erased
+}
+
+/// Appends the batch's mart rows to the mart log, retried until durable.
+async fn send_mart_log(
+    sink: &MartLogSink,
+    batches: &[MartBatch],
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let records: Vec<Vec<u8>> = batches
+        .iter()
+        .flat_map(|b| b.encode_parts(MART_RECORD_BYTES))
+        .collect();
+    if records.is_empty() {
+        return Ok(());
+    }
+    until_durable("mart log", records.len(), shutdown, || sink(records.clone()))
+        .await
+        .map_err(RuntimeError::MartLog)
 }
 
 /// Puts fraud outputs into the review queue and metrics; returns the

@@ -29,6 +29,9 @@ pub enum RuntimeError {
     /// The member log failed.
     #[error("member log: {0}")]
     MemberLog(String),
+    /// The mart log failed.
+    #[error("mart log: {0}")]
+    MartLog(String),
     /// The decision log could not be read or written.
     #[error("decision log {path}: {reason}")]
     DecisionLog { path: PathBuf, reason: String },
@@ -51,6 +54,7 @@ impl RuntimeError {
             RuntimeError::CheckpointIo { .. }
             | RuntimeError::DeadLetter(_)
             | RuntimeError::MemberLog(_)
+            | RuntimeError::MartLog(_)
             | RuntimeError::DecisionLog { .. }
             | RuntimeError::AlertOutbox(_) => RetryHint::Backoff,
             RuntimeError::CheckpointInvalid { .. }

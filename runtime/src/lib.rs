@@ -33,6 +33,9 @@ pub mod review;
 pub mod rules_file;
 pub mod shared;
 
+#[cfg(test)]
+mod mart_rows_tests;
+
 pub use driver::{run_pipeline, DeadLetterSink, DriverConfig};
 pub use error::{Result, RuntimeError};
 pub use shared::Shared;

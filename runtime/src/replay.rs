@@ -150,6 +150,8 @@ pub(crate) struct FraudRun {
     standing: BTreeMap<String, FraudAlert>,
     raised: u64,
     withdrawn: u64,
+    /// When set, a copy of each event's fraud outputs (for mart rows).
+    pub(crate) keep: Option<Vec<FraudOutput>>,
 }
 
 impl FraudRun {
@@ -164,6 +166,7 @@ impl FraudRun {
             standing: BTreeMap::new(),
             raised: 0,
             withdrawn: 0,
+            keep: None,
         }
     }
 
@@ -177,6 +180,9 @@ impl FraudRun {
     ) {
         self.processor
             .apply_with_members(Some(members), event, member_outputs, &mut self.outputs);
+        if let Some(keep) = self.keep.as_mut() {
+            keep.clone_from(&self.outputs);
+        }
         for output in member_outputs {
             if let MemberOutput::Overdraft(alert) = output {
                 if let Some(review) = ReviewAlert::overdraft_to_review(&self.processor, alert) {
@@ -354,7 +360,37 @@ pub fn replay(
     parser: &EventParser,
     setup: &ReplaySetup,
     threads: usize,
+    progress: impl FnMut(u64, u64),
+) -> Result<Replayed> {
+    replay_with_mart(input, out_dir, parser, setup, threads, progress, None)
+}
+
+/// Where [`replay_with_mart`] sends mart rows: the deriver and a sink
+/// taking each batch (cut after every erasure, which the sink applies
+/// after the batch's rows).
+pub struct MartReplay<'a> {
+    pub deriver: storepulse_mart::derive::RowDeriver,
+    pub sink: &'a mut dyn FnMut(storepulse_mart::rows::MartBatch) -> std::result::Result<(), String>,
+}
+
+/// Rows a replay batch holds before it is handed to the mart sink.
+const MART_REPLAY_ROWS: usize = 200_000;
+
+/// [`replay`], also deriving the mart's rows exactly as the driver does
+/// (position: partition 0, offset = line number - 1, i.e. the offset the
+/// line would have in an event log holding this file).
+///
+/// # Errors
+/// As [`replay`]; a mart sink error.
+#[allow(clippy::too_many_lines)]
+pub fn replay_with_mart(
+    input: &Path,
+    out_dir: &Path,
+    parser: &EventParser,
+    setup: &ReplaySetup,
+    threads: usize,
     mut progress: impl FnMut(u64, u64),
+    mut mart: Option<MartReplay<'_>>,
 ) -> Result<Replayed> {
     let in_io = |source| RuntimeError::ReplayIo {
         path: input.to_owned(),
@@ -377,6 +413,14 @@ pub fn replay(
         .map_err(RuntimeError::Config)?
         .without_dedup();
     let mut fraud = FraudRun::new(&setup.fraud, &setup.rules, stores);
+    if mart.is_some() {
+        fraud.keep = Some(Vec::new());
+    }
+    let mut mart_batch = storepulse_mart::rows::MartBatch::default();
+    let mart_err = |e: String| RuntimeError::ReplayIo {
+        path: out_dir.join("mart"),
+        source: std::io::Error::other(e),
+    };
     let mut candidate = setup
         .candidate
         .as_ref()
@@ -390,6 +434,7 @@ pub fn replay(
         for (i, result) in parsed.into_iter().enumerate() {
             let line = first_line + i as u64 + 1;
             summary.lines += 1;
+            let mut erased = false;
             let outcome = result.and_then(|event| {
                 let outcome = inventory.apply(&event, &mut outputs)?;
                 if outcome != Outcome::Duplicate {
@@ -400,9 +445,31 @@ pub fn replay(
                     if let Some(candidate) = candidate.as_mut() {
                         candidate.apply(&members, &event, new_outputs);
                     }
+                    if let Some(m) = mart.as_ref() {
+                        let pos = storepulse_mart::derive::EventPos {
+                            partition: 0,
+                            offset: line - 1,
+                        };
+                        erased = crate::driver::derive_rows(
+                            &m.deriver,
+                            pos,
+                            &event,
+                            &inventory,
+                            Some(&members),
+                            &outputs,
+                            new_outputs,
+                            fraud.keep.as_deref().unwrap_or_default(),
+                            &mut mart_batch,
+                        );
+                    }
                 }
                 Ok(outcome)
             });
+            if let Some(m) = mart.as_mut() {
+                if erased || mart_batch.rows() >= MART_REPLAY_ROWS {
+                    (m.sink)(std::mem::take(&mut mart_batch)).map_err(mart_err)?;
+                }
+            }
             match outcome {
                 Ok(Outcome::Duplicate) => summary.duplicates += 1,
                 Ok(Outcome::Applied | Outcome::Ignored) => summary.accepted += 1,
@@ -519,6 +586,11 @@ pub fn replay(
                 Err(_) => Err(in_io(std::io::Error::other("reader thread panicked"))),
             }
         })?;
+    }
+    if let Some(m) = mart.as_mut() {
+        if !mart_batch.is_empty() {
+            (m.sink)(std::mem::take(&mut mart_batch)).map_err(mart_err)?;
+        }
     }
     for alert in fraud.sorted() {
         write_line(&mut alerts_out, alert).map_err(out_io("alerts.ndjson"))?;

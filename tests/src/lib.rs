@@ -195,7 +195,8 @@ pub async fn wait_caught_up(client: &reqwest::Client, base: &str) {
     }
 }
 
-/// Every (store_id, sku) -> on_hand the API knows, over all stores.
+/// Every (store_id, sku) -> on_hand the API knows, over all stores (read
+/// with the demo HQ key).
 ///
 /// # Panics
 /// On an HTTP error.
@@ -212,6 +213,7 @@ pub async fn all_stock(client: &reqwest::Client, base: &str) -> BTreeMap<(String
             }
             let page: serde_json::Value = client
                 .get(&url)
+                .bearer_auth(HQ_KEY)
                 .send()
                 .await
                 .expect("GET stock page")

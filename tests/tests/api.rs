@@ -44,8 +44,14 @@ fn config_with_store_key(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// GET with the demo HQ key (every query route needs a principal).
 async fn get_json(client: &reqwest::Client, url: String) -> Value {
-    let response = client.get(&url).send().await.unwrap();
+    let response = client
+        .get(&url)
+        .bearer_auth(storepulse_tests::HQ_KEY)
+        .send()
+        .await
+        .unwrap();
     response.json().await.unwrap()
 }
 
@@ -178,6 +184,7 @@ async fn ingest_query_and_restart() {
         .any(|l| l["event_id"] == "bad-1" && l["reason"].as_str().unwrap().contains("qty")));
     let route: Value = client
         .post(format!("{base}/v1/route"))
+        .bearer_auth(storepulse_tests::HQ_KEY)
         .json(&json!({"lines":[{"sku":"SKU-200871","qty":3}],"deliver_to":{"lat":25.02,"lon":102.67}}))
         .send().await.unwrap().json().await.unwrap();
     assert_eq!(route["stores_used"], 1, "{route}");

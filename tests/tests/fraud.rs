@@ -259,12 +259,21 @@ async fn fraud_is_caught_reviewed_retuned_and_delivered_to_a_webhook_that_comes_
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = call(&client, reqwest::Method::GET, url, Some(STORE_KEY), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    // The stock alert book stays public, as before.
+    // The stock alert book needs a principal now, and is scoped.
     let (status, _) = call(
         &client,
         reqwest::Method::GET,
         format!("{base}/v1/alerts?kind=stock"),
         None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(
+        &client,
+        reqwest::Method::GET,
+        format!("{base}/v1/alerts?kind=stock"),
+        Some(STORE_KEY),
         None,
     )
     .await;

@@ -200,6 +200,7 @@ async fn simulate_to_kafka_to_api_equals_replay_with_duplicates_and_disorder() {
     loop {
         let dlq: serde_json::Value = client
             .get(format!("{}/v1/dlq?limit=1000", server.base))
+            .bearer_auth(storepulse_tests::HQ_KEY)
             .send()
             .await
             .unwrap()
@@ -528,6 +529,7 @@ async fn poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing() {
     loop {
         let stock: serde_json::Value = client
             .get(format!("{}/v1/stock/KM-001/SKU-P", server.base))
+            .bearer_auth(storepulse_tests::HQ_KEY)
             .send()
             .await
             .unwrap()
@@ -1170,4 +1172,368 @@ async fn fraud_alerts_on_kafka_equal_embedded() {
     }
     assert!(second.stop(), "second serve: clean stop");
     assert!(server.stop(), "kafka: clean stop");
+}
+
+/// What a webhook receiver got: (delivery id, body), in arrival order.
+type Deliveries = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+
+const HOOK_SECRET: &str = "kafka-webhook-secret";
+
+/// A webhook receiver on 127.0.0.1:0 that refuses (401) a bad signature
+/// and records the rest. Returns its port.
+async fn start_receiver(received: Deliveries) -> u16 {
+    use axum::http::{HeaderMap, StatusCode};
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let received = received.clone();
+            async move {
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let timestamp: u64 = header("x-storepulse-timestamp").parse().unwrap_or(0);
+                if !storepulse_sinks::webhook::signature::verify(
+                    HOOK_SECRET.as_bytes(),
+                    timestamp,
+                    &body,
+                    &header("x-storepulse-signature"),
+                ) {
+                    eprintln!(
+                        "webhook: bad signature on {}",
+                        header("x-storepulse-delivery")
+                    );
+                    return StatusCode::UNAUTHORIZED;
+                }
+                let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                received
+                    .lock()
+                    .unwrap()
+                    .push((header("x-storepulse-delivery"), value));
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    port
+}
+
+/// Waits until the webhook got exactly `expected` (delivery ids), then a
+/// second more to see that nothing else follows; panics on a missing, an
+/// extra or a repeated delivery.
+async fn wait_deliveries(received: &Deliveries, expected: &std::collections::BTreeSet<String>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: Vec<String> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| d.0.clone())
+            .collect();
+        let distinct: std::collections::BTreeSet<String> = got.iter().cloned().collect();
+        assert_eq!(
+            got.len(),
+            distinct.len(),
+            "a notification was delivered twice: {got:?}"
+        );
+        let extra: Vec<_> = distinct.difference(expected).collect();
+        assert!(
+            extra.is_empty(),
+            "unexpected deliveries {extra:?} (expected {expected:?})"
+        );
+        if &distinct == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "within 60 s the webhook got {distinct:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got: Vec<String> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| d.0.clone())
+        .collect();
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "deliveries after the expected ones: {got:?}"
+    );
+}
+
+/// The fraud raises on `<p>.alerts` whose sales are among `event_ids`:
+/// alert id -> the record (the webhook body).
+fn raised_on_topic(
+    broker: &str,
+    topic: &str,
+    event_ids: &[&str],
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut out = std::collections::BTreeMap::new();
+    for (_, _, key, value) in storepulse_tests::kafka::read_topic(broker, topic) {
+        let v: serde_json::Value = serde_json::from_slice(&value).unwrap_or_default();
+        if v["type"] == "alert.raised"
+            && v["alert"]["event_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| event_ids.contains(&e.as_str().unwrap()))
+        {
+            out.insert(key, v);
+        }
+    }
+    out
+}
+
+/// Webhooks on Kafka: `run` (ingest, process and a serve without webhooks)
+/// and one designated `serve` with a webhook (a local receiver checking
+/// signatures). Fraud raised before that serve's first start is history
+/// and not sent; fraud planted afterwards reaches the webhook once per
+/// alert, the record of `<p>.alerts` as the body; a decision taken on the
+/// other instance reaches it as `alert.decided` through
+/// `<p>.alert-decisions`. Then the webhook serve is killed (-9), fraud and
+/// a decision arrive while it is down, and after its restart the webhook
+/// has each of them once and nothing it had before again.
+#[tokio::test(flavor = "multi_thread")]
+async fn fraud_webhooks_on_kafka_once_across_kill_9() {
+    use serde_json::json;
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let setup = setup("webhooks");
+    let env = env_refs(&setup.env);
+    let client = reqwest::Client::new();
+    let received: Deliveries = Default::default();
+    let port = start_receiver(received.clone()).await;
+    let hook_config = setup.dir.path().join("storepulse-hook.toml");
+    let shipped = std::fs::read_to_string(config()).unwrap();
+    std::fs::write(
+        &hook_config,
+        format!(
+            "{shipped}\n[[fraud.webhooks]]\nname = \"risk\"\nurl = \"http://127.0.0.1:{port}/hook\"\nsecret = \"{HOOK_SECRET}\"\ninitial_backoff_ms = 50\nmax_backoff_secs = 1\n"
+        ),
+    )
+    .unwrap();
+    let run = Server::start_role(EXE, &config(), &setup.data, 0, "run", &env);
+    let alerts_topic = format!("{}.alerts", setup.prefix);
+
+    let t0 = storepulse_core::time::now() + 3 * storepulse_core::time::HOUR;
+    let at = |minutes: i64| {
+        storepulse_core::time::format_china(t0 + minutes * storepulse_core::time::MINUTE)
+    };
+    let sale = |id: &str, minutes: i64, store: &str, member: &str, total: u64| {
+        json!({
+            "v": 1, "event_id": id, "event_type": "sale", "occurred_at": at(minutes),
+            "store_id": store, "channel": "pos", "member_id": member,
+            "order_id": format!("o-{id}"),
+            "lines": [{"sku": "SKU-1", "qty": 1, "unit_price_cents": total}],
+            "total_cents": total,
+            "payment": {"method": "card", "account_ref": format!("card-{id}")},
+        })
+        .to_string()
+    };
+    // One batch of planted fraud: two large single purchases and a member
+    // buying 6,000 CNY in three stores within 20 minutes.
+    let batch = |tag: &str, minutes: i64| -> (Vec<String>, Vec<String>) {
+        let ids: Vec<String> = ["big1", "big2", "m1", "m2", "m3"]
+            .iter()
+            .map(|s| format!("wh-{tag}-{s}"))
+            .collect();
+        let member = format!("WH-{tag}");
+        let lines = vec![
+            sale(
+                &ids[0],
+                minutes,
+                "KM-001",
+                &format!("{member}-B1"),
+                2_500_000,
+            ),
+            sale(
+                &ids[1],
+                minutes + 1,
+                "DL-001",
+                &format!("{member}-B2"),
+                3_000_000,
+            ),
+            sale(&ids[2], minutes + 2, "KM-002", &member, 200_000),
+            sale(&ids[3], minutes + 12, "DL-002", &member, 200_000),
+            sale(&ids[4], minutes + 22, "MZ-001", &member, 200_000),
+        ];
+        (lines, ids)
+    };
+    // Waits until the batch's alerts (three) are on the topic.
+    let on_topic = |ids: Vec<String>| {
+        let broker = setup.broker.clone();
+        let topic = alerts_topic.clone();
+        async move {
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let raised = raised_on_topic(&broker, &topic, &refs);
+                if raised.len() >= 3 {
+                    return raised;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the planted fraud {ids:?} is not on {topic} within 60 s: {raised:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    let decide = |alert_id: String, verdict: &'static str| {
+        let (client, base) = (client.clone(), run.base.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let r = client
+                    .post(format!("{base}/v1/alerts/{alert_id}/decision"))
+                    .bearer_auth(storepulse_tests::RISK_KEY)
+                    .json(&json!({"decision": verdict, "comment": "checked with the store"}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status();
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                if status == 200 {
+                    return body;
+                }
+                assert!(
+                    status == 404 && Instant::now() < deadline,
+                    "decision on {alert_id}: {status} {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+
+    // History: on the topic before the webhook serve ever started.
+    let (history, history_ids) = batch("h", 0);
+    post_lines(&client, &run.base, &history).await;
+    let old = on_topic(history_ids).await;
+
+    let hook_data = setup.data.join("serve-hook");
+    let serve = Server::start_role(EXE, &hook_config, &hook_data, 0, "serve", &env);
+    let (live, live_ids) = batch("l", 120);
+    post_lines(&client, &run.base, &live).await;
+    let raised = on_topic(live_ids).await;
+    let mut expected: std::collections::BTreeSet<String> =
+        raised.keys().map(|id| format!("raised:{id}")).collect();
+    wait_deliveries(&received, &expected).await;
+    // The body is the record on the topic, as embedded sends it.
+    for (id, body) in received.lock().unwrap().iter() {
+        let alert_id = id.strip_prefix("raised:").unwrap();
+        assert_eq!(body, &raised[alert_id], "body of {id}");
+    }
+    assert!(
+        old.keys().all(|id| !received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|d| d.0.contains(id.as_str()))),
+        "history was sent"
+    );
+    // A decision on the other instance reaches the webhook via the topic.
+    let first = raised.keys().next().unwrap().clone();
+    let answer = decide(first.clone(), "confirmed_fraud").await;
+    assert_eq!(
+        answer["notified"], false,
+        "the run instance has no webhooks"
+    );
+    let decided: Vec<String> = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ids: Vec<String> = received
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|d| d.0.starts_with(&format!("decided:{first}:")))
+                .map(|d| d.0.clone())
+                .collect();
+            if !ids.is_empty() {
+                break ids;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the decision on {first} did not reach the webhook"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    expected.extend(decided);
+    wait_deliveries(&received, &expected).await;
+    let body = received
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|d| d.0.starts_with("decided:"))
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(body["type"], "alert.decided", "{body}");
+    assert_eq!(body["decision"]["decision"], "confirmed_fraud", "{body}");
+    assert_eq!(body["rule"], raised[&first]["rule"], "{body}");
+    let delivered =
+        storepulse_tests::metric(&client, &serve.base, "storepulse_webhook_delivered").await;
+    assert_eq!(
+        delivered as usize,
+        expected.len(),
+        "/metrics of the webhook serve"
+    );
+
+    // kill -9; fraud and a decision arrive while the webhook serve is down.
+    serve.kill9();
+    let (down, down_ids) = batch("d", 240);
+    post_lines(&client, &run.base, &down).await;
+    let raised_down = on_topic(down_ids).await;
+    let second = raised.keys().nth(1).unwrap().clone();
+    decide(second.clone(), "false_alarm").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        received.lock().unwrap().len(),
+        expected.len(),
+        "nothing is sent while the webhook serve is down"
+    );
+    let serve = Server::start_role(EXE, &hook_config, &hook_data, 0, "serve", &env);
+    let before = expected.len();
+    expected.extend(raised_down.keys().map(|id| format!("raised:{id}")));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = received.lock().unwrap().clone();
+        if let Some(d) = got
+            .iter()
+            .find(|d| d.0.starts_with(&format!("decided:{second}:")))
+        {
+            expected.insert(d.0.clone());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the decision taken while the webhook serve was down did not arrive: {:?}",
+            got.iter().map(|d| &d.0).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_deliveries(&received, &expected).await;
+    assert_eq!(expected.len(), before + raised_down.len() + 1);
+    let health = healthz(&client, &serve.base).await;
+    assert_eq!(
+        health["webhook_forward"]["appended"],
+        (raised_down.len() + 1) as u64,
+        "after the restart only what arrived meanwhile is new in the outbox: {health}"
+    );
+    // The serve was quiet for a second before the kill, so its forward
+    // checkpoint covered everything: nothing was even offered twice.
+    assert_eq!(health["webhook_forward"]["duplicates"], 0, "{health}");
+    assert!(serve.stop(), "webhook serve: clean stop");
+    assert!(run.stop(), "run: clean stop");
 }

@@ -248,6 +248,7 @@ async fn confluent_kafka_python_produces_events_and_reads_alerts() {
     // Nothing the Python client sent was rejected.
     let dlq: Value = client
         .get(format!("{}/v1/dlq", server.base))
+        .bearer_auth(storepulse_tests::HQ_KEY)
         .send()
         .await
         .unwrap()

@@ -1,0 +1,546 @@
+//! The embedded mart: the mart's tables as Parquet files under
+//! `data_dir/mart/<table>/`, written by [`ParquetMart`] (a [`MartWriter`])
+//! and queried with DataFusion by [`reader::DataFusionMart`].
+//!
+//! # Files
+//! One file per (table, source partition) per written batch, named by the
+//! position range it holds:
+//! `p<partition>-<from offset>.<from index>-<to offset>.<to index>.parquet`
+//! (zero-padded, so names sort by position). A file is written to a hidden
+//! `.tmp` name, fsynced, renamed, and the directory fsynced: it is there
+//! whole or not at all, so "highest stored position" is the highest `to` in
+//! the names.
+//!
+//! # Compaction
+//! When a (table, partition) has [`COMPACT_FILES`] small files after its
+//! last large one, they are merged into one file named by their whole
+//! range. A file whose range lies inside another's is redundant: the merge
+//! deletes its inputs after the rename, and a crash in between leaves them
+//! to be deleted at the next open. Readers see no double counting because
+//! they skip covered files and the swap happens under the lock readers
+//! hold while they query.
+//!
+//! # Erasure
+//! [`MartWriter::erase`] rewrites every file holding a row of the erased ids
+//! without those rows (tmp, fsync, rename over the same name): the bytes are
+//! gone from disk, not hidden. The name, and so the stored positions, stay.
+//!
+//! # Limits
+//! One writer process per directory (the runtime's data directory lock).
+//! `rejected_events.raw` keeps the rejected event's text as received; it is
+//! not rewritten by erasure (as the dead-letter log itself).
+
+pub mod arrow;
+pub mod reader;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
+use tokio::sync::RwLock;
+use tracing::{debug, info, warn};
+
+use crate::rows::{Erasure, MartBatch, SourcePos, Table};
+use crate::sink::sync_dir;
+use crate::write::{MartWriter, StoredPositions};
+use crate::MartError;
+
+/// Small files after the last large one that trigger a merge.
+pub const COMPACT_FILES: usize = 16;
+/// A file with at least this many rows is large (not merged again).
+pub const LARGE_FILE_ROWS: u64 = 1_000_000;
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 256 * 1024;
+
+/// A data file's name, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FileRange {
+    pub from: SourcePos,
+    pub to: SourcePos,
+}
+
+impl FileRange {
+    /// The file name of this range.
+    pub fn file_name(&self) -> String {
+        format!(
+            "p{:010}-{:020}.{:010}-{:020}.{:010}.parquet",
+            self.from.partition, self.from.offset, self.from.index, self.to.offset, self.to.index
+        )
+    }
+
+    /// Parses a file name made by [`FileRange::file_name`].
+    pub fn parse(name: &str) -> Option<Self> {
+        let stem = name.strip_suffix(".parquet")?.strip_prefix('p')?;
+        let (partition, rest) = stem.split_once('-')?;
+        let (from, to) = rest.split_once('-')?;
+        let partition: u32 = partition.parse().ok()?;
+        let pos = |s: &str| -> Option<SourcePos> {
+            let (o, i) = s.split_once('.')?;
+            Some(SourcePos {
+                partition,
+                offset: o.parse().ok()?,
+                index: i.parse().ok()?,
+            })
+        };
+        Some(Self {
+            from: pos(from)?,
+            to: pos(to)?,
+        })
+    }
+
+    /// Whether `other` lies inside this range (same partition).
+    pub fn covers(&self, other: &FileRange) -> bool {
+        self != other
+            && self.from.partition == other.from.partition
+            && self.from <= other.from
+            && other.to <= self.to
+    }
+}
+
+/// A data file of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DataFile {
+    range: FileRange,
+    rows: u64,
+}
+
+/// The lock readers hold while they query and the writer holds while it
+/// swaps files (compaction, erasure): a reader never sees a merged file
+/// beside its inputs.
+pub type SwapLock = Arc<RwLock<()>>;
+
+/// The embedded mart's writer. Cheap to clone (clones share the state).
+#[derive(Clone)]
+pub struct ParquetMart {
+    dir: PathBuf,
+    files: Arc<Mutex<BTreeMap<(Table, u32), Vec<DataFile>>>>,
+    lock: SwapLock,
+    compression: Compression,
+}
+
+impl std::fmt::Debug for ParquetMart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetMart")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The directory of a table.
+pub fn table_dir(root: &Path, table: Table) -> PathBuf {
+    root.join(table.name())
+}
+
+/// The live data files of a table directory, sorted: `.parquet` files with
+/// a valid name whose range no other file covers.
+///
+/// # Errors
+/// The directory cannot be listed.
+pub fn live_files(dir: &Path) -> Result<Vec<(FileRange, PathBuf)>, MartError> {
+    let mut all = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        if let Some(range) = name.to_str().and_then(FileRange::parse) {
+            all.push((range, entry.path()));
+        }
+    }
+    all.sort();
+    let ranges: Vec<FileRange> = all.iter().map(|(r, _)| *r).collect();
+    all.retain(|(r, _)| !ranges.iter().any(|o| o.covers(r)));
+    Ok(all)
+}
+
+impl ParquetMart {
+    /// Opens (creating) the mart under `dir`: deletes leftover temporary
+    /// files and files a merge made redundant. Blocking.
+    ///
+    /// # Errors
+    /// I/O errors; a data file whose footer cannot be read.
+    pub fn open(dir: &Path) -> Result<Self, MartError> {
+        let mut files = BTreeMap::new();
+        for table in Table::ALL {
+            let tdir = table_dir(dir, table);
+            std::fs::create_dir_all(&tdir)?;
+            let live = live_files(&tdir)?;
+            for entry in std::fs::read_dir(&tdir)? {
+                let entry = entry?;
+                let path = entry.path();
+                let keep = live.iter().any(|(_, p)| *p == path);
+                if !keep {
+                    info!(path = %path.display(), "mart: removing a temporary or redundant file");
+                    std::fs::remove_file(&path)?;
+                }
+            }
+            sync_dir(&tdir)?;
+            for (range, path) in live {
+                let rows = file_rows(&path)?;
+                files
+                    .entry((table, range.from.partition))
+                    .or_insert_with(Vec::new)
+                    .push(DataFile { range, rows });
+            }
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            files: Arc::new(Mutex::new(files)),
+            lock: Arc::new(RwLock::new(())),
+            compression: Compression::SNAPPY,
+        })
+    }
+
+    /// The lock a reader of the same directory must share.
+    pub fn swap_lock(&self) -> SwapLock {
+        self.lock.clone()
+    }
+
+    /// The root directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A reader over this mart, sharing its swap lock.
+    pub fn reader(&self) -> reader::DataFusionMart {
+        reader::DataFusionMart::new(&self.dir, self.lock.clone())
+    }
+
+    /// [`MartWriter::write`] on the calling thread (for `replay`).
+    ///
+    /// # Errors
+    /// As [`MartWriter::write`].
+    pub fn write_blocking(&self, batch: &MartBatch) -> Result<(), MartError> {
+        for table in Table::ALL {
+            self.write_table(batch, table)?;
+        }
+        Ok(())
+    }
+
+    /// [`MartWriter::erase`] on the calling thread; returns the rows removed.
+    ///
+    /// # Errors
+    /// As [`MartWriter::erase`].
+    pub fn erase_blocking(&self, erasure: &Erasure) -> Result<u64, MartError> {
+        let mut removed = 0;
+        for table in Table::ALL {
+            removed += self.erase_table(table, &erasure.member_ids)?;
+        }
+        Ok(removed)
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Table, u32), Vec<DataFile>>> {
+        self.files.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes one table's rows: one file per source partition. Blocking.
+    fn write_table(&self, batch: &MartBatch, table: Table) -> Result<(), MartError> {
+        let Some(rb) = arrow::record_batch(batch, table).map_err(refused)? else {
+            return Ok(());
+        };
+        let tdir = table_dir(&self.dir, table);
+        for (partition, part) in split_by_partition(&rb)? {
+            let (from, to) = position_range(&part, partition)?;
+            let range = FileRange { from, to };
+            let path = tdir.join(range.file_name());
+            write_parquet(&path, &part, self.compression)?;
+            self.files()
+                .entry((table, partition))
+                .or_default()
+                .push(DataFile {
+                    range,
+                    rows: part.num_rows() as u64,
+                });
+            self.maybe_compact(table, partition)?;
+        }
+        Ok(())
+    }
+
+    /// Merges the small files after the last large one when there are
+    /// [`COMPACT_FILES`] of them. Blocking.
+    fn maybe_compact(&self, table: Table, partition: u32) -> Result<(), MartError> {
+        let inputs: Vec<DataFile> = {
+            let files = self.files();
+            let Some(list) = files.get(&(table, partition)) else {
+                return Ok(());
+            };
+            let start = list
+                .iter()
+                .rposition(|f| f.rows >= LARGE_FILE_ROWS)
+                .map_or(0, |i| i + 1);
+            list[start..].to_vec()
+        };
+        if inputs.len() < COMPACT_FILES {
+            return Ok(());
+        }
+        let (Some(first), Some(last)) = (inputs.first(), inputs.last()) else {
+            return Ok(());
+        };
+        let range = FileRange {
+            from: first.range.from,
+            to: last.range.to,
+        };
+        let tdir = table_dir(&self.dir, table);
+        let mut batches = Vec::with_capacity(inputs.len());
+        for f in &inputs {
+            batches.extend(read_parquet(&tdir.join(f.range.file_name()))?);
+        }
+        let merged = concat_batches(&arrow::schema(table), &batches).map_err(refused)?;
+        let tmp = write_tmp(&tdir, &range.file_name(), &merged, self.compression)?;
+        {
+            let _swap = self.lock.blocking_write();
+            std::fs::rename(&tmp, tdir.join(range.file_name()))?;
+            for f in &inputs {
+                std::fs::remove_file(tdir.join(f.range.file_name()))?;
+            }
+            sync_dir(&tdir)?;
+        }
+        let mut files = self.files();
+        if let Some(list) = files.get_mut(&(table, partition)) {
+            list.retain(|f| !range.covers(&f.range));
+            list.push(DataFile {
+                range,
+                rows: merged.num_rows() as u64,
+            });
+            list.sort_by_key(|f| f.range);
+        }
+        debug!(
+            table = table.name(),
+            files = inputs.len(),
+            rows = merged.num_rows(),
+            "mart files merged"
+        );
+        Ok(())
+    }
+
+    /// Rewrites the files of `table` holding rows of `ids` without them.
+    /// Blocking.
+    fn erase_table(&self, table: Table, ids: &[String]) -> Result<u64, MartError> {
+        let columns = arrow::member_columns(table);
+        if columns.is_empty() {
+            return Ok(0);
+        }
+        let tdir = table_dir(&self.dir, table);
+        let names: Vec<FileRange> = self
+            .files()
+            .iter()
+            .filter(|((t, _), _)| *t == table)
+            .flat_map(|(_, list)| list.iter().map(|f| f.range))
+            .collect();
+        let mut removed = 0u64;
+        for range in names {
+            let path = tdir.join(range.file_name());
+            let batches = read_parquet(&path)?;
+            let mut kept = Vec::with_capacity(batches.len());
+            let mut dropped = 0u64;
+            for b in batches {
+                let keep = keep_mask(&b, columns, ids)?;
+                dropped += keep.false_count() as u64;
+                kept.push(filter_record_batch(&b, &keep).map_err(refused)?);
+            }
+            if dropped == 0 {
+                continue;
+            }
+            let merged = concat_batches(&arrow::schema(table), &kept).map_err(refused)?;
+            let tmp = write_tmp(&tdir, &range.file_name(), &merged, self.compression)?;
+            {
+                let _swap = self.lock.blocking_write();
+                std::fs::rename(&tmp, &path)?;
+                sync_dir(&tdir)?;
+            }
+            let mut files = self.files();
+            for list in files.values_mut() {
+                for f in list.iter_mut().filter(|f| f.range == range) {
+                    f.rows = merged.num_rows() as u64;
+                }
+            }
+            removed += dropped;
+        }
+        Ok(removed)
+    }
+}
+
+#[async_trait]
+impl MartWriter for ParquetMart {
+    async fn stored_positions(&self) -> Result<StoredPositions, MartError> {
+        let files = self.files();
+        Ok(files
+            .iter()
+            .filter_map(|(key, list)| list.iter().map(|f| f.range.to).max().map(|to| (*key, to)))
+            .collect())
+    }
+
+    async fn write(&self, batch: &MartBatch) -> Result<(), MartError> {
+        let (me, batch) = (self.clone(), batch.clone());
+        blocking(move || me.write_blocking(&batch)).await
+    }
+
+    async fn erase(&self, erasure: &Erasure) -> Result<(), MartError> {
+        let (me, erasure) = (self.clone(), erasure.clone());
+        let removed = blocking(move || me.erase_blocking(&erasure)).await?;
+        info!(rows = removed, "mart rows of an erased member rewritten away");
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, MartError> + Send + 'static,
+) -> Result<T, MartError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| MartError::Unavailable(format!("blocking task: {e}")))?
+}
+
+fn refused(e: impl std::fmt::Display) -> MartError {
+    MartError::Refused(e.to_string())
+}
+
+/// Rows of `b` whose member columns hold none of `ids`.
+fn keep_mask(b: &RecordBatch, columns: &[&str], ids: &[String]) -> Result<BooleanArray, MartError> {
+    let mut keep = vec![true; b.num_rows()];
+    for name in columns {
+        let col = b
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| MartError::Refused(format!("column {name} missing or not a string")))?;
+        for (i, k) in keep.iter_mut().enumerate() {
+            if col.is_valid(i) && ids.iter().any(|id| id == col.value(i)) {
+                *k = false;
+            }
+        }
+    }
+    Ok(BooleanArray::from(keep))
+}
+
+/// Splits a record batch by `src_partition` (rows keep their order).
+fn split_by_partition(rb: &RecordBatch) -> Result<Vec<(u32, RecordBatch)>, MartError> {
+    let parts = partitions(rb)?;
+    let mut distinct: Vec<u32> = parts.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() == 1 {
+        return Ok(vec![(distinct[0], rb.clone())]);
+    }
+    distinct
+        .into_iter()
+        .map(|p| {
+            let mask = BooleanArray::from(parts.iter().map(|x| *x == p).collect::<Vec<_>>());
+            filter_record_batch(rb, &mask)
+                .map(|b| (p, b))
+                .map_err(refused)
+        })
+        .collect()
+}
+
+fn partitions(rb: &RecordBatch) -> Result<Vec<u32>, MartError> {
+    let col = rb
+        .column_by_name("src_partition")
+        .and_then(|c| {
+            c.as_any()
+                .downcast_ref::<datafusion::arrow::array::UInt32Array>()
+        })
+        .ok_or_else(|| MartError::Refused("src_partition missing".into()))?;
+    Ok(col.values().to_vec())
+}
+
+/// First and last position of a one-partition batch (rows in position order).
+fn position_range(rb: &RecordBatch, partition: u32) -> Result<(SourcePos, SourcePos), MartError> {
+    use datafusion::arrow::array::{UInt32Array, UInt64Array};
+    let offsets = rb
+        .column_by_name("src_offset")
+        .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+        .ok_or_else(|| MartError::Refused("src_offset missing".into()))?;
+    let indexes = rb
+        .column_by_name("src_index")
+        .and_then(|c| c.as_any().downcast_ref::<UInt32Array>())
+        .ok_or_else(|| MartError::Refused("src_index missing".into()))?;
+    let n = rb.num_rows();
+    if n == 0 {
+        return Err(MartError::Refused("empty batch".into()));
+    }
+    let at = |i: usize| SourcePos {
+        partition,
+        offset: offsets.value(i),
+        index: indexes.value(i),
+    };
+    let (mut lo, mut hi) = (at(0), at(0));
+    for i in 1..n {
+        let p = at(i);
+        lo = lo.min(p);
+        hi = hi.max(p);
+    }
+    Ok((lo, hi))
+}
+
+fn write_tmp(
+    dir: &Path,
+    name: &str,
+    rb: &RecordBatch,
+    compression: Compression,
+) -> Result<PathBuf, MartError> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let file = File::create(&tmp)?;
+    let props = WriterProperties::builder()
+        .set_compression(compression)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build();
+    let mut writer = ArrowWriter::try_new(file, rb.schema(), Some(props)).map_err(refused)?;
+    writer.write(rb).map_err(refused)?;
+    let file = writer.into_inner().map_err(refused)?;
+    file.sync_all()?;
+    Ok(tmp)
+}
+
+/// Writes `rb` to `path` atomically (tmp, fsync, rename, fsync dir).
+fn write_parquet(path: &Path, rb: &RecordBatch, compression: Compression) -> Result<(), MartError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("data.parquet");
+    let tmp = write_tmp(dir, name, rb, compression)?;
+    std::fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
+/// Every row of a Parquet file.
+///
+/// # Errors
+/// I/O or a damaged file.
+pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, MartError> {
+    let file = File::open(path)?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| MartError::Refused(format!("{}: {e}", path.display())))?
+        .build()
+        .map_err(|e| MartError::Refused(format!("{}: {e}", path.display())))?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| MartError::Refused(format!("{}: {e}", path.display())))
+}
+
+fn file_rows(path: &Path) -> Result<u64, MartError> {
+    let file = File::open(path)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+        warn!(path = %path.display(), error = %e, "unreadable mart file");
+        MartError::Refused(format!("{}: {e}", path.display()))
+    })?;
+    Ok(u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests;
