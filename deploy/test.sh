@@ -11,6 +11,12 @@
 #   broker-restart test starts a sqlite-backed broker of its own);
 # - the Python Kafka client confluent-kafka (PyPI) for the interoperability
 #   test;
+# - a ClickHouse server (Debian's clickhouse-server 18.16, deploy/clickhouse.sh)
+#   on 127.0.0.1:8123 with its data in var/clickhouse-test, started before
+#   the tests and stopped after (STOREPULSE_TEST_CLICKHOUSE=http://host:8123
+#   uses a server of yours instead);
+# - chDB (PyPI chdb: a current ClickHouse embedded in Python) for the test
+#   that runs the mart's SQL on a current release.
 # - headless Chromium and chromedriver (Debian packages chromium,
 #   chromium-driver) for the dashboard's browser test, and npm when Apache
 #   ECharts (dashboards/web, pinned) has not been fetched yet.
@@ -32,6 +38,27 @@ if ! python3 -c "import confluent_kafka" >/dev/null 2>&1; then
   echo "test.sh: installing confluent-kafka (PyPI)" >&2
   python3 -m pip install --quiet "confluent-kafka>=2.6,<3"
 fi
+
+# A current ClickHouse engine for the mart's SQL (tests/python/chdb_mart.py).
+if ! python3 -c "import chdb" >/dev/null 2>&1; then
+  echo "test.sh: installing chdb (PyPI)" >&2
+  python3 -m pip install --quiet "chdb>=3,<5"
+fi
+
+# A ClickHouse server for the mart tests, unless one is given.
+started_clickhouse=0
+if [ -z "${STOREPULSE_TEST_CLICKHOUSE:-}" ]; then
+  if ! STOREPULSE_CLICKHOUSE_DIR=var/clickhouse-test ./deploy/clickhouse.sh status >/dev/null 2>&1; then
+    STOREPULSE_CLICKHOUSE_DIR=var/clickhouse-test ./deploy/clickhouse.sh start
+    started_clickhouse=1
+  fi
+  export STOREPULSE_TEST_CLICKHOUSE=http://127.0.0.1:8123
+fi
+stop_clickhouse() {
+  if [ "$started_clickhouse" -eq 1 ]; then
+    STOREPULSE_CLICKHOUSE_DIR=var/clickhouse-test ./deploy/clickhouse.sh stop >/dev/null || true
+  fi
+}
 
 # Headless Chromium and its WebDriver for the dashboard's browser test
 # (tests/tests/browser.rs), from Debian.
@@ -70,7 +97,7 @@ fi
 export PROPTEST_CASES="${PROPTEST_CASES:-256}"
 
 LOG=$(mktemp)
-trap 'rm -f "$LOG"; stop_broker' EXIT
+trap 'rm -f "$LOG"; stop_broker; stop_clickhouse' EXIT
 status=0
 cargo test --workspace --locked --all-targets 2>&1 | tee "$LOG" || status=$?
 # Doc tests (all-targets leaves them out).

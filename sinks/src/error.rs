@@ -104,6 +104,32 @@ pub enum SinkError {
         /// Whether it was the request timeout.
         timeout: bool,
     },
+    /// The mart store (ClickHouse) failed at start: unreachable, or it
+    /// refused a statement. The inner error carries the retry hint.
+    #[error("clickhouse: {0}")]
+    Mart(#[from] storepulse_mart::MartError),
+    /// An applied migration's text differs from this binary's: migrations
+    /// must not change once applied (add a new one).
+    #[error("clickhouse migration {version} ({name}) was applied with checksum {recorded}, this binary has {ours}; applied migrations must not change, add a new one")]
+    MigrationChanged {
+        /// The migration's number.
+        version: u32,
+        /// Its file name.
+        name: String,
+        /// The checksum recorded in `schema_migrations`.
+        recorded: String,
+        /// The checksum of this binary's text.
+        ours: String,
+    },
+    /// The database records a migration this binary does not know (a newer
+    /// StorePulse migrated it).
+    #[error("clickhouse database has migration {version} ({name}), unknown to this binary; run a StorePulse that knows it")]
+    MigrationUnknown {
+        /// The migration's number.
+        version: u32,
+        /// Its recorded name.
+        name: String,
+    },
     /// The sender task panicked or was aborted.
     #[error("webhook {webhook:?}: sender task ended abnormally: {reason}")]
     TaskFailed {
@@ -118,6 +144,7 @@ impl SinkError {
     /// Whether retrying the same operation may succeed.
     pub fn retry_hint(&self) -> RetryHint {
         match self {
+            SinkError::Mart(e) => e.retry_hint(),
             SinkError::Io { .. }
             | SinkError::OutboxLocked { .. }
             | SinkError::Unavailable { .. }
@@ -129,7 +156,9 @@ impl SinkError {
             | SinkError::NotificationInvalid { .. }
             | SinkError::HttpClient { .. }
             | SinkError::Rejected { .. }
-            | SinkError::TaskFailed { .. } => RetryHint::Never,
+            | SinkError::TaskFailed { .. }
+            | SinkError::MigrationChanged { .. }
+            | SinkError::MigrationUnknown { .. } => RetryHint::Never,
         }
     }
 

@@ -18,9 +18,15 @@
 //!   - `sender.rs`: one task per webhook, signed POSTs, retry logic;
 //!   - `signature.rs`: `X-StorePulse-Signature` (HMAC-SHA256);
 //!   - `integration_tests.rs`: against an axum server on 127.0.0.1.
-//!
-//! Later issues add the ClickHouse mart (#6) here.
+//! - [`clickhouse`]: the mart on a ClickHouse server (issue #6), a
+//!   `MartWriter` and `MartReader`:
+//!   - `config.rs`: [`clickhouse::ClickHouseConfig`] (`[mart.clickhouse]`);
+//!   - `migrations.rs` + `migrations/*.sql`: versioned schema;
+//!   - `rows.rs`, `sink.rs`, `query.rs`, `sql.rs`: insert rows, the
+//!     writer, the dashboard's queries, literals and error classes;
+//!   - `integration_tests.rs`: against a real server.
 
+pub mod clickhouse;
 pub mod error;
 pub mod webhook;
 
