@@ -85,8 +85,10 @@ pub struct MartSection {
     pub max_batch_bytes: usize,
     /// Milliseconds a row waits at most before it is written. Default 1000.
     pub max_batch_wait_ms: u64,
-    // [mart.clickhouse]: added by sinks::clickhouse (the ClickHouse store;
-    // without it the embedded Parquet + DataFusion mart is used).
+    /// `[mart.clickhouse]`: keep the mart on a ClickHouse server (18.16 or
+    /// current releases) instead of the embedded Parquet + DataFusion mart.
+    /// The dashboard then reads ClickHouse too.
+    pub clickhouse: Option<storepulse_sinks::clickhouse::ClickHouseConfig>,
 }
 
 impl Default for MartSection {
@@ -96,6 +98,7 @@ impl Default for MartSection {
             max_batch_rows: storepulse_mart::sink::DEFAULT_MAX_ROWS,
             max_batch_bytes: storepulse_mart::sink::DEFAULT_MAX_BYTES,
             max_batch_wait_ms: storepulse_mart::sink::DEFAULT_MAX_WAIT.as_millis() as u64,
+            clickhouse: None,
         }
     }
 }
@@ -108,6 +111,9 @@ impl MartSection {
     pub fn validate(&self) -> Result<(), String> {
         if self.max_batch_rows == 0 {
             return Err("mart.max_batch_rows: must be > 0".into());
+        }
+        if let Some(ch) = &self.clickhouse {
+            ch.validate().map_err(|e| format!("mart.clickhouse: {e}"))?;
         }
         if self.max_batch_bytes < 1024 {
             return Err("mart.max_batch_bytes: must be >= 1024".into());

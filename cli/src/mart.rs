@@ -16,21 +16,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use async_trait::async_trait;
 use prometheus_client::registry::Registry;
 use storepulse_core::dead_letter::{DeadLetter, RejectedAt};
 use storepulse_core::StoreMaster;
 use storepulse_ingest::log::EventLog;
 use storepulse_mart::derive::{EventPos, RowDeriver};
 use storepulse_mart::embedded::ParquetMart;
-use storepulse_mart::query::MartReader;
-use storepulse_mart::rows::{MartBatch, Table, DECISIONS_PARTITION, INGEST_DLQ_PARTITION};
+use storepulse_mart::query::{
+    DayCount, MartFilter, MartReader, SalesGroup, SalesPoint, SalesTotals, SkuTotal, TagCount,
+};
+use storepulse_mart::rows::{Erasure, MartBatch, Table, DECISIONS_PARTITION, INGEST_DLQ_PARTITION};
 use storepulse_mart::sink::{Cursor, MartSink, RefusedRow, RefusedSink, SinkError, SinkMetrics};
-use storepulse_mart::write::MartWriter;
+use storepulse_mart::write::{MartWriter, StoredPositions};
+use storepulse_mart::MartError;
 use storepulse_runtime::driver::{MartLogSink, MartOutput, MART_RECORD_BYTES};
 use storepulse_runtime::review::Decision;
+use storepulse_sinks::clickhouse::{ClickHouseConfig, ClickHouseMart};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::config::Config;
 
@@ -104,47 +109,48 @@ pub async fn start(
     let log = EventLog::open(&data.join("mart-log"), config.log.clone())
         .context("opening the mart log")?;
     let root = data.join("mart");
-    let writer = {
-        let dir = root.clone();
-        tokio::task::spawn_blocking(move || ParquetMart::open(&dir))
-            .await
-            .context("opening the mart")?
-            .with_context(|| format!("opening the mart in {}", root.display()))?
-    };
-    let reader: Arc<dyn MartReader> = Arc::new(writer.reader().with_stores(stores.clone()));
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("creating the mart directory {}", root.display()))?;
     let metrics = SinkMetrics::default();
     metrics.register(registry);
     let output = MartOutput {
         deriver: RowDeriver::new(stores.clone()),
         sink: log_sink(log.clone()),
     };
-    let stored = writer
-        .stored_positions()
-        .await
-        .context("reading the mart's positions")?;
-    let end_log = log.clone();
-    let sink = MartSink {
-        writer: Arc::new(writer),
+    let parts = SinkParts {
+        log: log.clone(),
         refused: LogRefused(dead_letter_log.clone()),
         cursor: Cursor::new(&root, "sink"),
         config: config.mart.sink_config(),
         metrics: metrics.clone(),
-        log_end: Arc::new(move || end_log.end_offset()),
+        shutdown: shutdown.clone(),
     };
-    let source = log.reader();
-    let sink_shutdown = shutdown.clone();
-    let sink = tokio::spawn(async move { sink.run(source, sink_shutdown).await });
-    let next_decision = stored
-        .get(&(Table::AlertDecisions, DECISIONS_PARTITION))
-        .map_or(0, |p| p.offset + 1);
-    let next_letter = stored
-        .get(&(Table::RejectedEvents, INGEST_DLQ_PARTITION))
-        .map_or(0, |p| p.offset + 1);
+    let (reader, sink, positions): (Arc<dyn MartReader>, _, Arc<dyn PositionsOf>) =
+        match &config.mart.clickhouse {
+            Some(ch) => {
+                info!(url = %ch.url, database = %ch.database, "mart on ClickHouse");
+                let store = Arc::new(LazyClickHouse::new(ch.clone()));
+                (store.clone(), spawn_sink(store.clone(), parts), store)
+            }
+            None => {
+                let writer = {
+                    let dir = root.clone();
+                    tokio::task::spawn_blocking(move || ParquetMart::open(&dir))
+                        .await
+                        .context("opening the mart")?
+                        .with_context(|| format!("opening the mart in {}", root.display()))?
+                };
+                let reader: Arc<dyn MartReader> =
+                    Arc::new(writer.reader().with_stores(stores.clone()));
+                let writer = Arc::new(writer);
+                (reader, spawn_sink(writer.clone(), parts), writer)
+            }
+        };
     let feeds = tokio::spawn(feeds(
         data.join("decisions").join("decisions.ndjson"),
         dead_letter_log,
         output.clone(),
-        (next_decision, next_letter),
+        positions,
         shutdown,
     ));
     Ok(MartRuntime {
@@ -155,6 +161,132 @@ pub async fn start(
         sink,
         feeds,
     })
+}
+
+/// What every sink loop needs besides its store.
+struct SinkParts {
+    log: EventLog,
+    refused: LogRefused,
+    cursor: Cursor,
+    config: storepulse_mart::sink::SinkConfig,
+    metrics: SinkMetrics,
+    shutdown: CancellationToken,
+}
+
+/// Starts the sink loop writing the mart log into `writer`.
+fn spawn_sink<W: MartWriter + 'static>(
+    writer: Arc<W>,
+    parts: SinkParts,
+) -> JoinHandle<Result<(), SinkError>> {
+    let end_log = parts.log.clone();
+    let sink = MartSink {
+        writer,
+        refused: parts.refused,
+        cursor: parts.cursor,
+        config: parts.config,
+        metrics: parts.metrics,
+        log_end: Arc::new(move || end_log.end_offset()),
+    };
+    let source = parts.log.reader();
+    tokio::spawn(async move { sink.run(source, parts.shutdown).await })
+}
+
+/// The store's highest positions, for the side feeds (object-safe).
+#[async_trait]
+trait PositionsOf: Send + Sync {
+    async fn positions(&self) -> Result<StoredPositions, MartError>;
+}
+
+#[async_trait]
+impl<W: MartWriter> PositionsOf for W {
+    async fn positions(&self) -> Result<StoredPositions, MartError> {
+        self.stored_positions().await
+    }
+}
+
+/// The ClickHouse mart, connected on first use (database created,
+/// migrations applied), so that a server away at start holds back only the
+/// mart and the dashboard's charts, never processing; every call until the
+/// connection succeeds answers `Unavailable` and the sink loop retries.
+struct LazyClickHouse {
+    config: ClickHouseConfig,
+    mart: tokio::sync::OnceCell<ClickHouseMart>,
+}
+
+impl LazyClickHouse {
+    fn new(config: ClickHouseConfig) -> Self {
+        Self {
+            config,
+            mart: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn get(&self) -> Result<&ClickHouseMart, MartError> {
+        self.mart
+            .get_or_try_init(|| async {
+                ClickHouseMart::connect(self.config.clone())
+                    .await
+                    .map_err(|e| match e {
+                        storepulse_sinks::SinkError::Mart(m) => m,
+                        other => MartError::Unavailable(other.to_string()),
+                    })
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl MartWriter for LazyClickHouse {
+    async fn stored_positions(&self) -> Result<StoredPositions, MartError> {
+        self.get().await?.stored_positions().await
+    }
+
+    async fn write(&self, batch: &MartBatch) -> Result<(), MartError> {
+        self.get().await?.write(batch).await
+    }
+
+    async fn erase(&self, erasure: &Erasure) -> Result<(), MartError> {
+        self.get().await?.erase(erasure).await
+    }
+
+    fn backend(&self) -> &'static str {
+        "clickhouse"
+    }
+}
+
+#[async_trait]
+impl MartReader for LazyClickHouse {
+    async fn sales_by_hour(
+        &self,
+        filter: &MartFilter,
+        group: SalesGroup,
+    ) -> Result<Vec<SalesPoint>, MartError> {
+        self.get().await?.sales_by_hour(filter, group).await
+    }
+
+    async fn top_skus(
+        &self,
+        filter: &MartFilter,
+        limit: usize,
+    ) -> Result<Vec<SkuTotal>, MartError> {
+        self.get().await?.top_skus(filter, limit).await
+    }
+
+    async fn members_by_tag(&self, filter: &MartFilter) -> Result<Vec<TagCount>, MartError> {
+        self.get().await?.members_by_tag(filter).await
+    }
+
+    async fn new_members(&self, filter: &MartFilter) -> Result<Vec<DayCount>, MartError> {
+        self.get().await?.new_members(filter).await
+    }
+
+    async fn totals(&self, filter: &MartFilter) -> Result<SalesTotals, MartError> {
+        self.get().await?.totals(filter).await
+    }
+
+    fn backend(&self) -> &'static str {
+        "clickhouse"
+    }
 }
 
 impl MartRuntime {
@@ -183,9 +315,31 @@ async fn feeds(
     decisions: std::path::PathBuf,
     dlq: EventLog,
     output: MartOutput,
-    (mut next_decision, mut next_letter): (u64, u64),
+    store: Arc<dyn PositionsOf>,
     shutdown: CancellationToken,
 ) {
+    // Where the store is: retried while it is away (ClickHouse down at start
+    // holds back only these feeds, never processing).
+    let mut backoff = Duration::from_millis(100);
+    let stored = loop {
+        match store.positions().await {
+            Ok(stored) => break stored,
+            Err(e) => {
+                warn!(error = %e, "mart: reading the store's positions failed; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+    let mut next_decision = stored
+        .get(&(Table::AlertDecisions, DECISIONS_PARTITION))
+        .map_or(0, |p| p.offset + 1);
+    let mut next_letter = stored
+        .get(&(Table::RejectedEvents, INGEST_DLQ_PARTITION))
+        .map_or(0, |p| p.offset + 1);
     let mut seen_decisions = 0u64;
     let mut read_bytes = 0u64;
     loop {
