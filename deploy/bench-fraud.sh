@@ -163,7 +163,10 @@ else
   # generator, and whatever else runs on the machine).
   sleep $(( SECS / 2 ))
   echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-  top -b -n 1 -w 200 | awk 'NR > 7 && $9 > 2 { printf "cpu%% %s %s", $9, $12; for (i = 13; i <= NF && i <= 14; i++) printf " %s", $i; print "" }' | head -10
+  # Two frames 2 s apart; the second has the CPU of those 2 s.
+  top -b -c -n 2 -d 2 -w 400 | awk '/^top -/ { f++ } f == 2 && $1 ~ /^[0-9]+$/ && $9 > 2 {
+      n = split($12, path, "/"); cmd = path[n]; for (i = 13; i <= NF; i++) if ($i ~ /^(run|process|serve|ingest|simulate|broker)$/ || $i ~ /--crate-name/) { cmd = cmd " " $i " " $(i + 1); break }
+      printf "cpu%% %5s %s\n", $9, substr(cmd, 1, 80) }' | head -12
   wait "$SIM"
   sleep 5
   { curl -fsS http://127.0.0.1:18101/metrics; curl -fsS http://127.0.0.1:18102/metrics; } >"$DATA/metrics.txt"

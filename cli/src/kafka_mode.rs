@@ -508,8 +508,8 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             error!("a role's thread panicked");
         }
     }
-    // The forwarder has appended what it was handed; the senders persist
-    // their cursors and stop.
+    // The forwarder has stopped with its checkpoint saved (joined above);
+    // the senders persist their cursors and stop.
     webhooks_stop.cancel();
     if let Some(webhooks) = webhooks {
         if let Err(e) = webhooks.join().await {
