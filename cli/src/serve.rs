@@ -243,8 +243,10 @@ pub(crate) fn erase_submitter(
     })
 }
 
-/// The data mart the dashboard's charts read (`/v1/mart/...`); `None`
-/// until a mart store is built into this binary (then 503).
+/// The data mart a Kafka-mode `serve`'s charts read (`/v1/mart/...`):
+/// none yet, the Kafka stages do not feed the mart (ARCHITECTURE.md "Not
+/// built yet"), so those routes answer 503 there. `storepulse run` uses
+/// the mart it starts (`crate::mart`).
 pub(crate) fn mart_reader(
     _config: &Config,
 ) -> Option<Arc<dyn storepulse_dashboards::mart::MartReader>> {
