@@ -117,11 +117,14 @@ struct DataFile {
 /// beside its inputs.
 pub type SwapLock = Arc<RwLock<()>>;
 
+/// Data files per (table, source partition), in position order.
+type FileIndex = BTreeMap<(Table, u32), Vec<DataFile>>;
+
 /// The embedded mart's writer. Cheap to clone (clones share the state).
 #[derive(Clone)]
 pub struct ParquetMart {
     dir: PathBuf,
-    files: Arc<Mutex<BTreeMap<(Table, u32), Vec<DataFile>>>>,
+    files: Arc<Mutex<FileIndex>>,
     lock: SwapLock,
     compression: Compression,
 }
@@ -240,7 +243,7 @@ impl ParquetMart {
         Ok(removed)
     }
 
-    fn files(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Table, u32), Vec<DataFile>>> {
+    fn files(&self) -> std::sync::MutexGuard<'_, FileIndex> {
         self.files.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
