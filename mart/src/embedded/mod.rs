@@ -418,6 +418,12 @@ fn refused(e: impl std::fmt::Display) -> MartError {
     MartError::Refused(e.to_string())
 }
 
+/// Parquet errors while writing or reading files: the disk (full, gone),
+/// not the data (the schema is built from the row structs), so retried.
+fn file_error(e: impl std::fmt::Display) -> MartError {
+    MartError::Unavailable(e.to_string())
+}
+
 /// Rows of `b` to keep: member columns hold none of the erased ids, or
 /// the row comes after the erasure in its partition.
 fn keep_mask(
@@ -528,9 +534,9 @@ fn write_tmp(
         .set_compression(compression)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
-    let mut writer = ArrowWriter::try_new(file, rb.schema(), Some(props)).map_err(refused)?;
-    writer.write(rb).map_err(refused)?;
-    let file = writer.into_inner().map_err(refused)?;
+    let mut writer = ArrowWriter::try_new(file, rb.schema(), Some(props)).map_err(file_error)?;
+    writer.write(rb).map_err(file_error)?;
+    let file = writer.into_inner().map_err(file_error)?;
     file.sync_all()?;
     Ok(tmp)
 }
@@ -554,12 +560,12 @@ fn write_parquet(path: &Path, rb: &RecordBatch, compression: Compression) -> Res
 pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, MartError> {
     let file = File::open(path)?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| MartError::Refused(format!("{}: {e}", path.display())))?
+        .map_err(|e| file_error(format!("{}: {e}", path.display())))?
         .build()
-        .map_err(|e| MartError::Refused(format!("{}: {e}", path.display())))?;
+        .map_err(|e| file_error(format!("{}: {e}", path.display())))?;
     reader
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| MartError::Refused(format!("{}: {e}", path.display())))
+        .map_err(|e| file_error(format!("{}: {e}", path.display())))
 }
 
 fn file_rows(path: &Path) -> Result<u64, MartError> {
