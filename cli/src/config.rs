@@ -341,6 +341,20 @@ mod tests {
     }
 
     #[test]
+    fn mart_section_defaults_match_the_file_and_bad_values_are_named() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../storepulse.toml");
+        assert_eq!(load(&path).unwrap().mart, MartSection::default());
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "[mart]\nmax_batch_rows = 0\n").unwrap();
+        let err = format!("{:#}", load(&bad).unwrap_err());
+        assert!(err.contains("mart.max_batch_rows"), "{err}");
+        std::fs::write(&bad, "[mart]\nenabeld = false\n").unwrap();
+        let err = format!("{:#}", load(&bad).unwrap_err());
+        assert!(err.contains("enabeld"), "{err}");
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");

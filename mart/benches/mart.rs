@@ -19,7 +19,7 @@ use storepulse_mart::rows::{MartBatch, MemberRegistrationRow, SaleLineRow, TagCh
 const BATCH: usize = 100_000;
 const DAYS: u64 = 30;
 const SKUS: u64 = 5_000;
-const RUNS: usize = 30;
+const RUNS: usize = 20;
 
 fn xorshift(s: &mut u64) -> u64 {
     *s ^= *s << 13;
@@ -42,6 +42,7 @@ fn main() {
         .iter()
         .map(|(_, s)| (s.store_id.clone(), s.region.clone()))
         .collect();
+    derive_cost(&stores);
     let first_day: u16 = 20_600; // 2026-05-27
     let mart = ParquetMart::open(&root).unwrap();
     let existing = tokio::runtime::Runtime::new()
@@ -78,7 +79,7 @@ fn main() {
                     channel: ["pos", "app", "miniprogram"][(r >> 40) as usize % 3].into(),
                     fulfillment: "in_store".into(),
                     payment_method: "card".into(),
-                    member_id: if r % 3 == 0 {
+                    member_id: if r.is_multiple_of(3) {
                         format!("M{}", r % 500_000)
                     } else {
                         String::new()
@@ -95,7 +96,7 @@ fn main() {
                     src_offset: offset,
                     src_index: line,
                 });
-                if k % 20 == 0 {
+                if k.is_multiple_of(20) {
                     b.tag_changes.push(TagChangeRow {
                         member_id: format!("M{}", r % 500_000),
                         tag: ["high_value", "new_member", "churn_risk", "store_loyal"]
@@ -253,6 +254,71 @@ fn main() {
         let p = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
         println!("{name:<42} {:>8.1} {:>8.1} {n:>8}", p(0.5), p(0.95));
     }
+}
+
+/// What deriving costs the runtime per event: a 3-line member sale to
+/// rows (sale lines, stock changes, points), then postcard-encoded as the
+/// mart log takes it.
+fn derive_cost(stores: &Arc<StoreMaster>) {
+    use storepulse_core::{
+        Channel, Event, EventBody, Fulfillment, Payment, PaymentMethod, Sale, SaleLine,
+    };
+    use storepulse_mart::derive::{EventPos, RowDeriver};
+    let deriver = RowDeriver::new(stores.clone());
+    let store = stores.lookup("KM-001").unwrap();
+    let event = Event {
+        event_id: "pos-20261204-000123".into(),
+        occurred_at: 1_796_315_400_000_000_000,
+        store,
+        channel: Channel::Pos,
+        member_id: Some("M-00012345".into()),
+        body: EventBody::Sale(Sale {
+            order_id: "ord-000123".into(),
+            lines: (0..3)
+                .map(|i| SaleLine {
+                    sku: format!("SKU-{i:05}").into(),
+                    qty: 2,
+                    unit_price_cents: 1990,
+                    promo: false,
+                })
+                .collect(),
+            total_cents: 11_500,
+            payment: Payment {
+                method: PaymentMethod::Card,
+                account_ref: None,
+            },
+            fulfillment: Fulfillment::InStore,
+        }),
+    };
+    let n = 1_000_000u64;
+    let mut batch = MartBatch::default();
+    let mut encoded = 0usize;
+    let started = Instant::now();
+    for offset in 0..n {
+        deriver.event(
+            EventPos {
+                partition: 0,
+                offset,
+            },
+            &event,
+            Some("M-00012345"),
+            &mut batch,
+        );
+        if offset % 2000 == 1999 {
+            encoded += batch
+                .encode_parts(1000 * 1024)
+                .iter()
+                .map(Vec::len)
+                .sum::<usize>();
+            batch = MartBatch::default();
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "derive + encode: {n} 3-line member sales in {secs:.2} s = {:.2} us/event ({:.0} bytes of mart log per event)",
+        secs * 1e6 / n as f64,
+        encoded as f64 / n as f64
+    );
 }
 
 fn dedup_index(b: &mut MartBatch) {

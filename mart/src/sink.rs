@@ -47,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::rows::{MartBatch, SourcePos, Table};
-use crate::write::{MartWriter, StoredPositions};
+use crate::write::MartWriter;
 use crate::MartError;
 
 /// Rows that end a batch. 100,000.
@@ -379,7 +379,7 @@ impl<W: MartWriter, R: RefusedSink> MartSink<W, R> {
                 pending.next = Some(next);
                 pending.since.get_or_insert_with(Instant::now);
                 if !erasures.is_empty() {
-                    self.flush(&mut pending, &mut seen, &shutdown).await?;
+                    self.flush(&mut pending, &shutdown).await?;
                     for erasure in &erasures {
                         self.retry("erasing a member", &shutdown, || self.writer.erase(erasure))
                             .await?;
@@ -394,7 +394,7 @@ impl<W: MartWriter, R: RefusedSink> MartSink<W, R> {
                 } else if pending.batch.rows() >= self.config.max_rows
                     || pending.bytes >= self.config.max_bytes
                 {
-                    self.flush(&mut pending, &mut seen, &shutdown).await?;
+                    self.flush(&mut pending, &shutdown).await?;
                     self.commit(&mut source, &mut committed, next).await?;
                 }
             }
@@ -403,7 +403,7 @@ impl<W: MartWriter, R: RefusedSink> MartSink<W, R> {
                 .is_some_and(|t| t.elapsed() >= self.config.max_wait);
             if due || shutdown.is_cancelled() {
                 let next = pending.next;
-                self.flush(&mut pending, &mut seen, &shutdown).await?;
+                self.flush(&mut pending, &shutdown).await?;
                 if let Some(next) = next {
                     self.commit(&mut source, &mut committed, next).await?;
                 }
@@ -450,7 +450,6 @@ impl<W: MartWriter, R: RefusedSink> MartSink<W, R> {
     async fn flush(
         &self,
         pending: &mut Pending,
-        seen: &mut StoredPositions,
         shutdown: &CancellationToken,
     ) -> Result<(), SinkError> {
         let batch = std::mem::take(&mut pending.batch);
@@ -503,8 +502,6 @@ impl<W: MartWriter, R: RefusedSink> MartSink<W, R> {
             ms = started.elapsed().as_millis() as u64,
             "mart batch written"
         );
-        // `seen` already covers these rows; keep it as is.
-        let _ = seen;
         Ok(())
     }
 

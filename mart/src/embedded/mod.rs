@@ -117,11 +117,14 @@ struct DataFile {
 /// beside its inputs.
 pub type SwapLock = Arc<RwLock<()>>;
 
+/// Data files per (table, source partition), in position order.
+type FileIndex = BTreeMap<(Table, u32), Vec<DataFile>>;
+
 /// The embedded mart's writer. Cheap to clone (clones share the state).
 #[derive(Clone)]
 pub struct ParquetMart {
     dir: PathBuf,
-    files: Arc<Mutex<BTreeMap<(Table, u32), Vec<DataFile>>>>,
+    files: Arc<Mutex<FileIndex>>,
     lock: SwapLock,
     compression: Compression,
 }
@@ -235,12 +238,12 @@ impl ParquetMart {
     pub fn erase_blocking(&self, erasure: &Erasure) -> Result<u64, MartError> {
         let mut removed = 0;
         for table in Table::ALL {
-            removed += self.erase_table(table, &erasure.member_ids)?;
+            removed += self.erase_table(table, erasure)?;
         }
         Ok(removed)
     }
 
-    fn files(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Table, u32), Vec<DataFile>>> {
+    fn files(&self) -> std::sync::MutexGuard<'_, FileIndex> {
         self.files.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -324,9 +327,11 @@ impl ParquetMart {
         Ok(())
     }
 
-    /// Rewrites the files of `table` holding rows of `ids` without them.
-    /// Blocking.
-    fn erase_table(&self, table: Table, ids: &[String]) -> Result<u64, MartError> {
+    /// Rewrites the files of `table` holding rows of the erased ids without
+    /// them. Rows of the erasure's partition *after* it stay: they belong to
+    /// a member that started after the erasure (an event dated after it),
+    /// so an erasure re-applied after a crash cannot take them. Blocking.
+    fn erase_table(&self, table: Table, erasure: &Erasure) -> Result<u64, MartError> {
         let columns = arrow::member_columns(table);
         if columns.is_empty() {
             return Ok(0);
@@ -345,7 +350,7 @@ impl ParquetMart {
             let mut kept = Vec::with_capacity(batches.len());
             let mut dropped = 0u64;
             for b in batches {
-                let keep = keep_mask(&b, columns, ids)?;
+                let keep = keep_mask(&b, columns, erasure)?;
                 dropped += keep.false_count() as u64;
                 kept.push(filter_record_batch(&b, &keep).map_err(refused)?);
             }
@@ -413,20 +418,47 @@ fn refused(e: impl std::fmt::Display) -> MartError {
     MartError::Refused(e.to_string())
 }
 
-/// Rows of `b` whose member columns hold none of `ids`.
-fn keep_mask(b: &RecordBatch, columns: &[&str], ids: &[String]) -> Result<BooleanArray, MartError> {
-    let mut keep = vec![true; b.num_rows()];
-    for name in columns {
-        let col = b
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            .ok_or_else(|| MartError::Refused(format!("column {name} missing or not a string")))?;
-        for (i, k) in keep.iter_mut().enumerate() {
-            if col.is_valid(i) && ids.iter().any(|id| id == col.value(i)) {
-                *k = false;
-            }
-        }
-    }
+/// Parquet errors while writing or reading files: the disk (full, gone),
+/// not the data (the schema is built from the row structs), so retried.
+fn file_error(e: impl std::fmt::Display) -> MartError {
+    MartError::Unavailable(e.to_string())
+}
+
+/// Rows of `b` to keep: member columns hold none of the erased ids, or
+/// the row comes after the erasure in its partition.
+fn keep_mask(
+    b: &RecordBatch,
+    columns: &[&str],
+    erasure: &Erasure,
+) -> Result<BooleanArray, MartError> {
+    use datafusion::arrow::array::{UInt32Array, UInt64Array};
+    let ids = &erasure.member_ids;
+    let partitions = b
+        .column_by_name("src_partition")
+        .and_then(|c| c.as_any().downcast_ref::<UInt32Array>())
+        .ok_or_else(|| MartError::Refused("src_partition missing".into()))?;
+    let offsets = b
+        .column_by_name("src_offset")
+        .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+        .ok_or_else(|| MartError::Refused("src_offset missing".into()))?;
+    let cols = columns
+        .iter()
+        .map(|name| {
+            b.column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .ok_or_else(|| MartError::Refused(format!("column {name} missing or not a string")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let keep: Vec<bool> = (0..b.num_rows())
+        .map(|i| {
+            let later = partitions.value(i) == erasure.src_partition
+                && offsets.value(i) > erasure.src_offset;
+            later
+                || !cols
+                    .iter()
+                    .any(|c| c.is_valid(i) && ids.iter().any(|id| id == c.value(i)))
+        })
+        .collect();
     Ok(BooleanArray::from(keep))
 }
 
@@ -502,9 +534,9 @@ fn write_tmp(
         .set_compression(compression)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
-    let mut writer = ArrowWriter::try_new(file, rb.schema(), Some(props)).map_err(refused)?;
-    writer.write(rb).map_err(refused)?;
-    let file = writer.into_inner().map_err(refused)?;
+    let mut writer = ArrowWriter::try_new(file, rb.schema(), Some(props)).map_err(file_error)?;
+    writer.write(rb).map_err(file_error)?;
+    let file = writer.into_inner().map_err(file_error)?;
     file.sync_all()?;
     Ok(tmp)
 }
@@ -528,12 +560,12 @@ fn write_parquet(path: &Path, rb: &RecordBatch, compression: Compression) -> Res
 pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, MartError> {
     let file = File::open(path)?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| MartError::Refused(format!("{}: {e}", path.display())))?
+        .map_err(|e| file_error(format!("{}: {e}", path.display())))?
         .build()
-        .map_err(|e| MartError::Refused(format!("{}: {e}", path.display())))?;
+        .map_err(|e| file_error(format!("{}: {e}", path.display())))?;
     reader
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| MartError::Refused(format!("{}: {e}", path.display())))
+        .map_err(|e| file_error(format!("{}: {e}", path.display())))
 }
 
 fn file_rows(path: &Path) -> Result<u64, MartError> {

@@ -169,20 +169,19 @@ impl MartReader for DataFusionMart {
     ) -> Result<Vec<SalesPoint>, MartError> {
         let sql = sql::sales_by_hour(filter, group, self.stores()?)?;
         let b = self.query(&sql, &[Table::SaleLines]).await?;
-        let (days, hours, keys, net, units, lines) = (
-            ints(&b, 0)?,
+        let (hours, keys, net, units, lines) = (
             ints(&b, 1)?,
             strings(&b, 2)?,
             ints(&b, 3)?,
             ints(&b, 4)?,
             ints(&b, 5)?,
         );
-        let mut out = Vec::with_capacity(days.len());
-        for i in 0..days.len() {
+        let mut out = Vec::with_capacity(hours.len());
+        for (i, (days, key)) in ints(&b, 0)?.into_iter().zip(keys).enumerate() {
             out.push(SalesPoint {
-                day: day_from_days(days[i])?,
+                day: day_from_days(days)?,
                 hour: u8::try_from(hours[i]).unwrap_or(0),
-                key: keys[i].clone(),
+                key,
                 net_cents: net[i],
                 units: units[i],
                 lines: unsigned(lines[i]),

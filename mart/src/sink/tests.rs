@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,7 +49,7 @@ fn mart_log(
     let d = 20_000;
     let event = |o: u64| {
         let mut b = MartBatch::default();
-        let member = if o % 5 == 0 { "gone" } else { "kept" };
+        let member = if o.is_multiple_of(5) { "gone" } else { "kept" };
         for i in 0..(1 + o % 3) as u32 {
             b.sale_lines
                 .push(sale(o, i, "KM-001", "central", "A", member, 1, 100, d, 9));
