@@ -243,14 +243,6 @@ pub(crate) fn erase_submitter(
     })
 }
 
-/// The data mart the dashboard's charts read (`/v1/mart/...`); `None`
-/// until a mart store is built into this binary (then 503).
-pub(crate) fn mart_reader(
-    _config: &Config,
-) -> Option<Arc<dyn storepulse_dashboards::mart::MartReader>> {
-    None
-}
-
 #[derive(Clone)]
 struct OpsState {
     shared: Arc<Shared>,
@@ -370,9 +362,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    // For the dashboard's `/v1/mart/*` routes (branch dashboard-ui), which
-    // take an `Arc<dyn MartReader>`.
-    let _mart_reader = mart.as_ref().map(|m| m.reader.clone());
     let webhooks = start_webhooks(&config, shutdown.child_token()).await?;
     let alert_sink = webhooks.as_ref().map(|h| outbox_sink(h.outbox().clone()));
     let sink = LogDeadLetters(dead_letter_log.clone());
@@ -471,7 +460,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .merge(mart_router(MartApiState {
             access: access.clone(),
             stores: stores.clone(),
-            mart: mart_reader(&config),
+            // The dashboard's charts read the embedded mart (503 while
+            // `[mart] enabled = false`).
+            mart: mart.as_ref().map(|m| m.reader.clone()),
         }))
         .merge(member_router(members_api))
         .merge(fraud_router(FraudApiState {
