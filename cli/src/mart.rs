@@ -80,7 +80,12 @@ pub struct MartRuntime {
 pub fn log_sink(log: EventLog) -> MartLogSink {
     Arc::new(move |records: Vec<Vec<u8>>| {
         let log = log.clone();
-        Box::pin(async move { log.append(records).await.map(|_| ()).map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            log.append(records)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
     })
 }
 
@@ -285,6 +290,10 @@ fn read_decisions(path: &Path, from: &mut u64) -> std::io::Result<Vec<Decision>>
 fn store_of(raw: &str) -> String {
     serde_json::from_str::<serde_json::Value>(raw)
         .ok()
-        .and_then(|v| v.get("store_id").and_then(|s| s.as_str()).map(str::to_owned))
+        .and_then(|v| {
+            v.get("store_id")
+                .and_then(|s| s.as_str())
+                .map(str::to_owned)
+        })
         .unwrap_or_default()
 }

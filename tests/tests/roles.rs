@@ -40,9 +40,10 @@ const OK: u16 = 200;
 const NO: u16 = 401;
 const DENY: u16 = 403;
 const NONE: u16 = 404;
-/// The mart routes (200 once a mart store is wired into the binary; until
-/// then the server says 503 "not served by this process" to those it
-/// authorises: the authorisation is what this matrix checks).
+/// The mart routes: 200 for those they authorise (the embedded mart of
+/// `storepulse run`; 503 "not served by this process" is accepted too, for
+/// a build or mode without a mart store: authorisation is what this
+/// matrix checks).
 const MART: u16 = 0;
 
 struct Case {
