@@ -243,16 +243,6 @@ pub(crate) fn erase_submitter(
     })
 }
 
-/// The data mart a Kafka-mode `serve`'s charts read (`/v1/mart/...`):
-/// none yet, the Kafka stages do not feed the mart (ARCHITECTURE.md "Not
-/// built yet"), so those routes answer 503 there. `storepulse run` uses
-/// the mart it starts (`crate::mart`).
-pub(crate) fn mart_reader(
-    _config: &Config,
-) -> Option<Arc<dyn storepulse_dashboards::mart::MartReader>> {
-    None
-}
-
 #[derive(Clone)]
 struct OpsState {
     shared: Arc<Shared>,
@@ -372,8 +362,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    // The dashboard's `/v1/mart/*` routes read the embedded mart.
-    let mart_reader = mart.as_ref().map(|m| m.reader.clone());
     let webhooks = start_webhooks(&config, shutdown.child_token()).await?;
     let alert_sink = webhooks.as_ref().map(|h| outbox_sink(h.outbox().clone()));
     let sink = LogDeadLetters(dead_letter_log.clone());
@@ -472,7 +460,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .merge(mart_router(MartApiState {
             access: access.clone(),
             stores: stores.clone(),
-            mart: mart_reader.clone(),
+            // The dashboard's charts read the embedded mart (503 while
+            // `[mart] enabled = false`).
+            mart: mart.as_ref().map(|m| m.reader.clone()),
         }))
         .merge(member_router(members_api))
         .merge(fraud_router(FraudApiState {

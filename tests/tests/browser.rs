@@ -194,7 +194,7 @@ async fn wait_mart_settled(api: &Session, query: &str) {
     let r = api.status(&format!("/v1/mart/totals{query}")).await;
     assert_ne!(
         r, 503,
-        "the data mart is not served: no MartReader is wired into the binary (cli/src/serve.rs, mart_reader)"
+        "the data mart is not served: is [mart] enabled (cli/src/serve.rs wires its reader)?"
     );
     loop {
         let now = api.get(&format!("/v1/mart/totals{query}")).await;
