@@ -30,7 +30,7 @@ use storepulse_mart::rows::{Erasure, MartBatch, Table, DECISIONS_PARTITION, INGE
 use storepulse_mart::sink::{Cursor, MartSink, RefusedRow, RefusedSink, SinkError, SinkMetrics};
 use storepulse_mart::write::{MartWriter, StoredPositions};
 use storepulse_mart::MartError;
-use storepulse_runtime::driver::{MartLogSink, MartOutput, MART_RECORD_BYTES};
+use storepulse_runtime::driver::{sniff_store, MartLogSink, MartOutput, MART_RECORD_BYTES};
 use storepulse_runtime::review::Decision;
 use storepulse_sinks::clickhouse::{ClickHouseConfig, ClickHouseMart};
 use tokio::task::JoinHandle;
@@ -387,7 +387,7 @@ async fn feeds(
                         letter.event_id.as_deref(),
                         "ingest",
                         &letter.reason,
-                        &store_of(&letter.raw),
+                        &sniff_store(letter.raw.as_bytes()),
                         &letter.raw,
                         at,
                         &mut batch,
@@ -439,15 +439,4 @@ fn read_decisions(path: &Path, from: &mut u64) -> std::io::Result<Vec<Decision>>
     }
     *from += complete as u64;
     Ok(out)
-}
-
-fn store_of(raw: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(raw)
-        .ok()
-        .and_then(|v| {
-            v.get("store_id")
-                .and_then(|s| s.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default()
 }

@@ -79,7 +79,7 @@ fn main() {
                     channel: ["pos", "app", "miniprogram"][(r >> 40) as usize % 3].into(),
                     fulfillment: "in_store".into(),
                     payment_method: "card".into(),
-                    member_id: if r % 3 == 0 {
+                    member_id: if r.is_multiple_of(3) {
                         format!("M{}", r % 500_000)
                     } else {
                         String::new()

@@ -657,7 +657,7 @@ fn apply_batch(
 
 /// The `store_id` of a raw event, when it has a readable one (for a
 /// rejected event's row; rejections are rare, so a full parse is fine).
-fn sniff_store(payload: &[u8]) -> String {
+pub fn sniff_store(payload: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(payload)
         .ok()
         .and_then(|v| {
