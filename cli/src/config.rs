@@ -85,8 +85,10 @@ pub struct MartSection {
     pub max_batch_bytes: usize,
     /// Milliseconds a row waits at most before it is written. Default 1000.
     pub max_batch_wait_ms: u64,
-    // [mart.clickhouse]: added by sinks::clickhouse (the ClickHouse store;
-    // without it the embedded Parquet + DataFusion mart is used).
+    /// `[mart.clickhouse]`: keep the mart on a ClickHouse server (18.16 or
+    /// current releases). Absent: the embedded Parquet + DataFusion mart
+    /// under `data_dir/mart`.
+    pub clickhouse: Option<storepulse_sinks::clickhouse::ClickHouseConfig>,
 }
 
 impl Default for MartSection {
@@ -96,6 +98,7 @@ impl Default for MartSection {
             max_batch_rows: storepulse_mart::sink::DEFAULT_MAX_ROWS,
             max_batch_bytes: storepulse_mart::sink::DEFAULT_MAX_BYTES,
             max_batch_wait_ms: storepulse_mart::sink::DEFAULT_MAX_WAIT.as_millis() as u64,
+            clickhouse: None,
         }
     }
 }
@@ -114,6 +117,10 @@ impl MartSection {
         }
         if self.max_batch_wait_ms == 0 || self.max_batch_wait_ms > 3_600_000 {
             return Err("mart.max_batch_wait_ms: must be 1..=3600000".into());
+        }
+        if let Some(ch) = &self.clickhouse {
+            // Its errors name the field (`mart.clickhouse.<field>: ...`).
+            ch.validate().map_err(|e| e.to_string())?;
         }
         Ok(())
     }

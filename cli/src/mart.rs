@@ -28,6 +28,7 @@ use storepulse_mart::sink::{Cursor, MartSink, RefusedRow, RefusedSink, SinkError
 use storepulse_mart::write::MartWriter;
 use storepulse_runtime::driver::{MartLogSink, MartOutput, MART_RECORD_BYTES};
 use storepulse_runtime::review::Decision;
+use storepulse_sinks::clickhouse::ClickHouseMart;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -80,7 +81,12 @@ pub struct MartRuntime {
 pub fn log_sink(log: EventLog) -> MartLogSink {
     Arc::new(move |records: Vec<Vec<u8>>| {
         let log = log.clone();
-        Box::pin(async move { log.append(records).await.map(|_| ()).map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            log.append(records)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
     })
 }
 
@@ -99,36 +105,53 @@ pub async fn start(
     let log = EventLog::open(&data.join("mart-log"), config.log.clone())
         .context("opening the mart log")?;
     let root = data.join("mart");
-    let writer = {
-        let dir = root.clone();
-        tokio::task::spawn_blocking(move || ParquetMart::open(&dir))
-            .await
-            .context("opening the mart")?
-            .with_context(|| format!("opening the mart in {}", root.display()))?
-    };
-    let reader: Arc<dyn MartReader> = Arc::new(writer.reader().with_stores(stores.clone()));
     let metrics = SinkMetrics::default();
     metrics.register(registry);
     let output = MartOutput {
         deriver: RowDeriver::new(stores.clone()),
         sink: log_sink(log.clone()),
     };
-    let stored = writer
-        .stored_positions()
-        .await
-        .context("reading the mart's positions")?;
-    let end_log = log.clone();
-    let sink = MartSink {
-        writer: Arc::new(writer),
+    let sink_parts = SinkParts {
         refused: LogRefused(dead_letter_log.clone()),
-        cursor: Cursor::new(&root, "sink"),
         config: config.mart.sink_config(),
         metrics: metrics.clone(),
-        log_end: Arc::new(move || end_log.end_offset()),
+        log: log.clone(),
+        shutdown: shutdown.clone(),
     };
-    let source = log.reader();
-    let sink_shutdown = shutdown.clone();
-    let sink = tokio::spawn(async move { sink.run(source, sink_shutdown).await });
+    let (reader, stored, sink): (Arc<dyn MartReader>, _, _) = if let Some(ch) =
+        &config.mart.clickhouse
+    {
+        let mart = Arc::new(
+            ClickHouseMart::connect(ch.clone())
+                .await
+                .with_context(|| format!("connecting to the ClickHouse mart at {}", ch.url))?,
+        );
+        let stored = mart
+            .stored_positions()
+            .await
+            .context("reading the ClickHouse mart's positions")?;
+        // A cursor per ClickHouse database: switching stores or
+        // databases must not skip rows the new one never received.
+        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+        let cursor = Cursor::new(&root, &format!("sink-clickhouse-{}", ch.database));
+        let sink = spawn_sink(mart.clone(), cursor, sink_parts);
+        (mart, stored, sink)
+    } else {
+        let writer = {
+            let dir = root.clone();
+            tokio::task::spawn_blocking(move || ParquetMart::open(&dir))
+                .await
+                .context("opening the mart")?
+                .with_context(|| format!("opening the mart in {}", root.display()))?
+        };
+        let reader = Arc::new(writer.reader().with_stores(stores.clone()));
+        let stored = writer
+            .stored_positions()
+            .await
+            .context("reading the mart's positions")?;
+        let sink = spawn_sink(Arc::new(writer), Cursor::new(&root, "sink"), sink_parts);
+        (reader, stored, sink)
+    };
     let next_decision = stored
         .get(&(Table::AlertDecisions, DECISIONS_PARTITION))
         .map_or(0, |p| p.offset + 1);
@@ -150,6 +173,35 @@ pub async fn start(
         sink,
         feeds,
     })
+}
+
+/// What the sink loop needs besides its writer and cursor.
+struct SinkParts {
+    refused: LogRefused,
+    config: storepulse_mart::sink::SinkConfig,
+    metrics: SinkMetrics,
+    log: EventLog,
+    shutdown: CancellationToken,
+}
+
+/// Starts the sink loop from the mart log into `writer`.
+fn spawn_sink<W: MartWriter + 'static>(
+    writer: Arc<W>,
+    cursor: Cursor,
+    parts: SinkParts,
+) -> JoinHandle<Result<(), SinkError>> {
+    let end_log = parts.log.clone();
+    let sink = MartSink {
+        writer,
+        refused: parts.refused,
+        cursor,
+        config: parts.config,
+        metrics: parts.metrics,
+        log_end: Arc::new(move || end_log.end_offset()),
+    };
+    let source = parts.log.reader();
+    let shutdown = parts.shutdown;
+    tokio::spawn(async move { sink.run(source, shutdown).await })
 }
 
 impl MartRuntime {
@@ -285,6 +337,10 @@ fn read_decisions(path: &Path, from: &mut u64) -> std::io::Result<Vec<Decision>>
 fn store_of(raw: &str) -> String {
     serde_json::from_str::<serde_json::Value>(raw)
         .ok()
-        .and_then(|v| v.get("store_id").and_then(|s| s.as_str()).map(str::to_owned))
+        .and_then(|v| {
+            v.get("store_id")
+                .and_then(|s| s.as_str())
+                .map(str::to_owned)
+        })
         .unwrap_or_default()
 }

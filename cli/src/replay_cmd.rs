@@ -22,10 +22,10 @@ use anyhow::Context;
 use clap::Args;
 use storepulse_core::{EventParser, StoreMaster};
 use storepulse_kafka::KafkaConfig;
-use storepulse_processors::fraud::RuleSet;
 use storepulse_mart::derive::RowDeriver;
 use storepulse_mart::embedded::ParquetMart;
 use storepulse_mart::rows::MartBatch;
+use storepulse_processors::fraud::RuleSet;
 use storepulse_runtime::replay::{Backtest, MartReplay, ReplaySetup};
 use storepulse_runtime::rules_file::{self, RulesHandle};
 

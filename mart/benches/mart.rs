@@ -78,7 +78,11 @@ fn main() {
                     channel: ["pos", "app", "miniprogram"][(r >> 40) as usize % 3].into(),
                     fulfillment: "in_store".into(),
                     payment_method: "card".into(),
-                    member_id: if r % 3 == 0 { format!("M{}", r % 500_000) } else { String::new() },
+                    member_id: if r % 3 == 0 {
+                        format!("M{}", r % 500_000)
+                    } else {
+                        String::new()
+                    },
                     sku: format!("SKU-{:05}", (r >> 24) % SKUS),
                     qty,
                     unit_price_cents: price,
@@ -94,7 +98,9 @@ fn main() {
                 if k % 20 == 0 {
                     b.tag_changes.push(TagChangeRow {
                         member_id: format!("M{}", r % 500_000),
-                        tag: ["high_value", "new_member", "churn_risk", "store_loyal"][(r >> 50) as usize % 4].into(),
+                        tag: ["high_value", "new_member", "churn_risk", "store_loyal"]
+                            [(r >> 50) as usize % 4]
+                            .into(),
                         change: 1,
                         event_id: String::new(),
                         store_id: store.clone(),
@@ -141,27 +147,99 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let day = |d: u16| NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(i64::from(d));
+    let day = |d: u16| {
+        NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(i64::from(d))
+    };
     let last = first_day + u16::try_from(DAYS - 1).unwrap();
-    let today = MartFilter { from: day(last), to: day(last), stores: None };
-    let week_ago = MartFilter { from: day(last - 7), to: day(last - 7), stores: None };
-    let week = MartFilter { from: day(last - 6), to: day(last), stores: None };
-    let month = MartFilter { from: day(first_day), to: day(last), stores: None };
+    let today = MartFilter {
+        from: day(last),
+        to: day(last),
+        stores: None,
+    };
+    let week_ago = MartFilter {
+        from: day(last - 7),
+        to: day(last - 7),
+        stores: None,
+    };
+    let week = MartFilter {
+        from: day(last - 6),
+        to: day(last),
+        stores: None,
+    };
+    let month = MartFilter {
+        from: day(first_day),
+        to: day(last),
+        stores: None,
+    };
     let region_stores: Vec<String> = (1..=10).map(|i| format!("KM-{i:03}")).collect();
-    let region_month = MartFilter { stores: Some(region_stores), ..month.clone() };
-    type Query<'a> = (&'a str, Box<dyn Fn() -> Result<usize, storepulse_mart::MartError> + 'a>);
+    let region_month = MartFilter {
+        stores: Some(region_stores),
+        ..month.clone()
+    };
+    type Query<'a> = (
+        &'a str,
+        Box<dyn Fn() -> Result<usize, storepulse_mart::MartError> + 'a>,
+    );
     let queries: Vec<Query<'_>> = vec![
-        ("sales_by_hour store, today", Box::new(|| rt.block_on(reader.sales_by_hour(&today, SalesGroup::Store)).map(|v| v.len()))),
-        ("sales_by_hour store, same day last week", Box::new(|| rt.block_on(reader.sales_by_hour(&week_ago, SalesGroup::Store)).map(|v| v.len()))),
-        ("sales_by_hour region, 7 days", Box::new(|| rt.block_on(reader.sales_by_hour(&week, SalesGroup::Region)).map(|v| v.len()))),
-        ("sales_by_hour channel, 30 days", Box::new(|| rt.block_on(reader.sales_by_hour(&month, SalesGroup::Channel)).map(|v| v.len()))),
-        ("top_skus 20, 7 days", Box::new(|| rt.block_on(reader.top_skus(&week, 20)).map(|v| v.len()))),
-        ("top_skus 20, 30 days, 10 stores", Box::new(|| rt.block_on(reader.top_skus(&region_month, 20)).map(|v| v.len()))),
-        ("totals, 30 days", Box::new(|| rt.block_on(reader.totals(&month)).map(|v| usize::try_from(v.lines).unwrap_or(0)))),
-        ("members_by_tag", Box::new(|| rt.block_on(reader.members_by_tag(&month)).map(|v| v.len()))),
-        ("new_members, 30 days", Box::new(|| rt.block_on(reader.new_members(&month)).map(|v| v.len()))),
+        (
+            "sales_by_hour store, today",
+            Box::new(|| {
+                rt.block_on(reader.sales_by_hour(&today, SalesGroup::Store))
+                    .map(|v| v.len())
+            }),
+        ),
+        (
+            "sales_by_hour store, same day last week",
+            Box::new(|| {
+                rt.block_on(reader.sales_by_hour(&week_ago, SalesGroup::Store))
+                    .map(|v| v.len())
+            }),
+        ),
+        (
+            "sales_by_hour region, 7 days",
+            Box::new(|| {
+                rt.block_on(reader.sales_by_hour(&week, SalesGroup::Region))
+                    .map(|v| v.len())
+            }),
+        ),
+        (
+            "sales_by_hour channel, 30 days",
+            Box::new(|| {
+                rt.block_on(reader.sales_by_hour(&month, SalesGroup::Channel))
+                    .map(|v| v.len())
+            }),
+        ),
+        (
+            "top_skus 20, 7 days",
+            Box::new(|| rt.block_on(reader.top_skus(&week, 20)).map(|v| v.len())),
+        ),
+        (
+            "top_skus 20, 30 days, 10 stores",
+            Box::new(|| {
+                rt.block_on(reader.top_skus(&region_month, 20))
+                    .map(|v| v.len())
+            }),
+        ),
+        (
+            "totals, 30 days",
+            Box::new(|| {
+                rt.block_on(reader.totals(&month))
+                    .map(|v| usize::try_from(v.lines).unwrap_or(0))
+            }),
+        ),
+        (
+            "members_by_tag",
+            Box::new(|| rt.block_on(reader.members_by_tag(&month)).map(|v| v.len())),
+        ),
+        (
+            "new_members, 30 days",
+            Box::new(|| rt.block_on(reader.new_members(&month)).map(|v| v.len())),
+        ),
     ];
-    println!("{:<42} {:>8} {:>8} {:>8}", "query", "p50 ms", "p95 ms", "rows");
+    println!(
+        "{:<42} {:>8} {:>8} {:>8}",
+        "query", "p50 ms", "p95 ms", "rows"
+    );
     for (name, q) in &queries {
         let n = q().unwrap(); // warm-up (footer cache)
         let mut times: Vec<f64> = (0..RUNS)

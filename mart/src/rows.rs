@@ -498,7 +498,8 @@ impl MartBatch {
             Table::StockLevels => b.stock_levels.clone_from(&self.stock_levels),
             Table::PointsLedger => b.points_ledger.clone_from(&self.points_ledger),
             Table::MemberRegistrations => {
-                b.member_registrations.clone_from(&self.member_registrations);
+                b.member_registrations
+                    .clone_from(&self.member_registrations);
             }
             Table::TagChanges => b.tag_changes.clone_from(&self.tag_changes),
             Table::Alerts => b.alerts.clone_from(&self.alerts),

@@ -118,9 +118,11 @@ impl Cursor {
     /// An unreadable or damaged file.
     pub fn load(&self) -> Result<Option<u64>, MartError> {
         match std::fs::read_to_string(&self.path) {
-            Ok(text) => text.trim().parse().map(Some).map_err(|e| {
-                MartError::Refused(format!("cursor {}: {e}", self.path.display()))
-            }),
+            Ok(text) => text
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|e| MartError::Refused(format!("cursor {}: {e}", self.path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -339,11 +341,9 @@ impl<W: MartWriter, R: RefusedSink> MartSink<W, R> {
         let mut records: Vec<SourceRecord> = Vec::with_capacity(READ_RECORDS);
         loop {
             records.clear();
-            let wait = pending
-                .since
-                .map_or(Duration::from_secs(3600), |t| {
-                    self.config.max_wait.saturating_sub(t.elapsed())
-                });
+            let wait = pending.since.map_or(Duration::from_secs(3600), |t| {
+                self.config.max_wait.saturating_sub(t.elapsed())
+            });
             let stop = shutdown.clone();
             let read = source.next_batch(READ_RECORDS, &mut records, async move {
                 tokio::select! {
@@ -381,10 +381,8 @@ impl<W: MartWriter, R: RefusedSink> MartSink<W, R> {
                 if !erasures.is_empty() {
                     self.flush(&mut pending, &mut seen, &shutdown).await?;
                     for erasure in &erasures {
-                        self.retry("erasing a member", &shutdown, || {
-                            self.writer.erase(erasure)
-                        })
-                        .await?;
+                        self.retry("erasing a member", &shutdown, || self.writer.erase(erasure))
+                            .await?;
                         self.metrics.erasures.inc();
                         info!(
                             event_id = %erasure.event_id,
@@ -473,8 +471,7 @@ impl<W: MartWriter, R: RefusedSink> MartSink<W, R> {
                 Err(e) if e.retry_hint() == RetryHint::Backoff => {
                     warn!(error = %e, rows = batch.rows(), "mart write failed; retrying");
                     self.metrics.retries.inc();
-                    self.sleep(&mut backoff, shutdown, "the mart store")
-                        .await?;
+                    self.sleep(&mut backoff, shutdown, "the mart store").await?;
                     // A write whose answer was lost may have landed.
                     batch = self.without_stored(batch, shutdown).await?;
                     if batch.rows() == 0 {
@@ -528,7 +525,11 @@ impl<W: MartWriter, R: RefusedSink> MartSink<W, R> {
 
     /// Writes what the store takes, table by table and by halves, and
     /// dead-letters the rows it refuses one by one.
-    async fn isolate(&self, batch: MartBatch, shutdown: &CancellationToken) -> Result<(), SinkError> {
+    async fn isolate(
+        &self,
+        batch: MartBatch,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SinkError> {
         let mut stack: Vec<MartBatch> = batch
             .table_rows()
             .into_iter()

@@ -57,7 +57,10 @@ pub fn store_condition(
     }
     let mut quoted = Vec::with_capacity(ids.len());
     for id in ids {
-        if stores.lookup(id).is_none() || id.contains(['\'', '\\']) || id.chars().any(char::is_control) {
+        if stores.lookup(id).is_none()
+            || id.contains(['\'', '\\'])
+            || id.chars().any(char::is_control)
+        {
             return Err(MartError::InvalidQuery(format!("unknown store {id:?}")));
         }
         quoted.push(format!("'{id}'"));
@@ -91,7 +94,11 @@ pub fn sales_by_hour(
 ///
 /// # Errors
 /// See [`where_days_stores`]; a limit above [`MAX_TOP`].
-pub fn top_skus(filter: &MartFilter, limit: usize, stores: &StoreMaster) -> Result<String, MartError> {
+pub fn top_skus(
+    filter: &MartFilter,
+    limit: usize,
+    stores: &StoreMaster,
+) -> Result<String, MartError> {
     if limit == 0 || limit > MAX_TOP {
         return Err(MartError::InvalidQuery(format!(
             "limit must be 1..={MAX_TOP}"

@@ -204,7 +204,9 @@ impl<W: MartWriter> MartWriter for Faulty<W> {
         if roll2 < self.crash {
             self.crashed.store(true, Ordering::SeqCst);
             self.on_crash.cancel();
-            return Err(MartError::Unavailable("injected: crash after the write".into()));
+            return Err(MartError::Unavailable(
+                "injected: crash after the write".into(),
+            ));
         }
         if roll2 < self.crash + self.fail_after {
             return Err(MartError::Unavailable("injected: answer lost".into()));

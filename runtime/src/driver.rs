@@ -28,13 +28,13 @@ use serde::{Deserialize, Serialize};
 use storepulse_core::dead_letter::{DeadLetter, RejectedAt};
 use storepulse_core::source::{EventSource, SourcePosition, SourceRecord};
 use storepulse_core::{EventParser, EventType};
+use storepulse_mart::derive::{EventPos, RowDeriver};
+use storepulse_mart::rows::MartBatch;
 use storepulse_processors::fraud::{FraudConfig, FraudOutput, FraudProcessor, RuleSet};
 use storepulse_processors::inventory::{
     InventoryConfig, InventoryOutput, InventoryProcessor, InventoryState,
 };
 use storepulse_processors::members::{MemberConfig, MemberOutput, MemberProcessor};
-use storepulse_mart::derive::{EventPos, RowDeriver};
-use storepulse_mart::rows::MartBatch;
 use storepulse_processors::{Outcome, Processor};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -660,7 +660,11 @@ fn apply_batch(
 fn sniff_store(payload: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(payload)
         .ok()
-        .and_then(|v| v.get("store_id").and_then(|s| s.as_str()).map(str::to_owned))
+        .and_then(|v| {
+            v.get("store_id")
+                .and_then(|s| s.as_str())
+                .map(str::to_owned)
+        })
         .unwrap_or_default()
 }
 
@@ -745,9 +749,11 @@ async fn send_mart_log(
     if records.is_empty() {
         return Ok(());
     }
-    until_durable("mart log", records.len(), shutdown, || sink(records.clone()))
-        .await
-        .map_err(RuntimeError::MartLog)
+    until_durable("mart log", records.len(), shutdown, || {
+        sink(records.clone())
+    })
+    .await
+    .map_err(RuntimeError::MartLog)
 }
 
 /// Puts fraud outputs into the review queue and metrics; returns the

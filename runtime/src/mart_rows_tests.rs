@@ -25,7 +25,14 @@ const STORES: [&str; 3] = ["KM-001", "KM-002", "KM-003"];
 const SKUS: [&str; 3] = ["A", "B", "C"];
 
 /// One generated event (as JSON).
-fn event(i: usize, kind: u8, store: usize, member: Option<u8>, lines: &[(usize, u32, u64)], total: u64) -> String {
+fn event(
+    i: usize,
+    kind: u8,
+    store: usize,
+    member: Option<u8>,
+    lines: &[(usize, u32, u64)],
+    total: u64,
+) -> String {
     let minute = i % 60;
     let hour = 8 + (i / 60) % 12;
     let mut v = serde_json::json!({

@@ -370,7 +370,8 @@ pub fn replay(
 /// after the batch's rows).
 pub struct MartReplay<'a> {
     pub deriver: storepulse_mart::derive::RowDeriver,
-    pub sink: &'a mut dyn FnMut(storepulse_mart::rows::MartBatch) -> std::result::Result<(), String>,
+    pub sink:
+        &'a mut dyn FnMut(storepulse_mart::rows::MartBatch) -> std::result::Result<(), String>,
 }
 
 /// Rows a replay batch holds before it is handed to the mart sink.

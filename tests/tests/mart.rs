@@ -40,7 +40,10 @@ async fn answers(mart: &DataFusionMart) -> Vec<String> {
         };
         out.push(format!("totals {:?}", mart.totals(&f).await.unwrap()));
         for g in [SalesGroup::Store, SalesGroup::Region, SalesGroup::Channel] {
-            out.push(format!("{g:?} {:?}", mart.sales_by_hour(&f, g).await.unwrap()));
+            out.push(format!(
+                "{g:?} {:?}",
+                mart.sales_by_hour(&f, g).await.unwrap()
+            ));
         }
         out.push(format!("top {:?}", mart.top_skus(&f, 50).await.unwrap()));
         out.push(format!("tags {:?}", mart.members_by_tag(&f).await.unwrap()));
@@ -123,7 +126,10 @@ async fn mart_after_kill_9_equals_replay() {
         if health["mart_lag"] == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "mart sink did not catch up: {health}");
+        assert!(
+            Instant::now() < deadline,
+            "mart sink did not catch up: {health}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let rows = metric(&client, &server.base, "storepulse_mart_rows_written_total").await;
@@ -133,7 +139,11 @@ async fn mart_after_kill_9_equals_replay() {
     replay(EXE, &acked, &dir.path().join("replay"));
     let live = answers(&reader(&data.join("mart"))).await;
     let replayed = answers(&reader(&dir.path().join("replay/mart"))).await;
-    assert!(live[0].contains("lines: ") && !live[0].contains("lines: 0,"), "{}", live[0]);
+    assert!(
+        live[0].contains("lines: ") && !live[0].contains("lines: 0,"),
+        "{}",
+        live[0]
+    );
     for (l, r) in live.iter().zip(&replayed) {
         assert_eq!(l, r, "live mart differs from replay's");
     }

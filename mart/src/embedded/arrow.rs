@@ -41,7 +41,9 @@ macro_rules! data_type {
 
 macro_rules! column {
     (Str, $rows:expr, $f:ident) => {
-        Arc::new(StringArray::from_iter_values($rows.iter().map(|r| r.$f.as_str()))) as ArrayRef
+        Arc::new(StringArray::from_iter_values(
+            $rows.iter().map(|r| r.$f.as_str()),
+        )) as ArrayRef
     };
     (I64, $rows:expr, $f:ident) => {
         Arc::new(Int64Array::from_iter_values($rows.iter().map(|r| r.$f))) as ArrayRef

@@ -389,7 +389,10 @@ impl MartWriter for ParquetMart {
     async fn erase(&self, erasure: &Erasure) -> Result<(), MartError> {
         let (me, erasure) = (self.clone(), erasure.clone());
         let removed = blocking(move || me.erase_blocking(&erasure)).await?;
-        info!(rows = removed, "mart rows of an erased member rewritten away");
+        info!(
+            rows = removed,
+            "mart rows of an erased member rewritten away"
+        );
         Ok(())
     }
 

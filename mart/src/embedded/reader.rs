@@ -124,7 +124,10 @@ fn ints(batches: &[RecordBatch], i: usize) -> Result<Vec<i64>, MartError> {
     for b in batches {
         let col = b.column(i);
         let col = if col.data_type() == &DataType::Date32 {
-            cast(&cast(col, &DataType::Int32).map_err(df_err)?, &DataType::Int64)
+            cast(
+                &cast(col, &DataType::Int32).map_err(df_err)?,
+                &DataType::Int64,
+            )
         } else {
             cast(col, &DataType::Int64)
         }

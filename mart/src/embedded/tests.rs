@@ -39,7 +39,13 @@ fn tag(offset: u64, member: &str, name: &str, change: i8, store: &str) -> TagCha
     }
 }
 
-fn registration(offset: u64, id: &str, canonical: &str, store: &str, d: u16) -> MemberRegistrationRow {
+fn registration(
+    offset: u64,
+    id: &str,
+    canonical: &str,
+    store: &str,
+    d: u16,
+) -> MemberRegistrationRow {
     MemberRegistrationRow {
         member_id: id.into(),
         canonical_id: canonical.into(),
@@ -120,7 +126,13 @@ async fn queries_answer_what_was_worked_out_by_hand() {
 
     let totals = reader.totals(&f).await.unwrap();
     assert_eq!(
-        (totals.net_cents, totals.units, totals.lines, totals.orders, totals.refund_cents),
+        (
+            totals.net_cents,
+            totals.units,
+            totals.lines,
+            totals.orders,
+            totals.refund_cents
+        ),
         (3350, 12, 5, 4, 400)
     );
     let by_store = reader.sales_by_hour(&f, SalesGroup::Store).await.unwrap();
@@ -158,7 +170,10 @@ async fn queries_answer_what_was_worked_out_by_hand() {
         ..all("2026-12-01", "2026-12-01")
     };
     let t = reader.totals(&one_store).await.unwrap();
-    assert_eq!((t.net_cents, t.units, t.lines, t.refund_cents), (1500, 3, 1, 0));
+    assert_eq!(
+        (t.net_cents, t.units, t.lines, t.refund_cents),
+        (1500, 3, 1, 0)
+    );
 
     let tags = reader.members_by_tag(&f).await.unwrap();
     let tc = |t: &str, n| TagCount {
@@ -182,7 +197,10 @@ async fn queries_answer_what_was_worked_out_by_hand() {
         stores: Some(vec!["KM-001') OR ('1'='1".into()]),
         ..f.clone()
     };
-    assert!(matches!(reader.totals(&bad).await, Err(MartError::InvalidQuery(_))));
+    assert!(matches!(
+        reader.totals(&bad).await,
+        Err(MartError::InvalidQuery(_))
+    ));
     let none = MartFilter {
         stores: Some(vec![]),
         ..f.clone()
@@ -197,7 +215,11 @@ async fn an_empty_mart_answers_zero() {
     let reader = mart.reader().with_stores(stores());
     let f = all("2026-12-01", "2026-12-02");
     assert_eq!(reader.totals(&f).await.unwrap(), Default::default());
-    assert!(reader.sales_by_hour(&f, SalesGroup::Region).await.unwrap().is_empty());
+    assert!(reader
+        .sales_by_hour(&f, SalesGroup::Region)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(reader.members_by_tag(&f).await.unwrap().is_empty());
     assert!(mart.stored_positions().await.unwrap().is_empty());
 }
@@ -209,7 +231,11 @@ fn raw_bytes_contain(dir: &std::path::Path, needle: &[u8]) -> bool {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else if std::fs::read(&p).unwrap().windows(needle.len()).any(|w| w == needle) {
+            } else if std::fs::read(&p)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
                 return true;
             }
         }
@@ -224,9 +250,12 @@ async fn erasure_rewrites_the_files_without_the_member() {
     let d1 = days(day("2026-12-01"));
     let secret = "member-7f3a9c-secret";
     let mut b = sample();
-    b.sale_lines.push(sale(9, 0, "KM-003", "central", "Z", secret, 1, 777, d1, 8));
-    b.tag_changes.push(tag(9, secret, "high_value", 1, "KM-003"));
-    b.member_registrations.push(registration(9, secret, secret, "KM-003", d1));
+    b.sale_lines
+        .push(sale(9, 0, "KM-003", "central", "Z", secret, 1, 777, d1, 8));
+    b.tag_changes
+        .push(tag(9, secret, "high_value", 1, "KM-003"));
+    b.member_registrations
+        .push(registration(9, secret, secret, "KM-003", d1));
     mart.write(&b).await.unwrap();
     let before = mart.stored_positions().await.unwrap();
     assert!(raw_bytes_contain(dir.path(), secret.as_bytes()));
@@ -239,11 +268,17 @@ async fn erasure_rewrites_the_files_without_the_member() {
     })
     .await
     .unwrap();
-    assert!(!raw_bytes_contain(dir.path(), secret.as_bytes()), "bytes still on disk");
+    assert!(
+        !raw_bytes_contain(dir.path(), secret.as_bytes()),
+        "bytes still on disk"
+    );
     // The positions stay (the rows were stored; a re-sent copy is dropped).
     assert_eq!(mart.stored_positions().await.unwrap(), before);
     let reader = mart.reader().with_stores(stores());
-    let t = reader.totals(&all("2026-12-01", "2026-12-02")).await.unwrap();
+    let t = reader
+        .totals(&all("2026-12-01", "2026-12-02"))
+        .await
+        .unwrap();
     assert_eq!(t.net_cents, 3350);
     for table in Table::ALL {
         for (_, path) in live_files(&table_dir(dir.path(), table)).unwrap() {

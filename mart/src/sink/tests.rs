@@ -41,13 +41,18 @@ fn stored_sales(root: &Path) -> Vec<((u64, u32), String)> {
 /// The runtime's output for events 0..n, as it would append it, with a
 /// crash replay: after event `k` the runtime restarts from checkpoint `c`
 /// and re-emits the same rows for events c..k.
-fn mart_log(n: u64, replays: &[(u64, u64)], erase_at: u64) -> (MemLog, BTreeMap<(u64, u32), String>) {
+fn mart_log(
+    n: u64,
+    replays: &[(u64, u64)],
+    erase_at: u64,
+) -> (MemLog, BTreeMap<(u64, u32), String>) {
     let d = 20_000;
     let event = |o: u64| {
         let mut b = MartBatch::default();
         let member = if o % 5 == 0 { "gone" } else { "kept" };
         for i in 0..(1 + o % 3) as u32 {
-            b.sale_lines.push(sale(o, i, "KM-001", "central", "A", member, 1, 100, d, 9));
+            b.sale_lines
+                .push(sale(o, i, "KM-001", "central", "A", member, 1, 100, d, 9));
         }
         if o == erase_at {
             b.erasures.push(Erasure {
@@ -169,7 +174,8 @@ async fn refused_rows_are_isolated_and_dead_lettered() {
     let mut b = MartBatch::default();
     for o in 0..20u64 {
         let sku = if o == 6 || o == 13 { "BAD" } else { "A" };
-        b.sale_lines.push(sale(o, 0, "KM-001", "central", sku, "", 1, 100, d, 9));
+        b.sale_lines
+            .push(sale(o, 0, "KM-001", "central", sku, "", 1, 100, d, 9));
     }
     log.push(&b);
     let refused = MemRefused::default();
@@ -198,7 +204,9 @@ async fn refused_rows_are_isolated_and_dead_lettered() {
     let refused = refused.0.lock().unwrap().clone();
     let offsets: Vec<u64> = refused.iter().map(|r| r.position.offset).collect();
     assert_eq!(offsets, vec![6, 13]);
-    assert!(refused.iter().all(|r| r.message.contains("SKU BAD") && r.row.contains("\"BAD\"")));
+    assert!(refused
+        .iter()
+        .all(|r| r.message.contains("SKU BAD") && r.row.contains("\"BAD\"")));
     assert_eq!(stored_sales(&root).len(), 18);
     assert_eq!(metrics.refused(), 2);
 }
