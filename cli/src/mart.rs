@@ -120,7 +120,12 @@ pub async fn start(
     let parts = SinkParts {
         log: log.clone(),
         refused: LogRefused(dead_letter_log.clone()),
-        cursor: Cursor::new(&root, "sink"),
+        // A cursor per store (per ClickHouse database): switching stores
+        // must not skip rows the new one never received.
+        cursor: match &config.mart.clickhouse {
+            Some(ch) => Cursor::new(&root, &format!("sink-clickhouse-{}", ch.database)),
+            None => Cursor::new(&root, "sink"),
+        },
         config: config.mart.sink_config(),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
