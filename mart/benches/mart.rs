@@ -29,10 +29,13 @@ fn xorshift(s: &mut u64) -> u64 {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench binaries without `--bench`:
+    // then a smoke run of 20,000 rows checks the bench still works.
+    let benching = std::env::args().any(|a| a == "--bench");
     let rows: u64 = std::env::var("MART_BENCH_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000_000);
+        .unwrap_or(if benching { 10_000_000 } else { 20_000 });
     let keep = std::env::var("MART_BENCH_DIR").ok();
     let tmp = tempfile::tempdir().unwrap();
     let root = keep.map_or_else(|| tmp.path().join("mart"), std::path::PathBuf::from);
