@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod kafka;
+pub mod mart;
 
 /// The repository root.
 pub fn repo() -> PathBuf {

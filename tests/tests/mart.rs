@@ -11,67 +11,25 @@
 
 #![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
 
-use std::process::Stdio;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use storepulse_core::StoreMaster;
-use storepulse_mart::embedded::reader::DataFusionMart;
-use storepulse_mart::query::{MartFilter, MartReader, SalesGroup};
+use storepulse_mart::query::{MartFilter, MartReader};
 use storepulse_sinks::clickhouse::{ClickHouseConfig, ClickHouseMart};
-use storepulse_tests::{
-    free_port, metric, replay, repo, storepulse, wait_caught_up, Server, HQ_KEY,
+use storepulse_tests::mart::{
+    answers, clickhouse_url, embedded_reader, spawn_simulate, wait_acked_beyond,
+    wait_mart_caught_up, wait_simulate,
 };
+use storepulse_tests::{free_port, metric, replay, wait_caught_up, Server, HQ_KEY};
 
 const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
-
-fn acked_lines(path: &std::path::Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
-}
-
-fn reader(root: &std::path::Path) -> DataFusionMart {
-    let stores = Arc::new(StoreMaster::load(&repo().join("data/stores.csv")).unwrap());
-    DataFusionMart::new(root, Arc::default()).with_stores(stores)
-}
-
-/// Every dashboard query, as one comparable text.
-async fn answers(mart: &dyn MartReader) -> Vec<String> {
-    let today = chrono::Utc::now().date_naive();
-    let mut out = Vec::new();
-    for stores in [None, Some(vec!["KM-001".to_owned(), "KM-007".to_owned()])] {
-        let f = MartFilter {
-            from: today - chrono::Duration::days(10),
-            to: today + chrono::Duration::days(10),
-            stores,
-        };
-        out.push(format!("totals {:?}", mart.totals(&f).await.unwrap()));
-        for g in [SalesGroup::Store, SalesGroup::Region, SalesGroup::Channel] {
-            out.push(format!(
-                "{g:?} {:?}",
-                mart.sales_by_hour(&f, g).await.unwrap()
-            ));
-        }
-        out.push(format!("top {:?}", mart.top_skus(&f, 50).await.unwrap()));
-        out.push(format!("tags {:?}", mart.members_by_tag(&f).await.unwrap()));
-        out.push(format!("new {:?}", mart.new_members(&f).await.unwrap()));
-    }
-    out
-}
-
-/// The ClickHouse server of the tests.
-fn clickhouse_url() -> String {
-    std::env::var("STOREPULSE_TEST_CLICKHOUSE").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mart_after_kill_9_equals_replay() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     kill_three_times(dir.path(), &[]).await;
-    let live = answers(&reader(&data.join("mart"))).await;
-    let replayed = answers(&reader(&dir.path().join("replay/mart"))).await;
+    let live = answers(&embedded_reader(&data.join("mart"))).await;
+    let replayed = answers(&embedded_reader(&dir.path().join("replay/mart"))).await;
     assert!(
         live[0].contains("lines: ") && !live[0].contains("lines: 0,"),
         "{}",
@@ -111,7 +69,7 @@ async fn clickhouse_mart_after_kill_9_equals_replay() {
         .await
         .unwrap();
     let live = answers(&server).await;
-    let replayed = answers(&reader(&dir.path().join("replay/mart"))).await;
+    let replayed = answers(&embedded_reader(&dir.path().join("replay/mart"))).await;
     assert!(
         live[0].contains("lines: ") && !live[0].contains("lines: 0,"),
         "{}",
@@ -159,71 +117,22 @@ async fn kill_three_times(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> 
     let mut server = Server::start(EXE, &data, port, &env);
     let base = server.base.clone();
     let total = 8_000;
-    let mut sim = storepulse(EXE, &data)
-        .args([
-            "simulate", "--url", &base, "--rate", "2000", "--seed", "11", "--quiet",
-        ])
-        .args([
-            "--events",
-            &total.to_string(),
-            "--duplicate-share",
-            "0.03",
-            "--jitter",
-            "30",
-        ])
-        .args(["--max-retries", "1000", "--stores"])
-        .arg(repo().join("data/stores.csv"))
-        .arg("--acked-out")
-        .arg(&acked)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn simulate");
+    let mut sim = spawn_simulate(EXE, &data, &base, (2000, 11, total), &acked);
     let mut last = 0;
     for (kill, wait_ms) in [900u64, 700, 1100].into_iter().enumerate() {
         std::thread::sleep(Duration::from_millis(wait_ms));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while acked_lines(&acked) <= last {
-            assert!(Instant::now() < deadline, "kill {}: no progress", kill + 1);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        last = acked_lines(&acked);
+        last = wait_acked_beyond(&acked, last, kill + 1);
         assert!(last < total, "kill {}: the stream already ended", kill + 1);
         server.kill9();
         server = Server::start(EXE, &data, port, &env);
     }
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let status = loop {
-        if let Some(status) = sim.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "simulate did not finish");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(status.success(), "simulate failed: {status}");
+    wait_simulate(&mut sim);
 
     let client = reqwest::Client::new();
     wait_caught_up(&client, &server.base).await;
     // The sink has written everything in the mart log (the runtime appends
     // a batch's rows before it counts the batch as applied).
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let health: serde_json::Value = client
-            .get(format!("{}/healthz", server.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if health["mart_lag"] == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mart sink did not catch up: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_mart_caught_up(&client, &server.base).await;
     let rows = metric(&client, &server.base, "storepulse_mart_rows_written_total").await;
     assert!(rows > 0.0);
     let today = chrono::Utc::now().date_naive();
