@@ -118,6 +118,7 @@ fn main() {
                     b.member_registrations.push(MemberRegistrationRow {
                         member_id: format!("M{}", k / 20),
                         canonical_id: format!("M{}", k / 20),
+                        person_key: format!("P{}", k / 20),
                         event_id: format!("r{k}"),
                         store_id: store.clone(),
                         region: region.clone(),

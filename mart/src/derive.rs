@@ -275,7 +275,7 @@ impl RowDeriver {
                     stock(out, line_no, &line.sku, sign * i64::from(line.qty), -1);
                 }
             }
-            EventBody::MemberRegister(_) => {
+            EventBody::MemberRegister(register) => {
                 let member_id = event
                     .member_id
                     .as_ref()
@@ -292,6 +292,7 @@ impl RowDeriver {
                 out.member_registrations.push(MemberRegistrationRow {
                     member_id,
                     canonical_id,
+                    person_key: register.phone_hash.to_string(),
                     event_id: event_id.clone(),
                     store_id: store_id.clone(),
                     region: region.clone(),

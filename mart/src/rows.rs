@@ -226,10 +226,18 @@ pub struct PointsRow {
 /// A `member_register` event. `canonical_id` is the person's canonical id
 /// after the registration; a new member of a day is a person whose first
 /// registration falls on that day.
+///
+/// `person_key` is the registration's `phone_hash`: the key that makes ids
+/// one person (EVENTS.md `member_register`). New members are counted by it,
+/// not by `canonical_id`: the canonical id of a person changes when an alias
+/// with an earlier `occurred_at` arrives late, so a count by canonical id
+/// would depend on arrival order (a live mart and a replay disagreed by one).
+/// Erasure deletes the row, `person_key` with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRegistrationRow {
     pub member_id: String,
     pub canonical_id: String,
+    pub person_key: String,
     pub event_id: String,
     pub store_id: String,
     pub region: String,

@@ -141,7 +141,7 @@ pub fn new_members(filter: &MartFilter, stores: &StoreMaster) -> Result<String, 
         .unwrap_or_default();
     Ok(format!(
         "SELECT first_day, count(*) AS member_count FROM \
-         (SELECT canonical_id, min(day) AS first_day FROM member_registrations{w} GROUP BY canonical_id) \
+         (SELECT person_key, min(day) AS first_day FROM member_registrations{w} GROUP BY person_key) \
          WHERE first_day >= '{}' AND first_day <= '{}' GROUP BY first_day ORDER BY first_day",
         filter.from.format("%Y-%m-%d"),
         filter.to.format("%Y-%m-%d")

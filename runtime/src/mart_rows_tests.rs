@@ -200,3 +200,49 @@ proptest! {
         prop_assert_eq!(again, batches);
     }
 }
+
+/// Two ids of one phone, the earlier-registered one arriving last: the
+/// canonical id on the rows depends on arrival order, the person key (what
+/// new members are counted by) does not.
+#[test]
+fn registration_rows_key_the_person_whatever_the_arrival_order() {
+    let phone = "ab".repeat(32);
+    let reg = |id: &str, event: &str, hour: u32| {
+        serde_json::json!({
+            "v": 1, "event_id": event, "event_type": "member_register",
+            "occurred_at": format!("2026-11-20T{hour:02}:00:00+08:00"),
+            "store_id": "KM-001", "channel": "app",
+            "member_id": id, "phone_hash": phone,
+        })
+        .to_string()
+    };
+    // Within the allowed lateness (an event later than that is rejected).
+    let later = reg("M-later", "r-later", 10);
+    let earlier = reg("M-earlier", "r-earlier", 9);
+    let rows = |text: String| {
+        let (batches, _) = derive(&text);
+        let mut all = MartBatch::default();
+        for b in batches {
+            all.append(b);
+        }
+        let mut rows: Vec<(String, String, String, u16)> = all
+            .member_registrations
+            .into_iter()
+            .map(|r| (r.member_id, r.canonical_id, r.person_key, r.day))
+            .collect();
+        rows.sort();
+        rows
+    };
+    let in_order = rows(format!("{earlier}\n{later}\n"));
+    let late_alias = rows(format!("{later}\n{earlier}\n"));
+    assert_eq!(in_order.len(), 2);
+    let persons = |r: &[(String, String, String, u16)]| {
+        r.iter()
+            .map(|(m, _, p, d)| (m.clone(), p.clone(), *d))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(persons(&in_order), persons(&late_alias));
+    assert!(in_order.iter().all(|r| r.2 == phone));
+    // The canonical id on the later id's row differs by arrival order.
+    assert_ne!(in_order, late_alias);
+}

@@ -36,15 +36,6 @@ async fn mart_after_kill_9_equals_replay() {
         live[0]
     );
     for (l, r) in live.iter().zip(&replayed) {
-        // KNOWN BUG (issue 6 note): new members count distinct *canonical*
-        // ids of registration rows, and a person's canonical id can change
-        // when an earlier-dated alias registration arrives late, so the
-        // count depends on arrival order (live vs replay's file order).
-        // Until registrations carry an order-independent person key, this
-        // one answer is not compared.
-        if l.starts_with("new ") {
-            continue;
-        }
         assert_eq!(l, r, "live mart differs from replay's");
     }
 }
@@ -76,10 +67,6 @@ async fn clickhouse_mart_after_kill_9_equals_replay() {
         live[0]
     );
     for (l, r) in live.iter().zip(&replayed) {
-        // The same known order dependence of new members as above.
-        if l.starts_with("new ") {
-            continue;
-        }
         assert_eq!(l, r, "ClickHouse mart differs from replay's");
     }
     // The dashboard read ClickHouse: its totals are the server's.

@@ -125,8 +125,8 @@ tables! {
         src_index: U32,
     ];
     MemberRegistrations => member_registrations [
-        member_id: Str, canonical_id: Str, event_id: Str, store_id: Str, region: Str,
-        channel: Str, occurred_ms: I64, day: Day, src_partition: U32, src_offset: U64,
+        member_id: Str, canonical_id: Str, person_key: Str, event_id: Str, store_id: Str,
+        region: Str, channel: Str, occurred_ms: I64, day: Day, src_partition: U32, src_offset: U64,
         src_index: U32,
     ];
     TagChanges => tag_changes [

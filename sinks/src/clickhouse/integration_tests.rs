@@ -155,6 +155,45 @@ async fn migrations_apply_once_and_refuse_changed_or_unknown_ones() {
     drop_db(&m2).await;
 }
 
+/// A start that died after a migration's `ALTER TABLE ... ADD COLUMN` but
+/// before recording it runs the migration again, and the column that is
+/// already there is skipped (18.16 has no `ADD COLUMN IF NOT EXISTS`).
+#[tokio::test]
+async fn a_migration_that_died_after_adding_its_column_runs_again() {
+    let mart = fresh_mart().await;
+    let db = mart.config().database.clone();
+    let last = MIGRATIONS.last().expect("migrations");
+    assert!(
+        last.sql.contains("ADD COLUMN"),
+        "the last migration adds a column"
+    );
+    // Forget that the last migration was recorded; its column stays.
+    mart.exec("DROP TABLE schema_migrations")
+        .await
+        .expect("drop");
+    mart.exec("CREATE TABLE schema_migrations (version UInt32, name String, checksum String, applied_ms Int64) ENGINE = MergeTree() ORDER BY version")
+        .await
+        .expect("create");
+    for m in &MIGRATIONS[..MIGRATIONS.len() - 1] {
+        mart.exec(&format!(
+            "INSERT INTO schema_migrations VALUES ({}, '{}', '{}', 0)",
+            m.version,
+            m.name,
+            checksum(m.sql)
+        ))
+        .await
+        .expect("record");
+    }
+    let again = ClickHouseMart::connect(ClickHouseConfig::new(server_url(), &db))
+        .await
+        .expect("the interrupted migration runs again");
+    assert_eq!(
+        count(&again, "SELECT count() FROM schema_migrations").await,
+        MIGRATIONS.len() as u64
+    );
+    drop_db(&mart).await;
+}
+
 #[tokio::test]
 async fn row_structs_match_system_columns() {
     let mart = fresh_mart().await;

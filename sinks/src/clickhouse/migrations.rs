@@ -3,8 +3,10 @@
 //!
 //! - A migration is a file `migrations/NNNN_name.sql` of statements ended
 //!   by `;` (lines starting with `--` are comments). Every statement is
-//!   idempotent (`IF NOT EXISTS`), so a start that died half-way through a
-//!   migration simply runs it again.
+//!   idempotent, so a start that died half-way through a migration simply
+//!   runs it again: `CREATE ... IF NOT EXISTS`, or `ALTER TABLE t ADD
+//!   COLUMN c ...`, which the runner skips when `t` already has `c`
+//!   (ClickHouse 18.16 has no `ADD COLUMN IF NOT EXISTS`).
 //! - Applied migrations are never edited: at start, an applied version
 //!   whose recorded checksum differs from this binary's text refuses the
 //!   start ([`SinkError::MigrationChanged`]); so does a version this binary
@@ -44,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_aggregates",
         sql: include_str!("migrations/0002_aggregates.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_person_key",
+        sql: include_str!("migrations/0003_person_key.sql"),
+    },
 ];
 
 /// The table recording applied migrations.
@@ -81,6 +88,44 @@ pub fn statements(sql: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// `(table, column)` of a statement `ALTER TABLE table ADD COLUMN column ...`.
+pub fn added_column(stmt: &str) -> Option<(&str, &str)> {
+    let mut words = stmt.split_whitespace();
+    let head: Vec<&str> = words.by_ref().take(2).collect();
+    if !head
+        .iter()
+        .map(|w| w.to_ascii_uppercase())
+        .eq(["ALTER", "TABLE"])
+    {
+        return None;
+    }
+    let table = words.next()?;
+    let add: Vec<&str> = words.by_ref().take(2).collect();
+    if !add
+        .iter()
+        .map(|w| w.to_ascii_uppercase())
+        .eq(["ADD", "COLUMN"])
+    {
+        return None;
+    }
+    Some((table, words.next()?))
+}
+
+/// Whether `table` of the client's database has `column`.
+async fn has_column(client: &Client, table: &str, column: &str) -> Result<bool> {
+    let n: u64 = client
+        .query(
+            "SELECT count() FROM system.columns \
+             WHERE database = currentDatabase() AND table = ? AND name = ?",
+        )
+        .bind(table)
+        .bind(column)
+        .fetch_one()
+        .await
+        .map_err(|e| SinkError::Mart(classify(&e)))?;
+    Ok(n > 0)
 }
 
 /// Applies every migration not yet recorded, in order, after checking the
@@ -122,6 +167,12 @@ pub async fn apply(client: &Client) -> Result<Vec<u32>> {
             continue;
         }
         for stmt in statements(m.sql) {
+            if let Some((table, column)) = added_column(&stmt) {
+                if has_column(client, table, column).await? {
+                    tracing::info!(table, column, "clickhouse column already added");
+                    continue;
+                }
+            }
             exec(client, &stmt).await?;
         }
         let sum = checksum(m.sql);
@@ -178,8 +229,9 @@ mod tests {
             let stmts = statements(m.sql);
             assert!(!stmts.is_empty());
             for s in stmts {
-                assert!(s.starts_with("CREATE "), "{s}");
-                assert!(s.contains("IF NOT EXISTS"), "not idempotent: {s}");
+                let idempotent = (s.starts_with("CREATE ") && s.contains("IF NOT EXISTS"))
+                    || added_column(&s).is_some();
+                assert!(idempotent, "not idempotent: {s}");
             }
         }
         assert_eq!(
@@ -187,5 +239,15 @@ mod tests {
             vec!["SELECT 1", "SELECT 2"]
         );
         assert_eq!(checksum("x").len(), 64);
+        assert_eq!(
+            added_column("ALTER TABLE t ADD COLUMN c String DEFAULT a AFTER a"),
+            Some(("t", "c"))
+        );
+        assert_eq!(
+            added_column("alter table t add column c String"),
+            Some(("t", "c"))
+        );
+        assert_eq!(added_column("ALTER TABLE t DROP COLUMN c"), None);
+        assert_eq!(added_column("ALTER TABLE t"), None);
     }
 }

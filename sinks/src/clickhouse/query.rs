@@ -79,7 +79,7 @@ pub fn members_by_tag_sql(filter: &MartFilter) -> String {
 pub fn new_members_sql(filter: &MartFilter) -> String {
     format!(
         "SELECT first_day, count(*) AS member_count FROM \
-         (SELECT canonical_id, min(day) AS first_day FROM member_registrations WHERE 1 = 1{} GROUP BY canonical_id) \
+         (SELECT person_key, min(day) AS first_day FROM member_registrations WHERE 1 = 1{} GROUP BY person_key) \
          WHERE first_day >= '{}' AND first_day <= '{}' GROUP BY first_day ORDER BY first_day",
         store_scope(filter, "store_id"),
         filter.from.format("%Y-%m-%d"),

@@ -158,6 +158,7 @@ ch_row!(PointsCh, PointsRow, "points_ledger", {
 ch_row!(MemberRegistrationCh, MemberRegistrationRow, "member_registrations", {
     member_id: &'a str = "String",
     canonical_id: &'a str = "String",
+    person_key: &'a str = "String",
     event_id: &'a str = "String",
     store_id: &'a str = "String",
     region: &'a str = "String",

@@ -207,6 +207,7 @@ impl Generator {
                 };
                 b.member_registrations.push(MemberRegistrationRow {
                     member_id: format!("m-{p}-{m}"),
+                    person_key: format!("phone-of-{canonical}"),
                     canonical_id: canonical,
                     event_id: event_id.clone(),
                     store_id: store_id.clone(),
@@ -418,7 +419,7 @@ pub fn reference(rows: &MartBatch, filter: &MartFilter, top: usize) -> Answers {
         .iter()
         .filter(|r| in_scope(&r.store_id))
     {
-        let e = first.entry(&r.canonical_id).or_insert(u16::MAX);
+        let e = first.entry(&r.person_key).or_insert(u16::MAX);
         *e = (*e).min(r.day);
     }
     let mut days: BTreeMap<NaiveDate, u64> = BTreeMap::new();
