@@ -97,16 +97,36 @@ impl Table {
 
     /// Whether rows of this table name a member (erasure rewrites them).
     pub fn has_member(self) -> bool {
-        matches!(
-            self,
-            Table::SaleLines
-                | Table::ReturnLines
-                | Table::PointsLedger
-                | Table::MemberRegistrations
-                | Table::TagChanges
-                | Table::Alerts
-        )
+        self.erase_action().is_some()
     }
+
+    /// What a member erasure does to this table's rows of the erased
+    /// person, the same in every store (EVENTS.md `member_erase`: "their
+    /// past sales stay in aggregates without the member id"). `None`: the
+    /// table names no member.
+    pub fn erase_action(self) -> Option<EraseAction> {
+        match self {
+            Table::SaleLines | Table::ReturnLines | Table::Alerts => Some(EraseAction::Anonymise),
+            Table::PointsLedger | Table::MemberRegistrations | Table::TagChanges => {
+                Some(EraseAction::Delete)
+            }
+            Table::StockChanges
+            | Table::StockLevels
+            | Table::AlertDecisions
+            | Table::RejectedEvents => None,
+        }
+    }
+}
+
+/// How a mart erasure treats a table's rows of the erased member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EraseAction {
+    /// The rows are deleted (they are about the person: points, tags,
+    /// registrations).
+    Delete,
+    /// The member id is blanked; the rest stays (a sale happened whoever
+    /// bought: revenue and stock must not change with an erasure).
+    Anonymise,
 }
 
 /// One line of a sale (the fact table of the dashboard).

@@ -1,7 +1,7 @@
-//! Helpers of the mart end-to-end tests (`tests/tests/mart.rs`,
-//! `tests/tests/clickhouse.rs`): simulated traffic with an acknowledged-
-//! events file, waiting for the mart sink, and every dashboard query as
-//! comparable text.
+//! Helpers of the mart end-to-end tests (`tests/tests/mart.rs`): simulated
+//! traffic with an acknowledged-events file, waiting for the mart sink,
+//! every dashboard query as comparable text, and the sales totals of the
+//! acknowledged events themselves.
 
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -25,6 +25,40 @@ pub fn acked_lines(path: &Path) -> usize {
     std::fs::read_to_string(path)
         .map(|t| t.lines().count())
         .unwrap_or(0)
+}
+
+/// The sales totals of the acknowledged events, each sale once by
+/// `event_id`, as the mart's totals print them: `net_cents: N, units: N,
+/// lines: N, orders: N`. The ground truth a mart must equal.
+///
+/// # Panics
+/// When the file is unreadable or a sale lacks its lines or total.
+pub fn acked_sales_totals(acked: &Path) -> String {
+    let text = std::fs::read_to_string(acked).expect("acknowledged events");
+    let mut sales = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if e["event_type"] == "sale" {
+            let id = e["event_id"].as_str().expect("event_id").to_owned();
+            sales.entry(id).or_insert(e);
+        }
+    }
+    let (mut net, mut units, mut lines) = (0i64, 0i64, 0usize);
+    for e in sales.values() {
+        net += e["total_cents"].as_i64().expect("total_cents");
+        let l = e["lines"].as_array().expect("lines");
+        lines += l.len();
+        units += l
+            .iter()
+            .map(|l| l["qty"].as_i64().expect("qty"))
+            .sum::<i64>();
+    }
+    format!(
+        "net_cents: {net}, units: {units}, lines: {lines}, orders: {}",
+        sales.len()
+    )
 }
 
 /// The embedded mart under `root`, read with DataFusion.

@@ -22,8 +22,11 @@
 //!
 //! # Erasure
 //! [`MartWriter::erase`] rewrites every file holding a row of the erased ids
-//! without those rows (tmp, fsync, rename over the same name): the bytes are
-//! gone from disk, not hidden. The name, and so the stored positions, stay.
+//! (tmp, fsync, rename over the same name): rows about the person (points,
+//! tags, registrations) are deleted, sale/return lines and alerts keep
+//! counting with the member id blanked ([`Table::erase_action`], as the
+//! ClickHouse store). The ids' bytes are gone from disk, not hidden. The
+//! name, and so the stored positions, stay.
 //!
 //! # Limits
 //! One writer process per directory (the runtime's data directory lock).
@@ -40,7 +43,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
-use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch, not};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
@@ -48,7 +51,7 @@ use datafusion::parquet::file::properties::WriterProperties;
 use tokio::sync::RwLock;
 use tracing::{debug, info, warn};
 
-use crate::rows::{Erasure, MartBatch, SourcePos, Table};
+use crate::rows::{EraseAction, Erasure, MartBatch, SourcePos, Table};
 use crate::sink::sync_dir;
 use crate::write::{MartWriter, StoredPositions};
 use crate::MartError;
@@ -231,7 +234,8 @@ impl ParquetMart {
         Ok(())
     }
 
-    /// [`MartWriter::erase`] on the calling thread; returns the rows removed.
+    /// [`MartWriter::erase`] on the calling thread; returns the rows deleted
+    /// or anonymised.
     ///
     /// # Errors
     /// As [`MartWriter::erase`].
@@ -327,15 +331,18 @@ impl ParquetMart {
         Ok(())
     }
 
-    /// Rewrites the files of `table` holding rows of the erased ids without
-    /// them. Rows of the erasure's partition *after* it stay: they belong to
-    /// a member that started after the erasure (an event dated after it),
-    /// so an erasure re-applied after a crash cannot take them. Blocking.
+    /// Rewrites the files of `table` holding rows of the erased ids: without
+    /// them ([`EraseAction::Delete`]) or with the member id blanked
+    /// ([`EraseAction::Anonymise`]: sales stay counted). Rows of the
+    /// erasure's partition *after* it stay: they belong to a member that
+    /// started after the erasure (an event dated after it), so an erasure
+    /// re-applied after a crash cannot take them. Returns the rows deleted
+    /// or anonymised. Blocking.
     fn erase_table(&self, table: Table, erasure: &Erasure) -> Result<u64, MartError> {
         let columns = arrow::member_columns(table);
-        if columns.is_empty() {
+        let Some(action) = table.erase_action() else {
             return Ok(0);
-        }
+        };
         let tdir = table_dir(&self.dir, table);
         let names: Vec<FileRange> = self
             .files()
@@ -350,9 +357,14 @@ impl ParquetMart {
             let mut kept = Vec::with_capacity(batches.len());
             let mut dropped = 0u64;
             for b in batches {
-                let keep = keep_mask(&b, columns, erasure)?;
-                dropped += keep.false_count() as u64;
-                kept.push(filter_record_batch(&b, &keep).map_err(refused)?);
+                let erased = erased_mask(&b, columns, erasure)?;
+                dropped += erased.true_count() as u64;
+                kept.push(match action {
+                    EraseAction::Delete => {
+                        filter_record_batch(&b, &not(&erased).map_err(refused)?).map_err(refused)?
+                    }
+                    EraseAction::Anonymise => blank_columns(&b, columns, &erased)?,
+                });
             }
             if dropped == 0 {
                 continue;
@@ -396,7 +408,7 @@ impl MartWriter for ParquetMart {
         let removed = blocking(move || me.erase_blocking(&erasure)).await?;
         info!(
             rows = removed,
-            "mart rows of an erased member rewritten away"
+            "mart rows of an erased member deleted or anonymised"
         );
         Ok(())
     }
@@ -426,7 +438,33 @@ fn file_error(e: impl std::fmt::Display) -> MartError {
 
 /// Rows of `b` to keep: member columns hold none of the erased ids, or
 /// the row comes after the erasure in its partition.
-fn keep_mask(
+/// `b` with the string `columns` set to "" where `erased` is true.
+fn blank_columns(
+    b: &RecordBatch,
+    columns: &[&str],
+    erased: &BooleanArray,
+) -> Result<RecordBatch, MartError> {
+    let schema = b.schema();
+    let mut arrays = b.columns().to_vec();
+    for name in columns {
+        let i = schema.index_of(name).map_err(refused)?;
+        let old = arrays[i]
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| MartError::Refused(format!("column {name} is not a string")))?;
+        let new: StringArray = old
+            .iter()
+            .zip(erased.iter())
+            .map(|(v, e)| if e == Some(true) { Some("") } else { v })
+            .collect();
+        arrays[i] = Arc::new(new);
+    }
+    RecordBatch::try_new(schema, arrays).map_err(refused)
+}
+
+/// True for the rows of `b` that name an erased id in `columns` and are not
+/// after the erasure in its partition.
+fn erased_mask(
     b: &RecordBatch,
     columns: &[&str],
     erasure: &Erasure,
@@ -449,17 +487,17 @@ fn keep_mask(
                 .ok_or_else(|| MartError::Refused(format!("column {name} missing or not a string")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let keep: Vec<bool> = (0..b.num_rows())
+    let erased: Vec<bool> = (0..b.num_rows())
         .map(|i| {
             let later = partitions.value(i) == erasure.src_partition
                 && offsets.value(i) > erasure.src_offset;
-            later
-                || !cols
+            !later
+                && cols
                     .iter()
                     .any(|c| c.is_valid(i) && ids.iter().any(|id| id == c.value(i)))
         })
         .collect();
-    Ok(BooleanArray::from(keep))
+    Ok(BooleanArray::from(erased))
 }
 
 /// Splits a record batch by `src_partition` (rows keep their order).

@@ -285,11 +285,36 @@ async fn erasure_rewrites_the_files_without_the_member() {
     // The positions stay (the rows were stored; a re-sent copy is dropped).
     assert_eq!(mart.stored_positions().await.unwrap(), before);
     let reader = mart.reader().with_stores(stores());
+    // The erased member's sale stays counted, without the member id
+    // (EVENTS.md `member_erase`); its registration and tag are deleted.
     let t = reader
         .totals(&all("2026-12-01", "2026-12-02"))
         .await
         .unwrap();
-    assert_eq!(t.net_cents, 3350);
+    assert_eq!(t.net_cents, 3350 + 777);
+    let blanked = reader
+        .top_skus(
+            &MartFilter {
+                stores: Some(vec!["KM-003".into()]),
+                ..all("2026-12-01", "2026-12-02")
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        blanked,
+        vec![SkuTotal {
+            sku: "Z".into(),
+            units: 1,
+            net_cents: 777
+        }]
+    );
+    let tags = reader
+        .members_by_tag(&all("2026-12-01", "2026-12-02"))
+        .await
+        .unwrap();
+    assert_eq!(tags.iter().map(|t| t.members).sum::<u64>(), 3, "{tags:?}");
     for table in Table::ALL {
         for (_, path) in live_files(&table_dir(dir.path(), table)).unwrap() {
             for rb in read_parquet(&path).unwrap() {
@@ -320,7 +345,7 @@ async fn erasure_rewrites_the_files_without_the_member() {
         .totals(&all("2026-12-01", "2026-12-02"))
         .await
         .unwrap();
-    assert_eq!(t.net_cents, 3355);
+    assert_eq!(t.net_cents, 3350 + 777 + 5);
     let before = mart.stored_positions().await.unwrap();
     // A reopened mart agrees.
     drop(mart);

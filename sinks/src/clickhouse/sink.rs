@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use clickhouse::{Client, Compression};
-use storepulse_mart::rows::{Erasure, MartBatch, SourcePos, Table};
+use storepulse_mart::rows::{EraseAction, Erasure, MartBatch, SourcePos, Table};
 use storepulse_mart::write::{MartWriter, StoredPositions};
 use storepulse_mart::MartError;
 
@@ -43,28 +43,6 @@ impl std::fmt::Debug for ClickHouseMart {
             .field("url", &self.config.url)
             .field("database", &self.config.database)
             .finish_non_exhaustive()
-    }
-}
-
-/// How a mart erasure treats a table's rows of the erased member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EraseAction {
-    /// The rows are deleted (they are about the person: points, tags,
-    /// registrations).
-    Delete,
-    /// `member_id` is blanked; the rest stays (a sale happened whoever
-    /// bought: revenue and stock must not change with an erasure).
-    Anonymise,
-}
-
-/// What erasure does to each table with [`Table::has_member`].
-pub fn erase_action(table: Table) -> Option<EraseAction> {
-    match table {
-        Table::SaleLines | Table::ReturnLines | Table::Alerts => Some(EraseAction::Anonymise),
-        Table::PointsLedger | Table::MemberRegistrations | Table::TagChanges => {
-            Some(EraseAction::Delete)
-        }
-        _ => None,
     }
 }
 
@@ -268,7 +246,7 @@ impl MartWriter for ClickHouseMart {
         let mut touched = Vec::new();
         for table in Table::ALL.into_iter().filter(|t| t.has_member()) {
             let t = table.name();
-            let sql = match erase_action(table) {
+            let sql = match table.erase_action() {
                 Some(EraseAction::Delete) if table == Table::MemberRegistrations => format!(
                     "ALTER TABLE {t} DELETE WHERE member_id IN ({ids}) OR canonical_id IN ({ids})"
                 ),
