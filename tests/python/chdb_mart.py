@@ -15,7 +15,11 @@ server. This script proves that the mart's SQL, written for ClickHouse
 3. runs every query of ``--queries`` (a JSON list of ``[name, sql]``, the
    exact texts of ``sinks/src/clickhouse/query.rs``) and prints
    ``{"version": ..., "results": {name: rows}}`` on stdout, rows as
-   JSONCompact ``data`` arrays.
+   JSONCompact ``data`` arrays;
+4. with ``--parse FILE``: parses every statement of FILE (the row policies
+   of ``deploy/clickhouse/row-policies.sql``) with ``EXPLAIN AST``, so a
+   statement a current ClickHouse would refuse fails here (chDB has no
+   access control to run them for real).
 
 Exit status: 0 done; 2 a statement failed (its text and the error on
 stderr); 3 chdb is not installed.
@@ -59,6 +63,7 @@ def main():
     ap.add_argument("--migrations", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--queries", required=True)
+    ap.add_argument("--parse", help="a SQL file whose statements must parse")
     args = ap.parse_args()
 
     sess = chdb_session.Session()
@@ -84,8 +89,17 @@ def main():
             "JSONCompact",
         )
         results[name] = json.loads(out.bytes() if hasattr(out, "bytes") else str(out))["data"]
+    parsed = 0
+    if args.parse:
+        with open(args.parse, encoding="utf-8") as f:
+            for stmt in statements(f.read()):
+                run(sess, "EXPLAIN AST " + stmt, "TabSeparated")
+                parsed += 1
     version = str(run(sess, "SELECT version()", "TabSeparated")).strip()
-    json.dump({"version": version, "chdb": chdb.__version__, "results": results}, sys.stdout)
+    json.dump(
+        {"version": version, "chdb": chdb.__version__, "results": results, "parsed": parsed},
+        sys.stdout,
+    )
 
 
 if __name__ == "__main__":

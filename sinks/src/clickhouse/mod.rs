@@ -59,6 +59,8 @@ pub mod testdata;
 
 #[cfg(test)]
 mod integration_tests;
+#[cfg(test)]
+mod row_policies;
 
 pub use config::ClickHouseConfig;
 pub use sink::ClickHouseMart;
