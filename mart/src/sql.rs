@@ -68,7 +68,8 @@ pub fn store_condition(
     Ok(Some(format!("store_id IN ({})", quoted.join(","))))
 }
 
-/// Sales per (day, hour, key). Columns: `day`, `hour`, `grp`, `net`,
+/// Sales per (day, hour, key), from the `sales_hourly` aggregate
+/// ([`crate::embedded::hourly`]). Columns: `day`, `hour`, `grp`, `net`,
 /// `units`, `line_count`.
 ///
 /// # Errors
@@ -84,8 +85,8 @@ pub fn sales_by_hour(
         SalesGroup::Channel => "channel",
     };
     Ok(format!(
-        "SELECT day, hour, {column} AS grp, sum(net_cents) AS net, sum(qty) AS units, count(*) AS line_count \
-         FROM sale_lines WHERE {} GROUP BY day, hour, {column} ORDER BY day, hour, grp",
+        "SELECT day, hour, {column} AS grp, sum(net_cents) AS net, sum(units) AS units, sum(lines) AS line_count \
+         FROM sales_hourly WHERE {} GROUP BY day, hour, {column} ORDER BY day, hour, grp",
         where_days_stores(filter, stores)?
     ))
 }
@@ -148,14 +149,15 @@ pub fn new_members(filter: &MartFilter, stores: &StoreMaster) -> Result<String, 
     ))
 }
 
-/// Sales totals. Columns: `net`, `units`, `line_count`, `order_count`.
+/// Sales totals, from the `sales_hourly` aggregate (orders: each sale's
+/// line 0). Columns: `net`, `units`, `line_count`, `order_count`.
 ///
 /// # Errors
 /// See [`where_days_stores`].
 pub fn sales_totals(filter: &MartFilter, stores: &StoreMaster) -> Result<String, MartError> {
     Ok(format!(
-        "SELECT sum(net_cents) AS net, sum(qty) AS units, count(*) AS line_count, \
-         count(DISTINCT event_id) AS order_count FROM sale_lines WHERE {}",
+        "SELECT sum(net_cents) AS net, sum(units) AS units, sum(lines) AS line_count, \
+         sum(orders) AS order_count FROM sales_hourly WHERE {}",
         where_days_stores(filter, stores)?
     ))
 }

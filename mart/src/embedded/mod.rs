@@ -34,6 +34,7 @@
 //! not rewritten by erasure (as the dead-letter log itself).
 
 pub mod arrow;
+pub mod hourly;
 pub mod reader;
 
 use std::collections::BTreeMap;
@@ -192,6 +193,9 @@ impl ParquetMart {
                 }
             }
             sync_dir(&tdir)?;
+            if table == Table::SaleLines {
+                open_sidecars(dir, &live)?;
+            }
             for (range, path) in live {
                 let rows = file_rows(&path)?;
                 files
@@ -261,6 +265,14 @@ impl ParquetMart {
             let (from, to) = position_range(&part, partition)?;
             let range = FileRange { from, to };
             let path = tdir.join(range.file_name());
+            if table == Table::SaleLines {
+                let agg = hourly::aggregate(std::slice::from_ref(&part))?;
+                write_parquet(
+                    &hourly::sidecar_path(&self.dir, &range),
+                    &agg,
+                    self.compression,
+                )?;
+            }
             write_parquet(&path, &part, self.compression)?;
             self.files()
                 .entry((table, partition))
@@ -304,6 +316,16 @@ impl ParquetMart {
             batches.extend(read_parquet(&tdir.join(f.range.file_name()))?);
         }
         let merged = concat_batches(&arrow::schema(table), &batches).map_err(refused)?;
+        if table == Table::SaleLines {
+            // The merged file's sidecar first: until the merged file appears
+            // it is not read, and after, it counts exactly its lines.
+            let agg = hourly::aggregate(std::slice::from_ref(&merged))?;
+            write_parquet(
+                &hourly::sidecar_path(&self.dir, &range),
+                &agg,
+                self.compression,
+            )?;
+        }
         let tmp = write_tmp(&tdir, &range.file_name(), &merged, self.compression)?;
         {
             let _swap = self.lock.blocking_write();
@@ -312,6 +334,11 @@ impl ParquetMart {
                 std::fs::remove_file(tdir.join(f.range.file_name()))?;
             }
             sync_dir(&tdir)?;
+        }
+        if table == Table::SaleLines {
+            for f in &inputs {
+                remove_if_present(&hourly::sidecar_path(&self.dir, &f.range))?;
+            }
         }
         let mut files = self.files();
         if let Some(list) = files.get_mut(&(table, partition)) {
@@ -498,6 +525,40 @@ fn erased_mask(
         })
         .collect();
     Ok(BooleanArray::from(erased))
+}
+
+/// At open: the sidecar directory exists, every live sale-lines file has
+/// its sidecar (built from the file when missing), and no other sidecar
+/// is left.
+fn open_sidecars(root: &Path, live: &[(FileRange, PathBuf)]) -> Result<(), MartError> {
+    let sdir = root.join(hourly::DIR);
+    std::fs::create_dir_all(&sdir)?;
+    for entry in std::fs::read_dir(&sdir)? {
+        let path = entry?.path();
+        if !live
+            .iter()
+            .any(|(r, _)| hourly::sidecar_path(root, r) == path)
+        {
+            info!(path = %path.display(), "mart: removing a sidecar without its sale-lines file");
+            std::fs::remove_file(&path)?;
+        }
+    }
+    for (range, path) in live {
+        let sidecar = hourly::sidecar_path(root, range);
+        if !sidecar.exists() {
+            info!(path = %path.display(), "mart: building the hourly aggregate of a sale-lines file");
+            let agg = hourly::aggregate(&read_parquet(path)?)?;
+            write_parquet(&sidecar, &agg, Compression::SNAPPY)?;
+        }
+    }
+    sync_dir(&sdir)
+}
+
+fn remove_if_present(path: &Path) -> Result<(), MartError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Splits a record batch by `src_partition` (rows keep their order).

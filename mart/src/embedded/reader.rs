@@ -82,28 +82,54 @@ impl DataFusionMart {
     /// # Errors
     /// Planning or execution errors ([`MartError::Refused`]), I/O.
     pub async fn query(&self, sql: &str, tables: &[Table]) -> Result<Vec<RecordBatch>, MartError> {
+        self.query_sources(sql, tables, false).await
+    }
+
+    /// Runs `sql` over the named tables and, with `hourly`, the
+    /// `sales_hourly` aggregate ([`super::hourly`]) of the live sale lines.
+    async fn query_sources(
+        &self,
+        sql: &str,
+        tables: &[Table],
+        hourly: bool,
+    ) -> Result<Vec<RecordBatch>, MartError> {
         let _reading = self.lock.read().await;
         let config = SessionConfig::new().with_target_partitions(2);
         let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
         for table in tables {
-            self.register(&ctx, *table).await?;
+            let files = live_files(&table_dir(&self.root, *table))?;
+            let paths: Vec<_> = files.into_iter().map(|(_, p)| p).collect();
+            register(&ctx, table.name(), arrow::schema(*table), &paths)?;
+        }
+        if hourly {
+            let files = live_files(&table_dir(&self.root, Table::SaleLines))?;
+            let paths: Vec<_> = files
+                .iter()
+                .map(|(r, _)| super::hourly::sidecar_path(&self.root, r))
+                .collect();
+            register(&ctx, super::hourly::DIR, super::hourly::schema(), &paths)?;
         }
         let df = ctx.sql(sql).await.map_err(df_err)?;
         df.collect().await.map_err(df_err)
     }
+}
 
-    async fn register(&self, ctx: &SessionContext, table: Table) -> Result<(), MartError> {
-        let schema = arrow::schema(table);
-        let files = live_files(&table_dir(&self.root, table))?;
-        if files.is_empty() {
+/// Registers the Parquet files `paths` as table `name` of `ctx`.
+fn register(
+    ctx: &SessionContext,
+    name: &str,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    paths: &[PathBuf],
+) -> Result<(), MartError> {
+    {
+        if paths.is_empty() {
             let empty = MemTable::try_new(schema, vec![vec![]]).map_err(df_err)?;
-            ctx.register_table(table.name(), Arc::new(empty))
-                .map_err(df_err)?;
+            ctx.register_table(name, Arc::new(empty)).map_err(df_err)?;
             return Ok(());
         }
-        let urls = files
+        let urls = paths
             .iter()
-            .map(|(_, p)| ListingTableUrl::parse(p.to_string_lossy()))
+            .map(|p| ListingTableUrl::parse(p.to_string_lossy()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(df_err)?;
         let options =
@@ -112,7 +138,7 @@ impl DataFusionMart {
             .with_listing_options(options)
             .with_schema(schema);
         let listing = ListingTable::try_new(config).map_err(df_err)?;
-        ctx.register_table(table.name(), Arc::new(listing))
+        ctx.register_table(name, Arc::new(listing))
             .map_err(df_err)?;
         Ok(())
     }
@@ -168,7 +194,7 @@ impl MartReader for DataFusionMart {
         group: SalesGroup,
     ) -> Result<Vec<SalesPoint>, MartError> {
         let sql = sql::sales_by_hour(filter, group, self.stores()?)?;
-        let b = self.query(&sql, &[Table::SaleLines]).await?;
+        let b = self.query_sources(&sql, &[], true).await?;
         let (hours, keys, net, units, lines) = (
             ints(&b, 1)?,
             strings(&b, 2)?,
@@ -241,7 +267,7 @@ impl MartReader for DataFusionMart {
     async fn totals(&self, filter: &MartFilter) -> Result<SalesTotals, MartError> {
         let stores = self.stores()?;
         let sales = self
-            .query(&sql::sales_totals(filter, stores)?, &[Table::SaleLines])
+            .query_sources(&sql::sales_totals(filter, stores)?, &[], true)
             .await?;
         let refunds = self
             .query(&sql::refund_totals(filter, stores)?, &[Table::ReturnLines])
