@@ -162,7 +162,13 @@ pub fn run(config: &Config, args: &ReplayArgs) -> anyhow::Result<()> {
             }
             _ => {}
         }
-        Some(ParquetMart::open(&dir).with_context(|| format!("opening {}", dir.display()))?)
+        // Merges inline: replay is a batch job, and its files must be
+        // complete when it exits.
+        Some(
+            ParquetMart::open(&dir)
+                .with_context(|| format!("opening {}", dir.display()))?
+                .with_inline_merges(),
+        )
     } else {
         None
     };

@@ -47,7 +47,7 @@ fn main() {
         .collect();
     derive_cost(&stores);
     let first_day: u16 = 20_600; // 2026-05-27
-    let mart = ParquetMart::open(&root).unwrap();
+    let mart = ParquetMart::open(&root).unwrap().with_inline_merges();
     let existing = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(storepulse_mart::write::MartWriter::stored_positions(&mart))

@@ -125,12 +125,22 @@ pub type SwapLock = Arc<RwLock<()>>;
 type FileIndex = BTreeMap<(Table, u32), Vec<DataFile>>;
 
 /// The embedded mart's writer. Cheap to clone (clones share the state).
+///
+/// Merges run on a thread of their own after a write (one at a time), so a
+/// write, and with it the dashboard's freshness, never waits for a merge
+/// of up to [`LARGE_FILE_ROWS`] rows ([`ParquetMart::with_inline_merges`]
+/// merges on the writing thread instead: replay, tests, benchmarks). A
+/// merge and an erasure exclude each other (`merging`): an erasure must
+/// not rewrite a file a merge is reading.
 #[derive(Clone)]
 pub struct ParquetMart {
     dir: PathBuf,
     files: Arc<Mutex<FileIndex>>,
     lock: SwapLock,
     compression: Compression,
+    background_merges: bool,
+    merging: Arc<Mutex<()>>,
+    merger: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for ParquetMart {
@@ -209,7 +219,62 @@ impl ParquetMart {
             files: Arc::new(Mutex::new(files)),
             lock: Arc::new(RwLock::new(())),
             compression: Compression::SNAPPY,
+            background_merges: true,
+            merging: Arc::new(Mutex::new(())),
+            merger: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// Merges on the writing thread, before a write returns.
+    #[must_use]
+    pub fn with_inline_merges(mut self) -> Self {
+        self.background_merges = false;
+        self
+    }
+
+    /// Waits until the background merge in flight, if any, is done.
+    pub fn wait_merges(&self) {
+        let handle = self
+            .merger
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    /// Runs the merges that are due: on this thread, or on the merge thread
+    /// unless one is running (the next write starts it again).
+    fn schedule_merges(&self) -> Result<(), MartError> {
+        if !self.background_merges {
+            let _merging = self.merging.lock().unwrap_or_else(PoisonError::into_inner);
+            return self.merge_all();
+        }
+        let mut merger = self.merger.lock().unwrap_or_else(PoisonError::into_inner);
+        if merger.as_ref().is_some_and(|h| !h.is_finished()) {
+            return Ok(());
+        }
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("mart-merge".into())
+            .spawn(move || {
+                let _merging = me.merging.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Err(e) = me.merge_all() {
+                    warn!(error = %e, "mart: merging files failed; retried after the next write");
+                }
+            })?;
+        *merger = Some(spawned);
+        Ok(())
+    }
+
+    /// One pass of [`Self::maybe_compact`] over every (table, partition).
+    fn merge_all(&self) -> Result<(), MartError> {
+        let keys: Vec<(Table, u32)> = self.files().keys().copied().collect();
+        for (table, partition) in keys {
+            self.maybe_compact(table, partition)?;
+        }
+        Ok(())
     }
 
     /// The lock a reader of the same directory must share.
@@ -235,6 +300,7 @@ impl ParquetMart {
         for table in Table::ALL {
             self.write_table(batch, table)?;
         }
+        self.schedule_merges()?;
         Ok(())
     }
 
@@ -244,6 +310,7 @@ impl ParquetMart {
     /// # Errors
     /// As [`MartWriter::erase`].
     pub fn erase_blocking(&self, erasure: &Erasure) -> Result<u64, MartError> {
+        let _merging = self.merging.lock().unwrap_or_else(PoisonError::into_inner);
         let mut removed = 0;
         for table in Table::ALL {
             removed += self.erase_table(table, erasure)?;
@@ -281,7 +348,6 @@ impl ParquetMart {
                     range,
                     rows: part.num_rows() as u64,
                 });
-            self.maybe_compact(table, partition)?;
         }
         Ok(())
     }

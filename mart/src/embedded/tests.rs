@@ -129,7 +129,7 @@ fn all(from: &str, to: &str) -> MartFilter {
 #[tokio::test]
 async fn queries_answer_what_was_worked_out_by_hand() {
     let dir = tempfile::tempdir().unwrap();
-    let mart = ParquetMart::open(dir.path()).unwrap();
+    let mart = ParquetMart::open(dir.path()).unwrap().with_inline_merges();
     mart.write(&sample()).await.unwrap();
     let reader = mart.reader().with_stores(stores());
     let f = all("2026-12-01", "2026-12-02");
@@ -221,7 +221,7 @@ async fn queries_answer_what_was_worked_out_by_hand() {
 #[tokio::test]
 async fn an_empty_mart_answers_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let mart = ParquetMart::open(dir.path()).unwrap();
+    let mart = ParquetMart::open(dir.path()).unwrap().with_inline_merges();
     let reader = mart.reader().with_stores(stores());
     let f = all("2026-12-01", "2026-12-02");
     assert_eq!(reader.totals(&f).await.unwrap(), Default::default());
@@ -256,7 +256,7 @@ fn raw_bytes_contain(dir: &std::path::Path, needle: &[u8]) -> bool {
 #[tokio::test]
 async fn erasure_rewrites_the_files_without_the_member() {
     let dir = tempfile::tempdir().unwrap();
-    let mart = ParquetMart::open(dir.path()).unwrap();
+    let mart = ParquetMart::open(dir.path()).unwrap().with_inline_merges();
     let d1 = days(day("2026-12-01"));
     let secret = "member-7f3a9c-secret";
     let mut b = sample();
@@ -349,14 +349,14 @@ async fn erasure_rewrites_the_files_without_the_member() {
     let before = mart.stored_positions().await.unwrap();
     // A reopened mart agrees.
     drop(mart);
-    let again = ParquetMart::open(dir.path()).unwrap();
+    let again = ParquetMart::open(dir.path()).unwrap().with_inline_merges();
     assert_eq!(again.stored_positions().await.unwrap(), before);
 }
 
 #[tokio::test]
 async fn compaction_merges_small_files_and_a_crash_leftover_is_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let mart = ParquetMart::open(dir.path()).unwrap();
+    let mart = ParquetMart::open(dir.path()).unwrap().with_inline_merges();
     let d1 = days(day("2026-12-01"));
     let tdir = table_dir(dir.path(), Table::SaleLines);
     let mut first_file = None;
@@ -387,7 +387,7 @@ async fn compaction_merges_small_files_and_a_crash_leftover_is_removed() {
     // Readers skip the covered file even before the writer cleans up.
     assert_eq!(reader.totals(&f).await.unwrap().lines, 38);
     drop(mart);
-    let mart = ParquetMart::open(dir.path()).unwrap();
+    let mart = ParquetMart::open(dir.path()).unwrap().with_inline_merges();
     assert!(!path.exists());
     assert!(!tdir.join(".leftover.parquet.tmp").exists());
     assert_eq!(mart.stored_positions().await.unwrap(), top);
@@ -437,7 +437,7 @@ async fn compaction_merges_small_files_and_a_crash_leftover_is_removed() {
     std::fs::copy(dir.path().join(hourly::DIR).join(&live[0]), &orphan).unwrap();
     std::fs::remove_file(dir.path().join(hourly::DIR).join(&live[1])).unwrap();
     drop(mart);
-    let _mart = ParquetMart::open(dir.path()).unwrap();
+    let _mart = ParquetMart::open(dir.path()).unwrap().with_inline_merges();
     assert_eq!(sidecars(dir.path()), live);
     let t = reader.totals(&f).await.unwrap();
     assert_eq!((t.lines, t.net_cents, t.orders), (38, 19 * 300, 19));
@@ -469,4 +469,47 @@ fn file_names_round_trip_and_cover() {
     assert!(!inner.covers(&r));
     assert!(!r.covers(&r));
     assert_eq!(FileRange::parse(".x.parquet.tmp"), None);
+}
+
+/// Merges on their own thread: every answer is exact while they run, an
+/// erasure waits for a merge in flight (it must not rewrite a file being
+/// merged), and the files end up merged.
+#[tokio::test(flavor = "multi_thread")]
+async fn background_merges_keep_answers_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let mart = ParquetMart::open(dir.path()).unwrap();
+    let d1 = days(day("2026-12-01"));
+    let reader = mart.reader().with_stores(stores());
+    let f = all("2026-12-01", "2026-12-01");
+    let secret = "member-merged-away";
+    for i in 0..(3 * COMPACT_FILES as u64) {
+        let mut b = MartBatch::default();
+        b.sale_lines = vec![
+            sale(i * 10, 0, "KM-001", "central", "A", secret, 1, 100, d1, 9),
+            sale(i * 10, 1, "KM-001", "central", "B", "", 2, 200, d1, 9),
+        ];
+        mart.write(&b).await.unwrap();
+        let t = reader.totals(&f).await.unwrap();
+        assert_eq!((t.lines, t.orders), (2 * (i + 1), i + 1));
+    }
+    mart.erase(&Erasure {
+        member_ids: vec![secret.into()],
+        event_id: "erase".into(),
+        src_partition: 0,
+        src_offset: 10_000,
+    })
+    .await
+    .unwrap();
+    mart.wait_merges();
+    let n = 3 * COMPACT_FILES as u64;
+    let t = reader.totals(&f).await.unwrap();
+    assert_eq!((t.lines, t.net_cents, t.orders), (2 * n, 300 * n as i64, n));
+    let tdir = table_dir(dir.path(), Table::SaleLines);
+    let files = live_files(&tdir).unwrap();
+    assert!(
+        files.len() < COMPACT_FILES,
+        "not merged: {} files",
+        files.len()
+    );
+    assert!(!raw_bytes_contain(dir.path(), secret.as_bytes()));
 }

@@ -135,7 +135,7 @@ async fn each_row_once_through_failures_crashes_and_replays() {
         assert!(attempt < 200, "never finished");
         let shutdown = CancellationToken::new();
         let writer = Faulty {
-            inner: ParquetMart::open(&root).unwrap(),
+            inner: ParquetMart::open(&root).unwrap().with_inline_merges(),
             seed: Mutex::new(0x9E37_79B9_7F4A_7C15 ^ attempt),
             fail_before: 100,
             fail_after: 100,
@@ -187,7 +187,7 @@ async fn refused_rows_are_isolated_and_dead_lettered() {
     let shutdown = CancellationToken::new();
     let sink = MartSink {
         writer: Arc::new(Faulty {
-            inner: ParquetMart::open(&root).unwrap(),
+            inner: ParquetMart::open(&root).unwrap().with_inline_merges(),
             seed: Mutex::new(1),
             fail_before: 0,
             fail_after: 0,
