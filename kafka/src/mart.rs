@@ -232,6 +232,11 @@ impl PendingRows {
 /// group `<group_id>-mart` (offsets committed after the store acknowledged).
 pub struct MartTopicSource {
     consumer: StreamConsumer,
+    reading: Reading,
+}
+
+/// Where reading stands (apart from the consumer, which messages borrow).
+struct Reading {
     topic: String,
     /// The first offset the sink wants; earlier records (the rewind) are
     /// skipped.
@@ -239,7 +244,7 @@ pub struct MartTopicSource {
     /// Whether a record arrived since the last seek (the first is checked
     /// for a gap).
     first_seen: bool,
-    /// The broker's high watermark, last read.
+    /// The topic's end as far as seen.
     end: Arc<AtomicU64>,
 }
 
@@ -262,33 +267,35 @@ impl MartTopicSource {
         .map_err(KafkaError::client("mart consumer"))?;
         Ok(Self {
             consumer,
-            topic: topic.to_owned(),
-            want: 0,
-            first_seen: false,
-            end: Arc::default(),
+            reading: Reading {
+                topic: topic.to_owned(),
+                want: 0,
+                first_seen: false,
+                end: Arc::default(),
+            },
         })
     }
 
     /// The topic's end as last seen (for the sink's lag gauge).
     pub fn end_offset(&self) -> Arc<AtomicU64> {
-        self.end.clone()
+        self.reading.end.clone()
     }
 
     fn watermarks(&self) -> std::result::Result<(i64, i64), String> {
         self.consumer
-            .fetch_watermarks(&self.topic, MART_TOPIC_PARTITION, Duration::from_secs(10))
-            .map_err(|e| format!("{}: watermarks: {e}", self.topic))
+            .fetch_watermarks(&self.reading.topic, MART_TOPIC_PARTITION, Duration::from_secs(10))
+            .map_err(|e| format!("{}: watermarks: {e}", self.reading.topic))
     }
 
     fn committed(&self) -> Option<u64> {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.topic, MART_TOPIC_PARTITION);
+        tpl.add_partition(&self.reading.topic, MART_TOPIC_PARTITION);
         let committed = self
             .consumer
             .committed_offsets(tpl, Duration::from_secs(10))
             .ok()?;
         match committed
-            .find_partition(&self.topic, MART_TOPIC_PARTITION)?
+            .find_partition(&self.reading.topic, MART_TOPIC_PARTITION)?
             .offset()
         {
             Offset::Offset(o) if o >= 0 => u64::try_from(o).ok(),
@@ -303,7 +310,8 @@ impl MartTopicSource {
             .map(|p| p.offset);
         let (low, high) = self.watermarks().map_err(source_error(RetryHint::Backoff))?;
         let low = u64::try_from(low).unwrap_or(0);
-        self.end
+        self.reading
+            .end
             .store(u64::try_from(high).unwrap_or(0), Ordering::Release);
         // The group's offset counts when this machine's cursor is behind
         // (a sink moved to a new data directory).
@@ -312,13 +320,13 @@ impl MartTopicSource {
             Some(o) => o.max(self.committed().unwrap_or(0)),
         };
         if want < low {
-            warn!(want, low, topic = %self.topic, "mart records before the topic's start were deleted by retention before the sink read them");
+            warn!(want, low, topic = %self.reading.topic, "mart records before the topic's start were deleted by retention before the sink read them");
         }
         let want = want.max(low);
         let start = want.saturating_sub(RESUME_REWIND).max(low);
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(
-            &self.topic,
+            &self.reading.topic,
             MART_TOPIC_PARTITION,
             Offset::Offset(i64::try_from(start).unwrap_or(i64::MAX)),
         )
@@ -326,12 +334,15 @@ impl MartTopicSource {
         self.consumer
             .assign(&tpl)
             .map_err(|e| source_error(RetryHint::Backoff)(format!("assign: {e}")))?;
-        self.want = want;
-        self.first_seen = false;
-        info!(topic = %self.topic, want, start, "mart sink reading the mart topic");
+        self.reading.want = want;
+        self.reading.first_seen = false;
+        info!(topic = %self.reading.topic, want, start, "mart sink reading the mart topic");
         Ok(())
     }
 
+}
+
+impl Reading {
     /// Takes one message into `out` unless it is before `want`.
     fn take(
         &mut self,
@@ -388,11 +399,11 @@ impl EventSource for MartTopicSource {
             };
             let message =
                 first.map_err(|e| source_error(RetryHint::Backoff)(format!("mart topic: {e}")))?;
-            self.take(&message, out)?;
+            self.reading.take(&message, out)?;
             drop(message);
             while out.len() < max {
                 match tokio::time::timeout(Duration::ZERO, self.consumer.recv()).await {
-                    Ok(Ok(message)) => self.take(&message, out)?,
+                    Ok(Ok(message)) => self.reading.take(&message, out)?,
                     Ok(Err(e)) => {
                         warn!(error = %e, "mart topic read");
                         break;
@@ -414,7 +425,7 @@ impl EventSource for MartTopicSource {
             .map_or(Ok(()), |p| {
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition_offset(
-                    &self.topic,
+                    &self.reading.topic,
                     MART_TOPIC_PARTITION,
                     Offset::Offset(i64::try_from(p.offset).unwrap_or(i64::MAX)),
                 )

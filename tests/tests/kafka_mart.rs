@@ -1,0 +1,183 @@
+//! The mart in Kafka mode against the real broker and a real ClickHouse:
+//! `ingest`, `serve` (the designated mart sink, `mart.kafka_sink`, into
+//! ClickHouse) and `process` as separate programs, simulated traffic, the
+//! `process` killed with SIGKILL three times mid-stream (each stage resumes
+//! from its checkpoints and derives the same rows at the same positions
+//! again). At the end
+//! - the ClickHouse sales totals equal those of the acknowledged events
+//!   themselves (every sale once: nothing lost, nothing doubled),
+//! - every dashboard query over ClickHouse answers what the same query
+//!   answers over the mart `replay` writes from the acknowledged events,
+//! - the serve's `/v1/mart/totals` is ClickHouse's.
+//!
+//! A broker or ClickHouse that does not answer fails the test with the
+//! command that starts it (`./deploy/kafka.sh start`,
+//! `./deploy/clickhouse.sh start`; or `STOREPULSE_TEST_KAFKA`,
+//! `STOREPULSE_TEST_CLICKHOUSE`).
+
+#![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
+
+use std::time::{Duration, Instant};
+
+use storepulse_mart::query::{MartFilter, MartReader};
+use storepulse_sinks::clickhouse::{ClickHouseConfig, ClickHouseMart};
+use storepulse_tests::kafka::{broker, env_refs, kafka_env, unique_prefix};
+use storepulse_tests::mart::{
+    acked_sales_totals, answers, clickhouse_url, embedded_reader, spawn_simulate,
+    wait_acked_beyond, wait_simulate,
+};
+use storepulse_tests::{free_port, replay, repo, Server, HQ_KEY};
+
+const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_mart_in_clickhouse_after_kill_9_of_process_equals_replay() {
+    let broker = broker();
+    let url = clickhouse_url();
+    let database = format!("sp_kmart_{}", std::process::id());
+    // Fails with the command that starts a server when none answers.
+    let server = ClickHouseMart::connect(ClickHouseConfig::new(&url, &database))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "ClickHouse at {url} is not usable ({e}); start one with \
+                 `./deploy/clickhouse.sh start` or set STOREPULSE_TEST_CLICKHOUSE"
+            )
+        });
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let prefix = unique_prefix("mart");
+    let mut env = kafka_env(&broker, &prefix, &dir.path().join("state"));
+    for (k, v) in [
+        ("STOREPULSE__MART__MAX_BATCH_WAIT_MS", "100"),
+        ("STOREPULSE__MART__MAX_BATCH_ROWS", "2000"),
+        ("STOREPULSE__MART__CLICKHOUSE__URL", url.as_str()),
+        ("STOREPULSE__MART__CLICKHOUSE__DATABASE", database.as_str()),
+    ] {
+        env.push((k.into(), v.into()));
+    }
+    let mut serve_env = env.clone();
+    serve_env.push(("STOREPULSE__MART__KAFKA_SINK".into(), "true".into()));
+    let config = repo().join("storepulse.toml");
+    let ingest = Server::start_role(EXE, &config, &data.join("i"), 0, "ingest", &env_refs(&env));
+    let serve = Server::start_role(
+        EXE,
+        &config,
+        &data.join("s"),
+        0,
+        "serve",
+        &env_refs(&serve_env),
+    );
+    let process_port = free_port();
+    let start_process = || {
+        Server::start_role(
+            EXE,
+            &config,
+            &data.join("p"),
+            process_port,
+            "process",
+            &env_refs(&env),
+        )
+    };
+    let mut process = start_process();
+
+    let acked = dir.path().join("acked.ndjson");
+    let total = 12_000;
+    let mut sim = spawn_simulate(EXE, &data, &ingest.base, (2000, 17, total), &acked);
+    let mut last = 0;
+    for (kill, wait_ms) in [900u64, 700, 1100].into_iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        last = wait_acked_beyond(&acked, last, kill + 1);
+        assert!(last < total, "kill {}: the stream already ended", kill + 1);
+        // Kill while rows flow: once the sink has written since the start.
+        let before = sale_lines(&server).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sale_lines(&server).await == before {
+            assert!(
+                Instant::now() < deadline,
+                "kill {}: no mart rows reached ClickHouse in 60 s",
+                kill + 1
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        process.kill9();
+        process = start_process();
+    }
+    wait_simulate(&mut sim);
+    replay(EXE, &acked, &dir.path().join("replay"));
+    let replayed = answers(&embedded_reader(&dir.path().join("replay/mart"))).await;
+    let truth = acked_sales_totals(&acked);
+    assert!(
+        replayed[0].contains(&truth),
+        "replay's mart: totals {} differ from the acknowledged events' ({truth})",
+        replayed[0]
+    );
+
+    // The stages and the sink catch up: wait until ClickHouse answers as
+    // replay does (then check it stays so).
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let live = loop {
+        let live = answers(&server).await;
+        if live == replayed {
+            break live;
+        }
+        if Instant::now() >= deadline {
+            assert!(
+                live[0].contains(&truth),
+                "ClickHouse mart: totals {} differ from the acknowledged events' ({truth})",
+                live[0]
+            );
+            for (l, r) in live.iter().zip(&replayed) {
+                assert_eq!(l, r, "ClickHouse mart (Kafka mode) differs from replay's");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(live[0].contains(&truth), "{}", live[0]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        answers(&server).await,
+        replayed,
+        "ClickHouse changed after it matched replay (rows written twice late?)"
+    );
+
+    // The serve's dashboard reads ClickHouse.
+    let today = chrono::Utc::now().date_naive();
+    let all = MartFilter {
+        from: today - chrono::Duration::days(10),
+        to: today + chrono::Duration::days(10),
+        stores: None,
+    };
+    let api: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/mart/totals?from={}&to={}",
+            serve.base, all.from, all.to
+        ))
+        .bearer_auth(HQ_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let totals = server.totals(&all).await.unwrap();
+    assert_eq!(api["net_cents"], totals.net_cents, "{api}");
+    assert_eq!(api["lines"], totals.lines, "{api}");
+
+    assert!(process.stop(), "graceful stop of the processor failed");
+    assert!(serve.stop(), "graceful stop of serve failed");
+    drop(ingest);
+    let _ = server
+        .client()
+        .query(&format!("DROP DATABASE IF EXISTS {database}"))
+        .execute()
+        .await;
+}
+
+async fn sale_lines(ch: &ClickHouseMart) -> u64 {
+    ch.client()
+        .query("SELECT count() FROM sale_lines")
+        .fetch_one::<u64>()
+        .await
+        .unwrap()
+}
