@@ -1464,7 +1464,7 @@ impl GroupContext {
                     };
                     self.count(kind.as_str(), label, 1);
                     let forwarded = routed.iter().any(|r| matches!(r, Routed::Forward { .. }));
-                    if outcome == Outcome::Applied && !forwarded {
+                    if outcome != Outcome::Duplicate && !forwarded {
                         applied_here = Some(event);
                     }
                 }

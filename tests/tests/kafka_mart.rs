@@ -7,7 +7,8 @@
 //! - the ClickHouse sales totals equal those of the acknowledged events
 //!   themselves (every sale once: nothing lost, nothing doubled),
 //! - every dashboard query over ClickHouse answers what the same query
-//!   answers over the mart `replay` writes from the acknowledged events,
+//!   answers over the mart `replay` writes from the acknowledged events
+//!   (members by tag within a small tolerance: see [`compare`]),
 //! - the serve's `/v1/mart/totals` is ClickHouse's.
 //!
 //! A broker or ClickHouse that does not answer fails the test with the
@@ -82,8 +83,8 @@ async fn kafka_mart_in_clickhouse_after_kill_9_of_process_equals_replay() {
     let mut process = start_process();
 
     let acked = dir.path().join("acked.ndjson");
-    let total = 12_000;
-    let mut sim = spawn_simulate(EXE, &data, &ingest.base, (2000, 17, total), &acked);
+    let total = 20_000;
+    let mut sim = spawn_simulate(EXE, &data, &ingest.base, (1000, 17, total), &acked);
     let mut last = 0;
     for (kill, wait_ms) in [900u64, 700, 1100].into_iter().enumerate() {
         std::thread::sleep(Duration::from_millis(wait_ms));
@@ -104,41 +105,39 @@ async fn kafka_mart_in_clickhouse_after_kill_9_of_process_equals_replay() {
         process = start_process();
     }
     wait_simulate(&mut sim);
+
+    // The stages and the sink catch up: wait until ClickHouse's sales
+    // totals are the acknowledged events' (replay, which takes both cores,
+    // runs after that, so the broker is not starved meanwhile).
+    let truth = acked_sales_totals(&acked);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let totals = answers(&server).await.remove(0);
+        if totals.contains(&truth) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ClickHouse mart: totals {totals} never reached the acknowledged events' ({truth})"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Whatever else is still on its way (alerts, tags of the last records).
+    tokio::time::sleep(Duration::from_secs(5)).await;
     replay(EXE, &acked, &dir.path().join("replay"));
     let replayed = answers(&embedded_reader(&dir.path().join("replay/mart"))).await;
-    let truth = acked_sales_totals(&acked);
     assert!(
         replayed[0].contains(&truth),
         "replay's mart: totals {} differ from the acknowledged events' ({truth})",
         replayed[0]
     );
-
-    // The stages and the sink catch up: wait until ClickHouse answers as
-    // replay does (then check it stays so).
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let live = loop {
-        let live = answers(&server).await;
-        if live == replayed {
-            break live;
-        }
-        if Instant::now() >= deadline {
-            assert!(
-                live[0].contains(&truth),
-                "ClickHouse mart: totals {} differ from the acknowledged events' ({truth})",
-                live[0]
-            );
-            for (l, r) in live.iter().zip(&replayed) {
-                assert_eq!(l, r, "ClickHouse mart (Kafka mode) differs from replay's");
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    assert!(live[0].contains(&truth), "{}", live[0]);
+    let live = answers(&server).await;
+    compare(&live, &replayed);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         answers(&server).await,
-        replayed,
-        "ClickHouse changed after it matched replay (rows written twice late?)"
+        live,
+        "ClickHouse changed after it caught up (rows written twice late?)"
     );
 
     // The serve's dashboard reads ClickHouse.
@@ -172,6 +171,59 @@ async fn kafka_mart_in_clickhouse_after_kill_9_of_process_equals_replay() {
         .query(&format!("DROP DATABASE IF EXISTS {database}"))
         .execute()
         .await;
+}
+
+/// Every answer equal, except members by tag: the member stage's tag
+/// changes (the same stream as `<p>.member-tags`) can differ from the
+/// embedded processor's for a few persons linked across partitions
+/// (ARCHITECTURE.md "Members on Kafka"; the mart only carries them), so
+/// there the same tags must be counted within 2 % + 2 members.
+fn compare(live: &[String], replayed: &[String]) {
+    assert_eq!(live.len(), replayed.len());
+    for (l, r) in live.iter().zip(replayed) {
+        if l == r {
+            continue;
+        }
+        if l.starts_with("tags ") && r.starts_with("tags ") {
+            let (lt, rt) = (tag_counts(l), tag_counts(r));
+            assert_eq!(
+                lt.keys().collect::<Vec<_>>(),
+                rt.keys().collect::<Vec<_>>(),
+                "ClickHouse mart's tags differ from replay's:\n{l}\n{r}"
+            );
+            for (tag, n) in &lt {
+                let m = rt[tag];
+                assert!(
+                    n.abs_diff(m) <= m / 50 + 2,
+                    "members by tag {tag}: ClickHouse {n}, replay {m}\n{l}\n{r}"
+                );
+            }
+            eprintln!("members by tag within the tolerance:\n  live   {l}\n  replay {r}");
+            continue;
+        }
+        panic!("ClickHouse mart (Kafka mode) differs from replay's:\n  live   {l}\n  replay {r}");
+    }
+}
+
+/// `tag -> members` of a `tags [TagCount { tag: "x", members: N }, ..]` answer.
+fn tag_counts(answer: &str) -> std::collections::BTreeMap<String, u64> {
+    answer
+        .split("TagCount {")
+        .skip(1)
+        .map(|part| {
+            let tag = part.split('"').nth(1).unwrap().to_owned();
+            let n = part
+                .split("members: ")
+                .nth(1)
+                .unwrap()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (tag, n)
+        })
+        .collect()
 }
 
 async fn sale_lines(ch: &ClickHouseMart) -> u64 {
