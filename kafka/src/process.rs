@@ -50,6 +50,14 @@
 //! [`crate::rules`]; the rules file at start while the topic is empty),
 //! followed while running; each stage keeps the rules of its key kind.
 //!
+//! **Mart rows** (with `[mart] enabled`): each stage derives the rows of
+//! what it applies with the embedded driver's `RowDeriver`, at the input
+//! record's position in the stage's mart partition, and produces them per
+//! applied batch to `<p>.mart` before the checkpoint covering them (see
+//! [`crate::mart`]). With the mart on, the member stage does not tick its
+//! partitions' clocks between records (a tick's tag changes would have no
+//! stable position); they move with the input.
+//!
 //! **Wrong partition.** An event whose `store_id` hashes elsewhere (a POS
 //! producing with another partitioner) is forwarded, unchanged and keyed by
 //! `store_id`, to the right partition, where it is applied; forwarded twice
@@ -1439,7 +1447,51 @@ impl GroupContext {
         let mut applied_here = None;
         if control {
             match serde_json::from_slice::<Control>(payload) {
-                Ok(c) => members.apply_control(c, &mut outputs, &mut routed),
+                Ok(c) => {
+                    let handover = match &c {
+                        Control::Handover {
+                            member_id,
+                            phone,
+                            registered_at,
+                            registration_id,
+                            store_id,
+                            channel,
+                            ..
+                        } => Some((
+                            member_id.clone(),
+                            phone.clone(),
+                            *registered_at,
+                            registration_id.clone(),
+                            store_id.clone(),
+                            channel.clone(),
+                        )),
+                        _ => None,
+                    };
+                    let applied = members.apply_control(c, &mut outputs, &mut routed);
+                    // The registration's row, here where the person lives:
+                    // ordered with its later erasure, which is derived here
+                    // too.
+                    if let (true, Some(deriver), Some(h)) =
+                        (applied, &self.settings.mart, handover)
+                    {
+                        let (member_id, phone, at, event_id, store_id, channel) = h;
+                        let canonical = members
+                            .members
+                            .canonical_of(&member_id)
+                            .map_or_else(|| member_id.to_string(), ToString::to_string);
+                        deriver.registration(
+                            self.mart_pos(source),
+                            &member_id,
+                            &canonical,
+                            &phone,
+                            &event_id,
+                            &store_id,
+                            &channel,
+                            at,
+                            mart.current(),
+                        );
+                    }
+                }
                 Err(e) => {
                     let reason = format!("control record: {e}");
                     return self.dead_letter(source, "", &reason, None, payload);
@@ -1463,7 +1515,12 @@ impl GroupContext {
                         Outcome::Applied | Outcome::Ignored => "applied",
                     };
                     self.count(kind.as_str(), label, 1);
-                    let forwarded = routed.iter().any(|r| matches!(r, Routed::Forward { .. }));
+                    // Rows of an event forwarded, or of a registration
+                    // handed over, come from the partition it went to.
+                    let forwarded = routed.iter().any(|r| {
+                        matches!(r, Routed::Forward { .. })
+                            || matches!(r, Routed::Control { control, .. } if matches!(**control, Control::Handover { .. }))
+                    });
                     if outcome != Outcome::Duplicate && !forwarded {
                         applied_here = Some(event);
                     }
