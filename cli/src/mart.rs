@@ -532,7 +532,10 @@ pub async fn start_kafka(
     let cursor = match &config.mart.clickhouse {
         Some(ch) => Cursor::new(
             &root,
-            &format!("kafka-{}-clickhouse-{}", config.kafka.topic_prefix, ch.database),
+            &format!(
+                "kafka-{}-clickhouse-{}",
+                config.kafka.topic_prefix, ch.database
+            ),
         ),
         None => Cursor::new(&root, &format!("kafka-{}", config.kafka.topic_prefix)),
     };

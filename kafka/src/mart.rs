@@ -36,8 +36,8 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use storepulse_core::source::{EventSource, SourcePosition, SourceRecord};
-use storepulse_core::RetryHint;
 use storepulse_core::Event;
+use storepulse_core::RetryHint;
 use storepulse_mart::derive::{EventPos, RowDeriver};
 use storepulse_mart::rows::MartBatch;
 use storepulse_processors::fraud::FraudOutput;
@@ -283,7 +283,11 @@ impl MartTopicSource {
 
     fn watermarks(&self) -> std::result::Result<(i64, i64), String> {
         self.consumer
-            .fetch_watermarks(&self.reading.topic, MART_TOPIC_PARTITION, Duration::from_secs(10))
+            .fetch_watermarks(
+                &self.reading.topic,
+                MART_TOPIC_PARTITION,
+                Duration::from_secs(10),
+            )
             .map_err(|e| format!("{}: watermarks: {e}", self.reading.topic))
     }
 
@@ -308,7 +312,9 @@ impl MartTopicSource {
             .iter()
             .find(|p| p.partition == 0)
             .map(|p| p.offset);
-        let (low, high) = self.watermarks().map_err(source_error(RetryHint::Backoff))?;
+        let (low, high) = self
+            .watermarks()
+            .map_err(source_error(RetryHint::Backoff))?;
         let low = u64::try_from(low).unwrap_or(0);
         self.reading
             .end
@@ -339,7 +345,6 @@ impl MartTopicSource {
         info!(topic = %self.reading.topic, want, start, "mart sink reading the mart topic");
         Ok(())
     }
-
 }
 
 impl Reading {
@@ -452,7 +457,9 @@ mod tests {
         assert_eq!(mart_partition(Stage::Stock, 3), 3);
         assert_eq!(mart_partition(Stage::Members, 3), 1_000_003);
         assert_eq!(mart_partition(Stage::Accounts, 3), 2_000_003);
-        assert!(seen.iter().all(|p| *p < storepulse_mart::rows::INGEST_DLQ_PARTITION));
+        assert!(seen
+            .iter()
+            .all(|p| *p < storepulse_mart::rows::INGEST_DLQ_PARTITION));
     }
 
     fn sale(id: &str, store: &str, member: &str) -> Vec<u8> {
@@ -494,8 +501,15 @@ mod tests {
             partition: mart_partition(Stage::Members, 1),
             offset: offset + 100,
         };
-        let erased =
-            derive_member_rows(deriver, pos, Some(&event), members, &member_out, &[], &mut member);
+        let erased = derive_member_rows(
+            deriver,
+            pos,
+            Some(&event),
+            members,
+            &member_out,
+            &[],
+            &mut member,
+        );
         assert!(!erased);
         (stock, member)
     }
@@ -521,9 +535,16 @@ mod tests {
         assert_eq!(stock.sale_lines.len(), 2);
         assert_eq!(stock.stock_changes.len(), 2);
         assert!(stock.points_ledger.is_empty() && stock.member_registrations.is_empty());
-        assert!(stock.sale_lines.iter().all(|r| r.src_partition == 2 && r.src_offset == 7));
+        assert!(stock
+            .sale_lines
+            .iter()
+            .all(|r| r.src_partition == 2 && r.src_offset == 7));
         assert_eq!(
-            stock.sale_lines.iter().map(|r| r.src_index).collect::<Vec<_>>(),
+            stock
+                .sale_lines
+                .iter()
+                .map(|r| r.src_index)
+                .collect::<Vec<_>>(),
             vec![0, 1]
         );
         assert!(member.sale_lines.is_empty() && member.stock_changes.is_empty());
@@ -552,8 +573,14 @@ mod tests {
             &next,
             8,
         );
-        assert_eq!(before.0.encode_parts(MART_RECORD_BYTES), after.0.encode_parts(MART_RECORD_BYTES));
-        assert_eq!(before.1.encode_parts(MART_RECORD_BYTES), after.1.encode_parts(MART_RECORD_BYTES));
+        assert_eq!(
+            before.0.encode_parts(MART_RECORD_BYTES),
+            after.0.encode_parts(MART_RECORD_BYTES)
+        );
+        assert_eq!(
+            before.1.encode_parts(MART_RECORD_BYTES),
+            after.1.encode_parts(MART_RECORD_BYTES)
+        );
         assert_eq!(before.0.stock_levels.len(), 2);
     }
 

@@ -107,13 +107,13 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::KafkaConfig;
 use crate::error::{KafkaError, Result};
-use crate::partitioner::partition_for;
-use crate::producer::dead_letter_headers;
-use crate::records::{MemberSnapshot, SettlementSnapshot, SourceRef, StockRecord, HEADER_KIND};
 use crate::mart::{
     derive_fraud_rows, derive_member_rows, derive_stock_rows, mart_partition, PendingRows,
     MART_TOPIC_PARTITION,
 };
+use crate::partitioner::partition_for;
+use crate::producer::dead_letter_headers;
+use crate::records::{MemberSnapshot, SettlementSnapshot, SourceRef, StockRecord, HEADER_KIND};
 use crate::topics::Topics;
 
 /// Header on a forwarded event: where it was first read (`partition/offset`).
@@ -1471,8 +1471,7 @@ impl GroupContext {
                     // The registration's row, here where the person lives:
                     // ordered with its later erasure, which is derived here
                     // too.
-                    if let (true, Some(deriver), Some(h)) =
-                        (applied, &self.settings.mart, handover)
+                    if let (true, Some(deriver), Some(h)) = (applied, &self.settings.mart, handover)
                     {
                         let (member_id, phone, at, event_id, store_id, channel) = h;
                         let canonical = members
