@@ -391,33 +391,31 @@ impl EventSource for MartTopicSource {
         async move { result }
     }
 
-    fn next_batch(
+    async fn next_batch(
         &mut self,
         max: usize,
         out: &mut Vec<SourceRecord>,
         shutdown: impl Future<Output = ()> + Send,
-    ) -> impl Future<Output = storepulse_core::Result<()>> + Send {
-        async move {
-            let first = tokio::select! {
-                () = shutdown => return Ok(()),
-                m = self.consumer.recv() => m,
-            };
-            let message =
-                first.map_err(|e| source_error(RetryHint::Backoff)(format!("mart topic: {e}")))?;
-            self.reading.take(&message, out)?;
-            drop(message);
-            while out.len() < max {
-                match tokio::time::timeout(Duration::ZERO, self.consumer.recv()).await {
-                    Ok(Ok(message)) => self.reading.take(&message, out)?,
-                    Ok(Err(e)) => {
-                        warn!(error = %e, "mart topic read");
-                        break;
-                    }
-                    Err(_) => break,
+    ) -> storepulse_core::Result<()> {
+        let first = tokio::select! {
+            () = shutdown => return Ok(()),
+            m = self.consumer.recv() => m,
+        };
+        let message =
+            first.map_err(|e| source_error(RetryHint::Backoff)(format!("mart topic: {e}")))?;
+        self.reading.take(&message, out)?;
+        drop(message);
+        while out.len() < max {
+            match tokio::time::timeout(Duration::ZERO, self.consumer.recv()).await {
+                Ok(Ok(message)) => self.reading.take(&message, out)?,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "mart topic read");
+                    break;
                 }
+                Err(_) => break,
             }
-            Ok(())
         }
+        Ok(())
     }
 
     fn commit(
