@@ -86,7 +86,7 @@ async fn kafka_mart_in_clickhouse_after_kill_9_of_process_equals_replay() {
 
     let acked = dir.path().join("acked.ndjson");
     let total = 20_000;
-    let mut sim = spawn_simulate(EXE, &data, &ingest.base, (1000, 17, total), &acked);
+    let mut sim = spawn_simulate(EXE, &data, &ingest.base, (150, 17, total), &acked);
     let mut last = 0;
     for (kill, wait_ms) in [900u64, 700, 1100].into_iter().enumerate() {
         std::thread::sleep(Duration::from_millis(wait_ms));
