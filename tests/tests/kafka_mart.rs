@@ -7,7 +7,8 @@
 //! - the ClickHouse sales totals equal those of the acknowledged events
 //!   themselves (every sale once: nothing lost, nothing doubled),
 //! - every dashboard query over ClickHouse answers what the same query
-//!   answers over the mart `replay` writes from the acknowledged events,
+//!   answers over the mart `replay` writes from the acknowledged events
+//!   (members by tag scoped to stores within a tolerance: see [`compare`]),
 //! - the serve's `/v1/mart/totals` is ClickHouse's.
 //!
 //! A broker or ClickHouse that does not answer fails the test with the
@@ -137,7 +138,12 @@ async fn kafka_mart_in_clickhouse_after_kill_9_of_process_equals_replay() {
     let deadline = Instant::now() + Duration::from_secs(300);
     let live = loop {
         let live = answers(&server).await;
-        if live == replayed || Instant::now() >= deadline {
+        let sales_and_members_equal = live
+            .iter()
+            .zip(&replayed)
+            .enumerate()
+            .all(|(i, (l, r))| l == r || (i >= live.len() / 2 && l.starts_with("tags ")));
+        if sales_and_members_equal || Instant::now() >= deadline {
             break live;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -183,12 +189,61 @@ async fn kafka_mart_in_clickhouse_after_kill_9_of_process_equals_replay() {
         .await;
 }
 
-/// Every answer equal (the sales totals first: nothing lost or doubled).
+/// Every answer equal (the sales totals first: nothing lost or doubled),
+/// except members by tag *scoped to stores*: a tag change row counts at the
+/// member's favourite store at that moment, and a member partition sees the
+/// person's sales in the by-member topic's order, not the embedded log's
+/// (stock partitions interleave differently), so the favourite at a change
+/// can differ (ARCHITECTURE.md "The mart on Kafka", limits). There the same
+/// tags must be counted within 20 % or 2 members; unscoped, every count
+/// must be equal.
 fn compare(live: &[String], replayed: &[String]) {
     assert_eq!(live.len(), replayed.len());
-    for (l, r) in live.iter().zip(replayed) {
+    let scoped_from = live.len() / 2;
+    for (i, (l, r)) in live.iter().zip(replayed).enumerate() {
+        if l == r {
+            continue;
+        }
+        if i >= scoped_from && l.starts_with("tags ") && r.starts_with("tags ") {
+            let (lt, rt) = (tag_counts(l), tag_counts(r));
+            assert_eq!(
+                lt.keys().collect::<Vec<_>>(),
+                rt.keys().collect::<Vec<_>>(),
+                "scoped tags differ from replay's:\n  live   {l}\n  replay {r}"
+            );
+            for (tag, n) in &lt {
+                let m = rt[tag];
+                assert!(
+                    n.abs_diff(m) <= (m / 5).max(2),
+                    "scoped members by tag {tag}: ClickHouse {n}, replay {m}"
+                );
+            }
+            eprintln!("scoped members by tag, within the tolerance:\n  live   {l}\n  replay {r}");
+            continue;
+        }
         assert_eq!(l, r, "ClickHouse mart (Kafka mode) differs from replay's");
     }
+}
+
+/// `tag -> members` of a `tags [TagCount { tag: "x", members: N }, ..]` answer.
+fn tag_counts(answer: &str) -> std::collections::BTreeMap<String, u64> {
+    answer
+        .split("TagCount {")
+        .skip(1)
+        .map(|part| {
+            let tag = part.split('"').nth(1).unwrap().to_owned();
+            let n = part
+                .split("members: ")
+                .nth(1)
+                .unwrap()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (tag, n)
+        })
+        .collect()
 }
 
 async fn sale_lines(ch: &ClickHouseMart) -> u64 {
