@@ -89,6 +89,12 @@ pub struct MartSection {
     /// current releases) instead of the embedded Parquet + DataFusion mart.
     /// The dashboard then reads ClickHouse too.
     pub clickhouse: Option<storepulse_sinks::clickhouse::ClickHouseConfig>,
+    /// Kafka mode: this `serve` runs the mart sink, reading `<p>.mart`
+    /// into ClickHouse (or, without `[mart.clickhouse]`, into Parquet under
+    /// `data_dir/mart`). Set it on **one** serve only (two sinks would
+    /// write the same rows twice). Default false. The `process` stages
+    /// derive the rows whenever `enabled`.
+    pub kafka_sink: bool,
 }
 
 impl Default for MartSection {
@@ -99,6 +105,7 @@ impl Default for MartSection {
             max_batch_bytes: storepulse_mart::sink::DEFAULT_MAX_BYTES,
             max_batch_wait_ms: storepulse_mart::sink::DEFAULT_MAX_WAIT.as_millis() as u64,
             clickhouse: None,
+            kafka_sink: false,
         }
     }
 }

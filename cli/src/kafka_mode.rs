@@ -199,6 +199,11 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
                 checkpoint_interval: Duration::from_secs_f64(
                     config.runtime.checkpoint_interval_secs,
                 ),
+                // Each stage derives its mart rows to `<p>.mart`.
+                mart: config
+                    .mart
+                    .enabled
+                    .then(|| storepulse_mart::derive::RowDeriver::new(stores.clone())),
             };
             let (parser, stop, failed) = (parser.clone(), stop.clone(), failed_tx.clone());
             let name = match stage {
@@ -304,6 +309,27 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         );
     }
 
+    // The mart: the designated serve (`mart.kafka_sink`) runs the sink loop
+    // over `<p>.mart`; every serve with `[mart.clickhouse]` reads it.
+    let mart_stop = tokio_util::sync::CancellationToken::new();
+    let mart = if roles.serve {
+        let refused = KafkaAppender::new(&kafka, topics.clone(), partitions)?;
+        Some(
+            crate::mart::start_kafka(
+                &config,
+                stores.clone(),
+                &topics,
+                refused,
+                &mut registry,
+                mart_stop.clone(),
+                failed_tx.clone(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+
     let mut app = Router::new();
     let mut appender = None;
     if roles.ingest {
@@ -368,9 +394,9 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             .merge(mart_router(MartApiState {
                 access: access.clone(),
                 stores: stores.clone(),
-                // No mart store in Kafka mode yet (ClickHouse, issue 6):
-                // the mart routes answer 503 after authorising.
-                mart: None,
+                // ClickHouse, or the embedded mart of the sink serve;
+                // without a store the routes answer 503 after authorising.
+                mart: mart.as_ref().and_then(|m| m.reader.clone()),
             }));
         // Erasures go through the events topic like any event; decisions
         // to `<p>.alert-decisions`.
@@ -508,6 +534,13 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         let joined = tokio::task::spawn_blocking(move || handle.join()).await;
         if !matches!(joined, Ok(Ok(()))) {
             error!("a role's thread panicked");
+        }
+    }
+    // The mart sink writes what it holds, stores its cursor and commits.
+    mart_stop.cancel();
+    if let Some(mart) = mart {
+        if let Err(e) = mart.join().await {
+            error!(error = %e, "stopping the mart sink");
         }
     }
     // The forwarder has stopped with its checkpoint saved (joined above);

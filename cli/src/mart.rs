@@ -1,6 +1,8 @@
 //! The mart in `storepulse run` (embedded mode): the mart log, the sink
 //! loop writing the embedded Parquet mart, the DataFusion reader for the
 //! dashboard, and the side feeds (review decisions, ingest dead letters).
+//! In Kafka mode ([`start_kafka`]) the same sink loop reads `<p>.mart`
+//! instead of the mart log, on the serve with `mart.kafka_sink`.
 //!
 //! ```text
 //! runtime (apply_batch) ──MartBatch──▶ data_dir/mart-log (EventLog, fsynced before the checkpoint)
@@ -444,4 +446,173 @@ fn read_decisions(path: &Path, from: &mut u64) -> std::io::Result<Vec<Decision>>
     }
     *from += complete as u64;
     Ok(out)
+}
+
+/// Refused rows as dead letters on `<p>.dlq` (Kafka mode).
+struct TopicRefused(storepulse_kafka::producer::KafkaAppender);
+
+impl RefusedSink for TopicRefused {
+    async fn send(&self, rows: Vec<RefusedRow>) -> Result<(), String> {
+        use storepulse_ingest::append::{EventAppender, KeyedEvent};
+        let letters = rows
+            .iter()
+            .map(|r| {
+                let mut letter = DeadLetter::new(
+                    RejectedAt::Processor,
+                    format!("mart {}: {}", r.table.name(), r.message),
+                    None,
+                    r.row.as_bytes(),
+                );
+                letter.partition = Some(r.position.partition);
+                letter.offset = Some(r.position.offset);
+                serde_json::to_vec(&letter)
+                    .map(|payload| KeyedEvent {
+                        key: String::new(),
+                        payload,
+                    })
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.0
+            .append_dead_letters(letters)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The mart of a Kafka-mode `serve`.
+pub struct KafkaMart {
+    /// The dashboard's queries; `None`: `/v1/mart/*` answers 503 (an
+    /// embedded mart kept by another serve).
+    pub reader: Option<Arc<dyn MartReader>>,
+    /// The sink loop, on the designated serve (`mart.kafka_sink`).
+    sink: Option<JoinHandle<Result<(), SinkError>>>,
+}
+
+/// The mart of a Kafka-mode `serve` (ARCHITECTURE.md "The mart on
+/// Kafka"): with `mart.kafka_sink`, the sink loop reading `<p>.mart` into
+/// ClickHouse (`[mart.clickhouse]`) or the embedded Parquet mart under
+/// `data_dir/mart`; the dashboard's reader of that store. A serve without
+/// the sink reads ClickHouse when configured, else has no mart.
+///
+/// # Errors
+/// The mart directory cannot be opened, the mart consumer not created.
+pub async fn start_kafka(
+    config: &Config,
+    stores: Arc<StoreMaster>,
+    topics: &storepulse_kafka::Topics,
+    refused: storepulse_kafka::producer::KafkaAppender,
+    registry: &mut Registry,
+    shutdown: CancellationToken,
+    failed: tokio::sync::mpsc::UnboundedSender<anyhow::Error>,
+) -> anyhow::Result<KafkaMart> {
+    if !config.mart.enabled {
+        return Ok(KafkaMart {
+            reader: None,
+            sink: None,
+        });
+    }
+    let root = config.storage.data_dir.join("mart");
+    let clickhouse = config
+        .mart
+        .clickhouse
+        .as_ref()
+        .map(|ch| Arc::new(LazyClickHouse::new(ch.clone())));
+    if !config.mart.kafka_sink {
+        let reader = clickhouse.map(|ch| ch as Arc<dyn MartReader>);
+        return Ok(KafkaMart { reader, sink: None });
+    }
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("creating the mart directory {}", root.display()))?;
+    let metrics = SinkMetrics::default();
+    metrics.register(registry);
+    let source = storepulse_kafka::mart::MartTopicSource::new(&config.kafka, &topics.mart)
+        .context("the mart topic's consumer")?;
+    let end = source.end_offset();
+    let cursor = match &config.mart.clickhouse {
+        Some(ch) => Cursor::new(
+            &root,
+            &format!(
+                "kafka-{}-clickhouse-{}",
+                config.kafka.topic_prefix, ch.database
+            ),
+        ),
+        None => Cursor::new(&root, &format!("kafka-{}", config.kafka.topic_prefix)),
+    };
+    let refused = TopicRefused(refused);
+    let sink_config = config.mart.sink_config();
+    let log_end: Arc<dyn Fn() -> u64 + Send + Sync> =
+        Arc::new(move || end.load(std::sync::atomic::Ordering::Acquire));
+    info!(topic = %topics.mart, "mart: this serve runs the mart sink (set mart.kafka_sink on one serve only)");
+    let (reader, sink): (Arc<dyn MartReader>, _) = match clickhouse {
+        Some(store) => {
+            let sink = MartSink {
+                writer: store.clone(),
+                refused,
+                cursor,
+                config: sink_config,
+                metrics,
+                log_end,
+            };
+            (store, spawn_reporting(sink, source, shutdown, failed))
+        }
+        None => {
+            let writer = {
+                let dir = root.clone();
+                tokio::task::spawn_blocking(move || ParquetMart::open(&dir))
+                    .await
+                    .context("opening the mart")?
+                    .with_context(|| format!("opening the mart in {}", root.display()))?
+            };
+            let reader: Arc<dyn MartReader> = Arc::new(writer.reader().with_stores(stores));
+            let sink = MartSink {
+                writer: Arc::new(writer),
+                refused,
+                cursor,
+                config: sink_config,
+                metrics,
+                log_end,
+            };
+            (reader, spawn_reporting(sink, source, shutdown, failed))
+        }
+    };
+    Ok(KafkaMart {
+        reader: Some(reader),
+        sink: Some(sink),
+    })
+}
+
+/// Runs the sink loop over the mart topic; a failure that retrying cannot
+/// cure (not a shutdown) stops serve through `failed`, for its supervisor to
+/// restart it (the sink resumes from its cursor).
+fn spawn_reporting<W: MartWriter + 'static>(
+    sink: MartSink<W, TopicRefused>,
+    source: storepulse_kafka::mart::MartTopicSource,
+    shutdown: CancellationToken,
+    failed: tokio::sync::mpsc::UnboundedSender<anyhow::Error>,
+) -> JoinHandle<Result<(), SinkError>> {
+    tokio::spawn(async move {
+        let result = sink.run(source, shutdown).await;
+        if let Err(e) = &result {
+            if !matches!(e, SinkError::Interrupted(_)) {
+                let _ = failed.send(anyhow::anyhow!("mart sink: {e}"));
+            }
+        }
+        result
+    })
+}
+
+impl KafkaMart {
+    /// Waits for the sink loop to stop (after shutdown).
+    ///
+    /// # Errors
+    /// The sink loop failed for good.
+    pub async fn join(self) -> anyhow::Result<()> {
+        let Some(sink) = self.sink else {
+            return Ok(());
+        };
+        // A failure was reported through `failed` already.
+        let _ = sink.await.context("mart sink task")?;
+        Ok(())
+    }
 }

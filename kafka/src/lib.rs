@@ -12,6 +12,8 @@
 //! - [`materialize`]: the read model of `storepulse serve` (stock, alerts
 //!   and dead letters from their topics).
 //! - [`rules`]: the fraud rules topic every process follows.
+//! - [`mart`]: the stages' mart rows on `<p>.mart`, and that topic as the
+//!   mart sink's source (the designated serve).
 //! - [`notify`]: the fraud records forwarded to the webhook outbox (the
 //!   serve that has webhooks configured).
 //! - [`dump`]: reading a whole topic, for `replay --from-topic`.
@@ -21,6 +23,7 @@ pub mod client;
 pub mod config;
 pub mod dump;
 pub mod error;
+pub mod mart;
 pub mod materialize;
 pub mod notify;
 pub mod partitioner;

@@ -50,6 +50,14 @@
 //! [`crate::rules`]; the rules file at start while the topic is empty),
 //! followed while running; each stage keeps the rules of its key kind.
 //!
+//! **Mart rows** (with `[mart] enabled`): each stage derives the rows of
+//! what it applies with the embedded driver's `RowDeriver`, at the input
+//! record's position in the stage's mart partition, and produces them per
+//! applied batch to `<p>.mart` before the checkpoint covering them (see
+//! [`crate::mart`]). With the mart on, the member stage does not tick its
+//! partitions' clocks between records (a tick's tag changes would have no
+//! stable position); they move with the input.
+//!
 //! **Wrong partition.** An event whose `store_id` hashes elsewhere (a POS
 //! producing with another partitioner) is forwarded, unchanged and keyed by
 //! `store_id`, to the right partition, where it is applied; forwarded twice
@@ -78,6 +86,7 @@ use rustc_hash::FxHashMap;
 use storepulse_core::dead_letter::{DeadLetter, RejectedAt};
 use storepulse_core::source::SourcePosition;
 use storepulse_core::{EventParser, EventType};
+use storepulse_mart::derive::{EventPos, RowDeriver};
 use storepulse_processors::fraud::{
     FraudConfig, FraudOutput, FraudProcessor, FraudState, KeyKind, RuleSet,
 };
@@ -98,6 +107,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::KafkaConfig;
 use crate::error::{KafkaError, Result};
+use crate::mart::{
+    derive_fraud_rows, derive_member_rows, derive_stock_rows, mart_partition, PendingRows,
+    MART_TOPIC_PARTITION,
+};
 use crate::partitioner::partition_for;
 use crate::producer::dead_letter_headers;
 use crate::records::{MemberSnapshot, SettlementSnapshot, SourceRef, StockRecord, HEADER_KIND};
@@ -156,6 +169,9 @@ pub struct ProcessSettings {
     pub batch_size: usize,
     /// Time between checkpoints.
     pub checkpoint_interval: Duration,
+    /// Derive mart rows and produce them to `<p>.mart` (`[mart] enabled`);
+    /// see [`crate::mart`].
+    pub mart: Option<RowDeriver>,
 }
 
 impl ProcessSettings {
@@ -405,6 +421,8 @@ struct PartitionState {
     /// Whether a record arrived since the assignment (the first one is
     /// checked for a gap).
     first_seen: bool,
+    /// Mart rows derived since the last emit (with the mart on).
+    mart: PendingRows,
 }
 
 /// How many records before its checkpoint a partition is read again on
@@ -749,6 +767,7 @@ impl GroupContext {
             pending: FxHashMap::default(),
             low,
             first_seen: false,
+            mart: PendingRows::default(),
         })
     }
 
@@ -924,8 +943,12 @@ impl GroupContext {
         }
     }
 
-    /// Sends the stock records of the entries changed since the last emit.
+    /// Sends the partition's pending mart rows (one record per applied
+    /// batch, cut after erasures) and the stock records of the entries
+    /// changed since the last emit. Called before every checkpoint, so
+    /// everything a checkpoint covers is delivered.
     fn emit_stock(&self, partition: i32, state: &mut PartitionState) -> Result<()> {
+        self.emit_mart(partition, &mut state.mart)?;
         let processor = match &mut state.task {
             Task::Stock(processor, _) => processor,
             Task::Members(members) => return self.emit_persons(partition, members),
@@ -964,6 +987,63 @@ impl GroupContext {
         }
         state.pending = pending;
         Ok(())
+    }
+
+    /// Produces a partition's pending mart rows to `<p>.mart` (its only
+    /// partition; keyed by the mart partition).
+    fn emit_mart(&self, partition: i32, pending: &mut PendingRows) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let key = mart_partition(self.settings.stage, partition).to_string();
+        let records = pending.take_records();
+        debug!(partition, records = records.len(), "mart rows produced");
+        for record in &records {
+            self.send(
+                &self.settings.topics.mart,
+                Some(MART_TOPIC_PARTITION),
+                &key,
+                record,
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The mart position of an input record of this stage.
+    fn mart_pos(&self, source: SourceRef) -> EventPos {
+        EventPos {
+            partition: mart_partition(self.settings.stage, source.partition as i32),
+            offset: source.offset,
+        }
+    }
+
+    /// Dead-letters a record the stage rejected, with its mart row
+    /// (`rejected_events`, stage `processor`) when the mart is on.
+    #[allow(clippy::too_many_arguments)]
+    fn reject(
+        &self,
+        mart: &mut PendingRows,
+        source: SourceRef,
+        key: &str,
+        store_id: &str,
+        reason: &str,
+        event_id: Option<String>,
+        payload: &[u8],
+    ) -> Result<()> {
+        if let Some(deriver) = &self.settings.mart {
+            deriver.rejected(
+                self.mart_pos(source),
+                event_id.as_deref(),
+                "processor",
+                reason,
+                store_id,
+                &String::from_utf8_lossy(payload),
+                storepulse_core::time::now(),
+                mart.current(),
+            );
+        }
+        self.dead_letter(source, key, reason, event_id, payload)
     }
 
     /// Sends the persons changed since the last emit to `<p>.members`
@@ -1085,9 +1165,18 @@ impl GroupContext {
         };
         match &mut state.task {
             Task::Members(members) => {
-                return self.process_member(partition, members, source, payload, control)
+                return self.process_member(
+                    partition,
+                    members,
+                    &mut state.mart,
+                    source,
+                    payload,
+                    control,
+                )
             }
-            Task::Accounts(fraud) => return self.process_account(fraud, source, payload, control),
+            Task::Accounts(fraud) => {
+                return self.process_account(fraud, &mut state.mart, source, payload, control)
+            }
             Task::Stock(..) => {}
         }
         let event = match self.parser.parse(payload) {
@@ -1095,7 +1184,16 @@ impl GroupContext {
             Err(rejection) => {
                 self.count(EventType::sniff(payload), "rejected", 1);
                 let reason = rejection.reason();
-                return self.dead_letter(source, "", &reason, rejection.event_id, payload);
+                let store = storepulse_runtime::driver::sniff_store(payload);
+                return self.reject(
+                    &mut state.mart,
+                    source,
+                    "",
+                    &store,
+                    &reason,
+                    rejection.event_id,
+                    payload,
+                );
             }
         };
         let store_id = self.parser.stores().id(event.store);
@@ -1132,6 +1230,17 @@ impl GroupContext {
                     // is whole (forwarded once, after the event applied).
                     let mut fraud_outputs = Vec::new();
                     fraud.apply_sale(&event, None, &mut fraud_outputs);
+                    if let Some(deriver) = &self.settings.mart {
+                        derive_stock_rows(
+                            deriver,
+                            self.mart_pos(source),
+                            &event,
+                            processor,
+                            outputs,
+                            &fraud_outputs,
+                            state.mart.current(),
+                        );
+                    }
                     self.emit_fraud(fraud_outputs)?;
                     self.route_to_members(&event, payload)?;
                     self.route_to_accounts(&event, payload)?;
@@ -1140,7 +1249,15 @@ impl GroupContext {
             Err(rejection) => {
                 self.count(kind.as_str(), "rejected", 1);
                 let reason = rejection.reason();
-                return self.dead_letter(source, store_id, &reason, rejection.event_id, payload);
+                return self.reject(
+                    &mut state.mart,
+                    source,
+                    store_id,
+                    store_id,
+                    &reason,
+                    rejection.event_id,
+                    payload,
+                );
             }
         }
         for output in outputs.drain(..) {
@@ -1223,6 +1340,7 @@ impl GroupContext {
     fn process_account(
         &self,
         fraud: &mut FraudProcessor,
+        mart: &mut PendingRows,
         source: SourceRef,
         payload: &[u8],
         control: bool,
@@ -1251,6 +1369,9 @@ impl GroupContext {
         self.count(event.event_type().as_str(), "applied", 1);
         let mut outputs = Vec::new();
         fraud.apply_sale(&event, None, &mut outputs);
+        if let Some(deriver) = &self.settings.mart {
+            derive_fraud_rows(deriver, self.mart_pos(source), &outputs, mart.current());
+        }
         self.emit_fraud(outputs)
     }
 
@@ -1313,6 +1434,7 @@ impl GroupContext {
         &self,
         partition: i32,
         members: &mut MemberPartition,
+        mart: &mut PendingRows,
         source: SourceRef,
         payload: &[u8],
         control: bool,
@@ -1320,9 +1442,55 @@ impl GroupContext {
         let mut outputs = Vec::new();
         let mut routed = Vec::new();
         let mut key = String::new();
+        // The event applied here (not forwarded to the partition its id
+        // moved to, which derives its rows when it applies it).
+        let mut applied_here = None;
         if control {
             match serde_json::from_slice::<Control>(payload) {
-                Ok(c) => members.apply_control(c, &mut outputs, &mut routed),
+                Ok(c) => {
+                    let handover = match &c {
+                        Control::Handover {
+                            member_id,
+                            phone,
+                            registered_at,
+                            registration_id,
+                            store_id,
+                            channel,
+                            ..
+                        } => Some((
+                            member_id.clone(),
+                            phone.clone(),
+                            *registered_at,
+                            registration_id.clone(),
+                            store_id.clone(),
+                            channel.clone(),
+                        )),
+                        _ => None,
+                    };
+                    let applied = members.apply_control(c, &mut outputs, &mut routed);
+                    // The registration's row, here where the person lives:
+                    // ordered with its later erasure, which is derived here
+                    // too.
+                    if let (true, Some(deriver), Some(h)) = (applied, &self.settings.mart, handover)
+                    {
+                        let (member_id, phone, at, event_id, store_id, channel) = h;
+                        let canonical = members
+                            .members
+                            .canonical_of(&member_id)
+                            .map_or_else(|| member_id.to_string(), ToString::to_string);
+                        deriver.registration(
+                            self.mart_pos(source),
+                            &member_id,
+                            &canonical,
+                            &phone,
+                            &event_id,
+                            &store_id,
+                            &channel,
+                            at,
+                            mart.current(),
+                        );
+                    }
+                }
                 Err(e) => {
                     let reason = format!("control record: {e}");
                     return self.dead_letter(source, "", &reason, None, payload);
@@ -1346,15 +1514,48 @@ impl GroupContext {
                         Outcome::Applied | Outcome::Ignored => "applied",
                     };
                     self.count(kind.as_str(), label, 1);
+                    // Rows of an event forwarded, or of a registration
+                    // handed over, come from the partition it went to.
+                    let forwarded = routed.iter().any(|r| {
+                        matches!(r, Routed::Forward { .. })
+                            || matches!(r, Routed::Control { control, .. } if matches!(**control, Control::Handover { .. }))
+                    });
+                    if outcome != Outcome::Duplicate && !forwarded {
+                        applied_here = Some(event);
+                    }
                 }
                 Err(rejection) => {
                     self.count(kind.as_str(), "rejected", 1);
                     let reason = rejection.reason();
-                    return self.dead_letter(source, &key, &reason, rejection.event_id, payload);
+                    let store = self.parser.stores().id(event.store).to_owned();
+                    return self.reject(
+                        mart,
+                        source,
+                        &key,
+                        &store,
+                        &reason,
+                        rejection.event_id,
+                        payload,
+                    );
                 }
             }
         }
-        self.emit_fraud(members.drain_fraud())?;
+        let fraud_outputs = members.drain_fraud();
+        if let Some(deriver) = &self.settings.mart {
+            let erased = derive_member_rows(
+                deriver,
+                self.mart_pos(source),
+                applied_here.as_ref(),
+                &members.members,
+                &outputs,
+                &fraud_outputs,
+                mart.current(),
+            );
+            if erased {
+                mart.cut();
+            }
+        }
+        self.emit_fraud(fraud_outputs)?;
         for r in routed {
             match r {
                 Routed::Forward { partition: to } => {
@@ -1832,6 +2033,11 @@ pub fn run(
         }
         if failed.is_none() && taken > 0 {
             let ticked = match ctx.settings.stage {
+                // With the mart on, a member partition's clock moves with
+                // its input only (events and the stock stage's broadcast
+                // clock): a tick between records would give its tag
+                // changes positions that differ after a restart.
+                Stage::Members if ctx.settings.mart.is_some() => Ok(()),
                 Stage::Members => ctx.tick_members(),
                 Stage::Stock => ctx.broadcast_clock(&mut last_clock),
                 Stage::Accounts => Ok(()),

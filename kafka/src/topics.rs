@@ -11,6 +11,7 @@
 //! | `<p>.alert-decisions` | `alert_id` | a review [`Decision`](storepulse_runtime::review::Decision) (the latest per alert) | compact |
 //! | `<p>.fraud-rules` | `rules` | the whole fraud rule set ([`RulesRecord`](crate::rules::RulesRecord)) | compact |
 //! | `<p>.members` | `phone:<hash>` of a registered person, else its member id; `p<N>` with header `storepulse.kind: settlement` | [`MemberSnapshot`](crate::records::MemberSnapshot), a tombstone when the person is gone (erased, merged, moved); a partition's settlement table | compact |
+//! | `<p>.mart` | mart partition of the rows (`crate::mart::mart_partition`) | a postcard [`MartBatch`](storepulse_mart::rows::MartBatch) of one stage partition's applied batch, as in the embedded mart log; **one partition** (the sink needs each mart partition's rows in production order) | delete |
 //! | `<p>.member-tags` | canonical member id | a member-log record (`{"type":"tag_change",...}` or `{"type":"member_erased",...}`) | delete |
 //!
 //! `events.by-account` is the repartition topic of the account-keyed fraud
@@ -48,6 +49,8 @@ pub struct Topics {
     pub alert_decisions: String,
     /// The fraud rules in force (compacted, one key).
     pub fraud_rules: String,
+    /// The stages' mart rows (one partition), read by the mart sink.
+    pub mart: String,
 }
 
 impl Topics {
@@ -64,21 +67,25 @@ impl Topics {
             events_by_account: format!("{prefix}.events.by-account"),
             alert_decisions: format!("{prefix}.alert-decisions"),
             fraud_rules: format!("{prefix}.fraud-rules"),
+            mart: format!("{prefix}.mart"),
         }
     }
 
-    fn all(&self) -> [(&str, bool); 10] {
+    /// Every topic: name, compacted, one partition only (else
+    /// `kafka.partitions`).
+    fn all(&self) -> [(&str, bool, bool); 11] {
         [
-            (&self.events, false),
-            (&self.events_by_member, false),
-            (&self.dlq, false),
-            (&self.stock, true),
-            (&self.alerts, true),
-            (&self.member_tags, false),
-            (&self.members, true),
-            (&self.events_by_account, false),
-            (&self.alert_decisions, true),
-            (&self.fraud_rules, true),
+            (&self.events, false, false),
+            (&self.events_by_member, false, false),
+            (&self.dlq, false, false),
+            (&self.stock, true, false),
+            (&self.alerts, true, false),
+            (&self.member_tags, false, false),
+            (&self.members, true, false),
+            (&self.events_by_account, false, false),
+            (&self.alert_decisions, true, false),
+            (&self.fraud_rules, true, false),
+            (&self.mart, false, true),
         ]
     }
 }
@@ -99,10 +106,10 @@ pub async fn ensure(config: &KafkaConfig, topics: &Topics) -> Result<u32> {
         let new: Vec<NewTopic<'_>> = topics
             .all()
             .iter()
-            .map(|(name, compacted)| {
+            .map(|(name, compacted, single)| {
                 let mut t = NewTopic::new(
                     name,
-                    config.partitions,
+                    if *single { 1 } else { config.partitions },
                     TopicReplication::Fixed(config.replication_factor),
                 );
                 if *compacted {
@@ -120,7 +127,7 @@ pub async fn ensure(config: &KafkaConfig, topics: &Topics) -> Result<u32> {
             .map_err(KafkaError::client("create topics"))?;
         for result in results {
             match result {
-                Ok(name) => info!(topic = %name, partitions = config.partitions, "created topic"),
+                Ok(name) => info!(topic = %name, "created topic"),
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((name, code)) => {
                     return Err(KafkaError::Topic {

@@ -312,6 +312,43 @@ impl RowDeriver {
     }
 
     /// The on-hand of (`store`, `sku`) after the event at `pos`.
+    /// The row of a registration applied elsewhere than where its event
+    /// was read (Kafka: a registration handed over to its phone's member
+    /// partition, which derives it at the handover's position, in order
+    /// with that person's later erasure). The same row as [`Self::event`]
+    /// makes for a `member_register`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn registration(
+        &self,
+        pos: EventPos,
+        member_id: &str,
+        canonical_id: &str,
+        person_key: &str,
+        event_id: &str,
+        store_id: &str,
+        channel: &str,
+        occurred_at: Ts,
+        out: &mut MartBatch,
+    ) {
+        let src_index = next_index(&out.member_registrations, pos, |r| {
+            (r.src_partition, r.src_offset)
+        });
+        out.member_registrations.push(MemberRegistrationRow {
+            member_id: member_id.to_owned(),
+            canonical_id: canonical_id.to_owned(),
+            person_key: person_key.to_owned(),
+            event_id: event_id.to_owned(),
+            store_id: store_id.to_owned(),
+            region: self.region_of(store_id),
+            channel: channel.to_owned(),
+            occurred_ms: millis(occurred_at),
+            day: mart_day(occurred_at),
+            src_partition: pos.partition,
+            src_offset: pos.offset,
+            src_index,
+        });
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn stock_level(
         &self,

@@ -67,6 +67,12 @@ pub enum Control {
         /// The sender's event-time clock: at least every time in `parts`.
         #[serde(with = "storepulse_core::time::rfc3339")]
         clock: Ts,
+        /// The registration's `store_id` and channel, for its mart row,
+        /// which the phone's partition derives (empty from older senders).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        store_id: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        channel: String,
     },
     /// The event-time clock of the stock stage, which sees every event
     /// (member events are only part of them): `T` is the pipeline's clock.
@@ -247,6 +253,8 @@ impl MemberPartition {
                         parts,
                         fraud,
                         clock: self.members.clock(),
+                        store_id: self.members.stores().id(event.store).to_owned(),
+                        channel: event.channel.as_str().to_owned(),
                     }),
                 });
                 return Ok(Outcome::Applied);
@@ -261,13 +269,14 @@ impl MemberPartition {
         Ok(outcome)
     }
 
-    /// Applies a control record addressed to this partition.
+    /// Applies a control record addressed to this partition. Returns
+    /// whether it was applied (false: a duplicate, or moot).
     pub fn apply_control(
         &mut self,
         control: Control,
         out: &mut Vec<MemberOutput>,
         routed: &mut Vec<Routed>,
-    ) {
+    ) -> bool {
         match control {
             Control::Handover {
                 control_id,
@@ -278,14 +287,15 @@ impl MemberPartition {
                 parts,
                 fraud,
                 clock,
+                ..
             } => {
                 if !self.members.remember(&control_id, registered_at)
                     || self.members.is_erased(&member_id, registered_at)
                 {
-                    return;
+                    return false;
                 }
                 let Some(phone) = phone_bytes(&phone) else {
-                    return;
+                    return false;
                 };
                 // The moved history is as new as the sender's clock.
                 self.tick(clock, out);
@@ -303,21 +313,26 @@ impl MemberPartition {
                     f.forget_erased(out.get(first_new..).unwrap_or_default());
                 }
                 self.route_forgets(out, routed);
+                true
             }
-            Control::Clock { at } => self.tick(at, out),
+            Control::Clock { at } => {
+                self.tick(at, out);
+                true
+            }
             Control::Forget {
                 control_id,
                 member_id,
                 erased_at,
             } => {
                 if !self.members.remember(&control_id, erased_at) {
-                    return;
+                    return false;
                 }
                 self.members.state.redirects.remove(member_id.as_str());
                 self.members.forget(&member_id, erased_at);
                 if let Some(f) = &mut self.fraud {
                     f.forget_member(std::slice::from_ref(&member_id));
                 }
+                true
             }
         }
     }
@@ -468,7 +483,7 @@ mod tests {
                     let _ = parts[to as usize].apply(e, &mut out, &mut routed);
                 }
                 Msg::Control(c) => {
-                    parts[to as usize].apply_control(c.clone(), &mut out, &mut routed)
+                    parts[to as usize].apply_control(c.clone(), &mut out, &mut routed);
                 }
             }
             fraud_outputs.extend(parts[to as usize].drain_fraud());

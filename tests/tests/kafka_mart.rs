@@ -1,0 +1,255 @@
+//! The mart in Kafka mode against the real broker and a real ClickHouse:
+//! `ingest`, `serve` (the designated mart sink, `mart.kafka_sink`, into
+//! ClickHouse) and `process` as separate programs, simulated traffic, the
+//! `process` killed with SIGKILL three times mid-stream (each stage resumes
+//! from its checkpoints and derives the same rows at the same positions
+//! again). At the end
+//! - the ClickHouse sales totals equal those of the acknowledged events
+//!   themselves (every sale once: nothing lost, nothing doubled),
+//! - every dashboard query over ClickHouse answers what the same query
+//!   answers over the mart `replay` writes from the acknowledged events
+//!   (members by tag scoped to stores within a tolerance: see [`compare`]),
+//! - the serve's `/v1/mart/totals` is ClickHouse's.
+//!
+//! A broker or ClickHouse that does not answer fails the test with the
+//! command that starts it (`./deploy/kafka.sh start`,
+//! `./deploy/clickhouse.sh start`; or `STOREPULSE_TEST_KAFKA`,
+//! `STOREPULSE_TEST_CLICKHOUSE`).
+
+#![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
+
+use std::time::{Duration, Instant};
+
+use storepulse_mart::query::{MartFilter, MartReader};
+use storepulse_sinks::clickhouse::{ClickHouseConfig, ClickHouseMart};
+use storepulse_tests::kafka::{broker, env_refs, kafka_env, unique_prefix};
+use storepulse_tests::mart::{
+    acked_sales_totals, answers, clickhouse_url, embedded_reader, spawn_simulate,
+    wait_acked_beyond, wait_simulate,
+};
+use storepulse_tests::{free_port, replay, repo, Server, HQ_KEY};
+
+const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_mart_in_clickhouse_after_kill_9_of_process_equals_replay() {
+    let broker = broker();
+    let url = clickhouse_url();
+    let database = format!("sp_kmart_{}", std::process::id());
+    // Fails with the command that starts a server when none answers.
+    let server = ClickHouseMart::connect(ClickHouseConfig::new(&url, &database))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "ClickHouse at {url} is not usable ({e}); start one with \
+                 `./deploy/clickhouse.sh start` or set STOREPULSE_TEST_CLICKHOUSE"
+            )
+        });
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let prefix = unique_prefix("mart");
+    let mut env = kafka_env(&broker, &prefix, &dir.path().join("state"));
+    for (k, v) in [
+        // The machine is shared and the broker is Tansu: a longer session
+        // than `kafka_env`'s keeps a loaded broker from costing the group.
+        ("STOREPULSE__KAFKA__SESSION_TIMEOUT_MS", "15000"),
+        ("STOREPULSE__MART__MAX_BATCH_WAIT_MS", "100"),
+        ("STOREPULSE__MART__MAX_BATCH_ROWS", "2000"),
+        ("STOREPULSE__MART__CLICKHOUSE__URL", url.as_str()),
+        ("STOREPULSE__MART__CLICKHOUSE__DATABASE", database.as_str()),
+    ] {
+        env.push((k.into(), v.into()));
+    }
+    let mut serve_env = env.clone();
+    serve_env.push(("STOREPULSE__MART__KAFKA_SINK".into(), "true".into()));
+    let config = repo().join("storepulse.toml");
+    let ingest = Server::start_role(EXE, &config, &data.join("i"), 0, "ingest", &env_refs(&env));
+    let serve = Server::start_role(
+        EXE,
+        &config,
+        &data.join("s"),
+        0,
+        "serve",
+        &env_refs(&serve_env),
+    );
+    let process_port = free_port();
+    let start_process = || {
+        Server::start_role(
+            EXE,
+            &config,
+            &data.join("p"),
+            process_port,
+            "process",
+            &env_refs(&env),
+        )
+    };
+    let mut process = start_process();
+
+    let acked = dir.path().join("acked.ndjson");
+    let total = 20_000;
+    let mut sim = spawn_simulate(EXE, &data, &ingest.base, (150, 17, total), &acked);
+    let mut last = 0;
+    for (kill, wait_ms) in [900u64, 700, 1100].into_iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        last = wait_acked_beyond(&acked, last, kill + 1);
+        assert!(last < total, "kill {}: the stream already ended", kill + 1);
+        // Kill while rows flow: once the sink has written since the start.
+        let before = sale_lines(&server).await;
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while sale_lines(&server).await == before {
+            assert!(
+                Instant::now() < deadline,
+                "kill {}: no mart rows reached ClickHouse in 180 s",
+                kill + 1
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        process.kill9();
+        process = start_process();
+    }
+    wait_simulate(&mut sim);
+
+    // The stages and the sink catch up: wait until ClickHouse's sales
+    // totals are the acknowledged events' (replay, which takes both cores,
+    // runs after that, so the broker is not starved meanwhile).
+    let truth = acked_sales_totals(&acked);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let totals = answers(&server).await.remove(0);
+        if totals.contains(&truth) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ClickHouse mart: totals {totals} never reached the acknowledged events' ({truth})"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    replay(EXE, &acked, &dir.path().join("replay"));
+    let replayed = answers(&embedded_reader(&dir.path().join("replay/mart"))).await;
+    assert!(
+        replayed[0].contains(&truth),
+        "replay's mart: totals {} differ from the acknowledged events' ({truth})",
+        replayed[0]
+    );
+    // The member stage (and so tags, points, registrations) may still be
+    // catching up: after a kill its group can take a while to rebalance on
+    // Tansu. Poll until every answer equals replay's, then compare.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let live = loop {
+        let live = answers(&server).await;
+        let sales_and_members_equal = live
+            .iter()
+            .zip(&replayed)
+            .enumerate()
+            .all(|(i, (l, r))| l == r || (i >= live.len() / 2 && l.starts_with("tags ")));
+        if sales_and_members_equal || Instant::now() >= deadline {
+            break live;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    compare(&live, &replayed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        answers(&server).await,
+        live,
+        "ClickHouse changed after it caught up (rows written twice late?)"
+    );
+
+    // The serve's dashboard reads ClickHouse.
+    let today = chrono::Utc::now().date_naive();
+    let all = MartFilter {
+        from: today - chrono::Duration::days(10),
+        to: today + chrono::Duration::days(10),
+        stores: None,
+    };
+    let api: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/mart/totals?from={}&to={}",
+            serve.base, all.from, all.to
+        ))
+        .bearer_auth(HQ_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let totals = server.totals(&all).await.unwrap();
+    assert_eq!(api["net_cents"], totals.net_cents, "{api}");
+    assert_eq!(api["lines"], totals.lines, "{api}");
+
+    assert!(process.stop(), "graceful stop of the processor failed");
+    assert!(serve.stop(), "graceful stop of serve failed");
+    drop(ingest);
+    let _ = server
+        .client()
+        .query(&format!("DROP DATABASE IF EXISTS {database}"))
+        .execute()
+        .await;
+}
+
+/// Every answer equal (the sales totals first: nothing lost or doubled),
+/// except members by tag *scoped to stores*: a tag change row counts at the
+/// member's favourite store at that moment, and a member partition sees the
+/// person's sales in the by-member topic's order, not the embedded log's
+/// (stock partitions interleave differently), so the favourite at a change
+/// can differ (ARCHITECTURE.md "The mart on Kafka", limits). There the same
+/// tags must be counted within 20 % or 2 members; unscoped, every count
+/// must be equal.
+fn compare(live: &[String], replayed: &[String]) {
+    assert_eq!(live.len(), replayed.len());
+    let scoped_from = live.len() / 2;
+    for (i, (l, r)) in live.iter().zip(replayed).enumerate() {
+        if l == r {
+            continue;
+        }
+        if i >= scoped_from && l.starts_with("tags ") && r.starts_with("tags ") {
+            let (lt, rt) = (tag_counts(l), tag_counts(r));
+            assert_eq!(
+                lt.keys().collect::<Vec<_>>(),
+                rt.keys().collect::<Vec<_>>(),
+                "scoped tags differ from replay's:\n  live   {l}\n  replay {r}"
+            );
+            for (tag, n) in &lt {
+                let m = rt[tag];
+                assert!(
+                    n.abs_diff(m) <= (m / 5).max(2),
+                    "scoped members by tag {tag}: ClickHouse {n}, replay {m}"
+                );
+            }
+            eprintln!("scoped members by tag, within the tolerance:\n  live   {l}\n  replay {r}");
+            continue;
+        }
+        assert_eq!(l, r, "ClickHouse mart (Kafka mode) differs from replay's");
+    }
+}
+
+/// `tag -> members` of a `tags [TagCount { tag: "x", members: N }, ..]` answer.
+fn tag_counts(answer: &str) -> std::collections::BTreeMap<String, u64> {
+    answer
+        .split("TagCount {")
+        .skip(1)
+        .map(|part| {
+            let tag = part.split('"').nth(1).unwrap().to_owned();
+            let n = part
+                .split("members: ")
+                .nth(1)
+                .unwrap()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (tag, n)
+        })
+        .collect()
+}
+
+async fn sale_lines(ch: &ClickHouseMart) -> u64 {
+    ch.client()
+        .query("SELECT count() FROM sale_lines")
+        .fetch_one::<u64>()
+        .await
+        .unwrap()
+}
