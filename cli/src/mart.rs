@@ -44,6 +44,20 @@ use crate::config::Config;
 /// How often the side feeds look for new decisions and dead letters.
 const FEED_INTERVAL: Duration = Duration::from_secs(1);
 
+/// A refused mart row as a dead letter: the row's JSON, the store's
+/// message, and the row's source position.
+fn refused_letter(r: &RefusedRow) -> DeadLetter {
+    let mut letter = DeadLetter::new(
+        RejectedAt::Processor,
+        format!("mart {}: {}", r.table.name(), r.message),
+        None,
+        r.row.as_bytes(),
+    );
+    letter.partition = Some(r.position.partition);
+    letter.offset = Some(r.position.offset);
+    letter
+}
+
 /// Refused rows as dead letters in the dead-letter log.
 struct LogRefused(EventLog);
 
@@ -51,17 +65,7 @@ impl RefusedSink for LogRefused {
     async fn send(&self, rows: Vec<RefusedRow>) -> Result<(), String> {
         let payloads = rows
             .iter()
-            .map(|r| {
-                let mut letter = DeadLetter::new(
-                    RejectedAt::Processor,
-                    format!("mart {}: {}", r.table.name(), r.message),
-                    None,
-                    r.row.as_bytes(),
-                );
-                letter.partition = Some(r.position.partition);
-                letter.offset = Some(r.position.offset);
-                serde_json::to_vec(&letter).map_err(|e| e.to_string())
-            })
+            .map(|r| serde_json::to_vec(&refused_letter(r)).map_err(|e| e.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
         self.0
             .append(payloads)
@@ -457,15 +461,7 @@ impl RefusedSink for TopicRefused {
         let letters = rows
             .iter()
             .map(|r| {
-                let mut letter = DeadLetter::new(
-                    RejectedAt::Processor,
-                    format!("mart {}: {}", r.table.name(), r.message),
-                    None,
-                    r.row.as_bytes(),
-                );
-                letter.partition = Some(r.position.partition);
-                letter.offset = Some(r.position.offset);
-                serde_json::to_vec(&letter)
+                serde_json::to_vec(&refused_letter(r))
                     .map(|payload| KeyedEvent {
                         key: String::new(),
                         payload,

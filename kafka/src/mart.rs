@@ -100,20 +100,7 @@ pub fn derive_stock_rows(
     out.return_lines.append(&mut own.return_lines);
     out.stock_changes.append(&mut own.stock_changes);
     let event_id = event.event_id.as_str();
-    for o in inventory_outputs {
-        match o {
-            InventoryOutput::Changed(c) => deriver.stock_level(
-                pos,
-                c.store,
-                inventory.sku_name(c.sku),
-                c.on_hand,
-                event_id,
-                c.occurred_at,
-                out,
-            ),
-            InventoryOutput::Alert(a) => deriver.stock_alert(pos, a, out),
-        }
-    }
+    deriver.inventory_outputs(pos, event_id, inventory, inventory_outputs, out);
     derive_fraud_rows(deriver, pos, fraud_outputs, out);
 }
 

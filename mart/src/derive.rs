@@ -13,7 +13,7 @@ use std::sync::Arc;
 use storepulse_core::time::{china_day, SECOND};
 use storepulse_core::{Event, EventBody, StoreIdx, StoreMaster, Ts};
 use storepulse_processors::fraud::{AlertWithdrawn, FraudAlert};
-use storepulse_processors::inventory::StockAlert;
+use storepulse_processors::inventory::{InventoryOutput, InventoryProcessor, StockAlert};
 use storepulse_processors::members::{Change, MemberErased, TagChange};
 
 use crate::rows::{
@@ -347,6 +347,32 @@ impl RowDeriver {
             src_offset: pos.offset,
             src_index,
         });
+    }
+
+    /// The stock levels and stock alerts the inventory processor emitted
+    /// for the event `event_id` at `pos` (SKU names from `inventory`).
+    pub fn inventory_outputs(
+        &self,
+        pos: EventPos,
+        event_id: &str,
+        inventory: &InventoryProcessor,
+        outputs: &[InventoryOutput],
+        out: &mut MartBatch,
+    ) {
+        for o in outputs {
+            match o {
+                InventoryOutput::Changed(c) => self.stock_level(
+                    pos,
+                    c.store,
+                    inventory.sku_name(c.sku),
+                    c.on_hand,
+                    event_id,
+                    c.occurred_at,
+                    out,
+                ),
+                InventoryOutput::Alert(a) => self.stock_alert(pos, a, out),
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

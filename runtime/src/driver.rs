@@ -689,20 +689,7 @@ pub(crate) fn derive_rows(
         .map(|c| c.as_str());
     deriver.event(pos, event, canonical, out);
     let event_id = event.event_id.as_str();
-    for o in inventory_outputs {
-        match o {
-            InventoryOutput::Changed(c) => deriver.stock_level(
-                pos,
-                c.store,
-                inventory.sku_name(c.sku),
-                c.on_hand,
-                event_id,
-                c.occurred_at,
-                out,
-            ),
-            InventoryOutput::Alert(a) => deriver.stock_alert(pos, a, out),
-        }
-    }
+    deriver.inventory_outputs(pos, event_id, inventory, inventory_outputs, out);
     let mut erased = false;
     for o in member_outputs {
         match o {
