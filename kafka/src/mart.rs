@@ -43,7 +43,7 @@ use storepulse_mart::rows::MartBatch;
 use storepulse_processors::fraud::FraudOutput;
 use storepulse_processors::inventory::{InventoryOutput, InventoryProcessor};
 use storepulse_processors::members::{MemberOutput, MemberProcessor};
-use storepulse_runtime::review::ReviewAlert;
+use storepulse_runtime::driver::derive_member_output_rows;
 use tracing::{info, warn};
 
 use crate::config::KafkaConfig;
@@ -101,7 +101,7 @@ pub fn derive_stock_rows(
     out.stock_changes.append(&mut own.stock_changes);
     let event_id = event.event_id.as_str();
     deriver.inventory_outputs(pos, event_id, inventory, inventory_outputs, out);
-    derive_fraud_rows(deriver, pos, fraud_outputs, out);
+    deriver.fraud_outputs(pos, fraud_outputs, out);
 }
 
 /// The member stage's rows of one record of a member partition: with
@@ -132,48 +132,9 @@ pub fn derive_member_rows(
         out.member_registrations
             .append(&mut own.member_registrations);
     }
-    let mut erased = false;
-    for o in member_outputs {
-        match o {
-            MemberOutput::Tag(change) => {
-                let favorite = members
-                    .person_by_id(&change.member_id)
-                    .and_then(|p| p.favorite);
-                deriver.tag_change(pos, change, favorite, out);
-            }
-            MemberOutput::Overdraft(alert) => {
-                deriver.fraud_alert(pos, &ReviewAlert::from_overdraft(alert), out);
-            }
-            MemberOutput::Erased(e) => {
-                deriver.erasure(pos, e, out);
-                erased = true;
-            }
-        }
-    }
-    derive_fraud_rows(deriver, pos, fraud_outputs, out);
+    let erased = derive_member_output_rows(deriver, pos, Some(members), member_outputs, out);
+    deriver.fraud_outputs(pos, fraud_outputs, out);
     erased
-}
-
-/// Rows of fraud alerts raised and withdrawn (a withdrawal of an alert
-/// raised by the same record keeps its details), as the embedded driver.
-pub fn derive_fraud_rows(
-    deriver: &RowDeriver,
-    pos: EventPos,
-    fraud_outputs: &[FraudOutput],
-    out: &mut MartBatch,
-) {
-    for o in fraud_outputs {
-        match o {
-            FraudOutput::Raised(alert) => deriver.fraud_alert(pos, alert, out),
-            FraudOutput::Withdrawn(w) => {
-                let raised = fraud_outputs.iter().find_map(|r| match r {
-                    FraudOutput::Raised(a) if a.alert_id == w.alert_id => Some(&**a),
-                    _ => None,
-                });
-                deriver.withdrawn(pos, w, raised, out);
-            }
-        }
-    }
 }
 
 /// The rows of one input partition since its last emit: batches cut after

@@ -108,8 +108,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::KafkaConfig;
 use crate::error::{KafkaError, Result};
 use crate::mart::{
-    derive_fraud_rows, derive_member_rows, derive_stock_rows, mart_partition, PendingRows,
-    MART_TOPIC_PARTITION,
+    derive_member_rows, derive_stock_rows, mart_partition, PendingRows, MART_TOPIC_PARTITION,
 };
 use crate::partitioner::partition_for;
 use crate::producer::dead_letter_headers;
@@ -1370,7 +1369,7 @@ impl GroupContext {
         let mut outputs = Vec::new();
         fraud.apply_sale(&event, None, &mut outputs);
         if let Some(deriver) = &self.settings.mart {
-            derive_fraud_rows(deriver, self.mart_pos(source), &outputs, mart.current());
+            deriver.fraud_outputs(self.mart_pos(source), &outputs, mart.current());
         }
         self.emit_fraud(outputs)
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use storepulse_core::time::{china_day, SECOND};
 use storepulse_core::{Event, EventBody, StoreIdx, StoreMaster, Ts};
-use storepulse_processors::fraud::{AlertWithdrawn, FraudAlert};
+use storepulse_processors::fraud::{AlertWithdrawn, FraudAlert, FraudOutput};
 use storepulse_processors::inventory::{InventoryOutput, InventoryProcessor, StockAlert};
 use storepulse_processors::members::{Change, MemberErased, TagChange};
 
@@ -347,6 +347,24 @@ impl RowDeriver {
             src_offset: pos.offset,
             src_index,
         });
+    }
+
+    /// Rows of the fraud alerts raised and withdrawn while applying the
+    /// record at `pos` (a withdrawal of an alert raised by the same record
+    /// keeps its details).
+    pub fn fraud_outputs(&self, pos: EventPos, outputs: &[FraudOutput], out: &mut MartBatch) {
+        for o in outputs {
+            match o {
+                FraudOutput::Raised(alert) => self.fraud_alert(pos, alert, out),
+                FraudOutput::Withdrawn(w) => {
+                    let raised = outputs.iter().find_map(|r| match r {
+                        FraudOutput::Raised(a) if a.alert_id == w.alert_id => Some(&**a),
+                        FraudOutput::Raised(_) | FraudOutput::Withdrawn(_) => None,
+                    });
+                    self.withdrawn(pos, w, raised, out);
+                }
+            }
+        }
     }
 
     /// The stock levels and stock alerts the inventory processor emitted

@@ -690,6 +690,22 @@ pub(crate) fn derive_rows(
     deriver.event(pos, event, canonical, out);
     let event_id = event.event_id.as_str();
     deriver.inventory_outputs(pos, event_id, inventory, inventory_outputs, out);
+    let erased = derive_member_output_rows(deriver, pos, members, member_outputs, out);
+    deriver.fraud_outputs(pos, fraud_outputs, out);
+    erased
+}
+
+/// The mart rows of what the member processor emitted for the record at
+/// `pos`: tag changes (at the member's favourite store), points overdrafts
+/// (as review alerts) and erasures. Returns whether it erased a member.
+/// Shared by the embedded driver and the Kafka member stage.
+pub fn derive_member_output_rows(
+    deriver: &RowDeriver,
+    pos: EventPos,
+    members: Option<&MemberProcessor>,
+    member_outputs: &[MemberOutput],
+    out: &mut MartBatch,
+) -> bool {
     let mut erased = false;
     for o in member_outputs {
         match o {
@@ -705,18 +721,6 @@ pub(crate) fn derive_rows(
             MemberOutput::Erased(e) => {
                 deriver.erasure(pos, e, out);
                 erased = true;
-            }
-        }
-    }
-    for o in fraud_outputs {
-        match o {
-            FraudOutput::Raised(alert) => deriver.fraud_alert(pos, alert, out),
-            FraudOutput::Withdrawn(w) => {
-                let raised = fraud_outputs.iter().find_map(|r| match r {
-                    FraudOutput::Raised(a) if a.alert_id == w.alert_id => Some(&**a),
-                    _ => None,
-                });
-                deriver.withdrawn(pos, w, raised, out);
             }
         }
     }

@@ -20,6 +20,24 @@ pub fn clickhouse_url() -> String {
     std::env::var("STOREPULSE_TEST_CLICKHOUSE").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
 }
 
+/// The test server's mart in `database` (created and migrated); fails
+/// with the command that starts a server when none answers.
+///
+/// # Panics
+/// When ClickHouse is not usable.
+pub async fn clickhouse_mart(database: &str) -> storepulse_sinks::clickhouse::ClickHouseMart {
+    use storepulse_sinks::clickhouse::{ClickHouseConfig, ClickHouseMart};
+    let url = clickhouse_url();
+    ClickHouseMart::connect(ClickHouseConfig::new(&url, database))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "ClickHouse at {url} is not usable ({e}); start one with \
+                 `./deploy/clickhouse.sh start` or set STOREPULSE_TEST_CLICKHOUSE"
+            )
+        })
+}
+
 /// Lines of the acknowledged-events file so far.
 pub fn acked_lines(path: &Path) -> usize {
     std::fs::read_to_string(path)

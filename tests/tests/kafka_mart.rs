@@ -21,10 +21,10 @@
 use std::time::{Duration, Instant};
 
 use storepulse_mart::query::{MartFilter, MartReader};
-use storepulse_sinks::clickhouse::{ClickHouseConfig, ClickHouseMart};
+use storepulse_sinks::clickhouse::ClickHouseMart;
 use storepulse_tests::kafka::{broker, env_refs, kafka_env, unique_prefix};
 use storepulse_tests::mart::{
-    acked_sales_totals, answers, clickhouse_url, embedded_reader, spawn_simulate,
+    acked_sales_totals, answers, clickhouse_mart, clickhouse_url, embedded_reader, spawn_simulate,
     wait_acked_beyond, wait_simulate,
 };
 use storepulse_tests::{free_port, replay, repo, Server, HQ_KEY};
@@ -36,15 +36,7 @@ async fn kafka_mart_in_clickhouse_after_kill_9_of_process_equals_replay() {
     let broker = broker();
     let url = clickhouse_url();
     let database = format!("sp_kmart_{}", std::process::id());
-    // Fails with the command that starts a server when none answers.
-    let server = ClickHouseMart::connect(ClickHouseConfig::new(&url, &database))
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "ClickHouse at {url} is not usable ({e}); start one with \
-                 `./deploy/clickhouse.sh start` or set STOREPULSE_TEST_CLICKHOUSE"
-            )
-        });
+    let server = clickhouse_mart(&database).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let prefix = unique_prefix("mart");

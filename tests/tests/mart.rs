@@ -18,9 +18,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use storepulse_mart::query::{MartFilter, MartReader};
-use storepulse_sinks::clickhouse::{ClickHouseConfig, ClickHouseMart};
+use storepulse_sinks::clickhouse::ClickHouseMart;
 use storepulse_tests::mart::{
-    acked_sales_totals, answers, clickhouse_url, embedded_reader, spawn_simulate,
+    acked_sales_totals, answers, clickhouse_mart, clickhouse_url, embedded_reader, spawn_simulate,
     wait_acked_beyond, wait_mart_caught_up, wait_simulate,
 };
 use storepulse_tests::{free_port, metric, replay, wait_caught_up, Server, HQ_KEY};
@@ -46,15 +46,7 @@ async fn mart_after_kill_9_equals_replay() {
 async fn clickhouse_mart_after_kill_9_equals_replay() {
     let url = clickhouse_url();
     let database = format!("sp_e2e_{}", std::process::id());
-    // Fails with the command that starts a server when none answers.
-    let server = ClickHouseMart::connect(ClickHouseConfig::new(&url, &database))
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "ClickHouse at {url} is not usable ({e}); start one with \
-                 `./deploy/clickhouse.sh start` or set STOREPULSE_TEST_CLICKHOUSE"
-            )
-        });
+    let server = clickhouse_mart(&database).await;
     let dir = tempfile::tempdir().unwrap();
     let env = [
         ("STOREPULSE__MART__CLICKHOUSE__URL", url.as_str()),
