@@ -500,6 +500,11 @@ pub(crate) async fn run(
     let mut tasks: JoinSet<Result<(), SimulateError>> = JoinSet::new();
     let mut failure: Option<SimulateError> = None;
     tokio::pin!(shutdown);
+    // Shutdown or `--duration` over: batches in flight get a few more
+    // retries, then are abandoned. All `--events` sent: the batches in
+    // flight keep retrying as usual (a restarting server must not cost
+    // events the run was asked to deliver).
+    let mut cut_short = false;
 
     tracing::info!(endpoint = %sender.endpoint, rate = args.rate, batch = batch_size, concurrency = args.concurrency, "simulate: sending");
     'produce: while remaining > 0 {
@@ -511,8 +516,14 @@ pub(crate) async fn run(
         }
         let permit = tokio::select! {
             biased;
-            _ = &mut shutdown => break 'produce,
-            _ = until(deadline) => break 'produce,
+            _ = &mut shutdown => {
+                cut_short = true;
+                break 'produce;
+            }
+            _ = until(deadline) => {
+                cut_short = true;
+                break 'produce;
+            }
             permit = permits.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break 'produce,
@@ -522,6 +533,7 @@ pub(crate) async fn run(
             .unwrap_or(usize::MAX)
             .min(batch_size);
         if !wait_turn(&mut bucket, n, started, deadline, &mut shutdown).await {
+            cut_short = true;
             break 'produce;
         }
         let batch = Batch::generate(&mut generator, n);
@@ -534,7 +546,9 @@ pub(crate) async fn run(
             sender.deliver(batch).await
         });
     }
-    sender.stop();
+    if cut_short || failure.is_some() {
+        sender.stop();
+    }
     while let Some(done) = tasks.join_next().await {
         note_failure(done, &mut failure);
     }

@@ -313,6 +313,29 @@ async fn http_shutdown_finishes_in_flight_batches() {
     assert_eq!(report.acknowledged, 0);
 }
 
+/// All `--events` generated while the server is busy (or restarting): the
+/// batches in flight keep retrying until acknowledged, none is abandoned
+/// (found by the mart's kill test: the last batches of a run were given up
+/// while the server restarted).
+#[tokio::test(start_paused = true)]
+async fn http_keeps_retrying_the_last_batches_after_all_are_sent() {
+    let (url, _server) = serve(Ingest {
+        busy_first: 12,
+        retry_after_secs: 1,
+        ..Ingest::default()
+    })
+    .await;
+    let mut args = http_args(&url);
+    args.events = Some(100);
+    args.concurrency = 2;
+    args.batch = 50;
+    let report = run(args, std::future::pending()).await.unwrap();
+    assert_eq!(report.sent, 100);
+    assert_eq!(report.abandoned, 0);
+    assert_eq!(report.acknowledged, 100);
+    assert!(report.retried_503 >= 12);
+}
+
 #[tokio::test(start_paused = true)]
 async fn http_paces_at_the_rate() {
     let (url, _server) = serve(Ingest::default()).await;
