@@ -44,6 +44,15 @@ use crate::config::Config;
 /// How often the side feeds look for new decisions and dead letters.
 const FEED_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Opens (creating) the embedded mart under `root`, off the async threads.
+async fn open_parquet_mart(root: &std::path::Path) -> anyhow::Result<ParquetMart> {
+    let dir = root.to_owned();
+    tokio::task::spawn_blocking(move || ParquetMart::open(&dir))
+        .await
+        .context("opening the mart")?
+        .with_context(|| format!("opening the mart in {}", root.display()))
+}
+
 /// A refused mart row as a dead letter: the row's JSON, the store's
 /// message, and the row's source position.
 fn refused_letter(r: &RefusedRow) -> DeadLetter {
@@ -144,13 +153,7 @@ pub async fn start(
                 (store.clone(), spawn_sink(store.clone(), parts), store)
             }
             None => {
-                let writer = {
-                    let dir = root.clone();
-                    tokio::task::spawn_blocking(move || ParquetMart::open(&dir))
-                        .await
-                        .context("opening the mart")?
-                        .with_context(|| format!("opening the mart in {}", root.display()))?
-                };
+                let writer = open_parquet_mart(&root).await?;
                 let reader: Arc<dyn MartReader> =
                     Arc::new(writer.reader().with_stores(stores.clone()));
                 let writer = Arc::new(writer);
@@ -553,13 +556,7 @@ pub async fn start_kafka(
             (store, spawn_reporting(sink, source, shutdown, failed))
         }
         None => {
-            let writer = {
-                let dir = root.clone();
-                tokio::task::spawn_blocking(move || ParquetMart::open(&dir))
-                    .await
-                    .context("opening the mart")?
-                    .with_context(|| format!("opening the mart in {}", root.display()))?
-            };
+            let writer = open_parquet_mart(&root).await?;
             let reader: Arc<dyn MartReader> = Arc::new(writer.reader().with_stores(stores));
             let sink = MartSink {
                 writer: Arc::new(writer),

@@ -38,6 +38,35 @@ pub async fn clickhouse_mart(database: &str) -> storepulse_sinks::clickhouse::Cl
         })
 }
 
+/// Waits until ClickHouse holds more sale lines than now (`timeout` at
+/// most; `kill` names the round in failures): the sink is inserting.
+///
+/// # Panics
+/// On a query error or when nothing is inserted in time.
+pub async fn wait_sale_lines_grow(
+    ch: &storepulse_sinks::clickhouse::ClickHouseMart,
+    kill: usize,
+    timeout: Duration,
+) {
+    let count = || async {
+        ch.client()
+            .query("SELECT count() FROM sale_lines")
+            .fetch_one::<u64>()
+            .await
+            .expect("count sale lines")
+    };
+    let before = count().await;
+    let deadline = Instant::now() + timeout;
+    while count().await == before {
+        assert!(
+            Instant::now() < deadline,
+            "kill {kill}: no sale lines reached ClickHouse in {} s",
+            timeout.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Lines of the acknowledged-events file so far.
 pub fn acked_lines(path: &Path) -> usize {
     std::fs::read_to_string(path)

@@ -21,11 +21,10 @@
 use std::time::{Duration, Instant};
 
 use storepulse_mart::query::{MartFilter, MartReader};
-use storepulse_sinks::clickhouse::ClickHouseMart;
 use storepulse_tests::kafka::{broker, env_refs, kafka_env, unique_prefix};
 use storepulse_tests::mart::{
     acked_sales_totals, answers, clickhouse_mart, clickhouse_url, embedded_reader, spawn_simulate,
-    wait_acked_beyond, wait_simulate,
+    wait_acked_beyond, wait_sale_lines_grow, wait_simulate,
 };
 use storepulse_tests::{free_port, replay, repo, Server, HQ_KEY};
 
@@ -86,16 +85,7 @@ async fn kafka_mart_in_clickhouse_after_kill_9_of_process_equals_replay() {
         last = wait_acked_beyond(&acked, last, kill + 1);
         assert!(last < total, "kill {}: the stream already ended", kill + 1);
         // Kill while rows flow: once the sink has written since the start.
-        let before = sale_lines(&server).await;
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while sale_lines(&server).await == before {
-            assert!(
-                Instant::now() < deadline,
-                "kill {}: no mart rows reached ClickHouse in 180 s",
-                kill + 1
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_sale_lines_grow(&server, kill + 1, Duration::from_secs(180)).await;
         process.kill9();
         process = start_process();
     }
@@ -236,12 +226,4 @@ fn tag_counts(answer: &str) -> std::collections::BTreeMap<String, u64> {
             (tag, n)
         })
         .collect()
-}
-
-async fn sale_lines(ch: &ClickHouseMart) -> u64 {
-    ch.client()
-        .query("SELECT count() FROM sale_lines")
-        .fetch_one::<u64>()
-        .await
-        .unwrap()
 }

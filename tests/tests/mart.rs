@@ -15,13 +15,13 @@
 #![allow(clippy::unwrap_used)] // a test panics on the first surprise, by design
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use storepulse_mart::query::{MartFilter, MartReader};
 use storepulse_sinks::clickhouse::ClickHouseMart;
 use storepulse_tests::mart::{
     acked_sales_totals, answers, clickhouse_mart, clickhouse_url, embedded_reader, spawn_simulate,
-    wait_acked_beyond, wait_mart_caught_up, wait_simulate,
+    wait_acked_beyond, wait_mart_caught_up, wait_sale_lines_grow, wait_simulate,
 };
 use storepulse_tests::{free_port, metric, replay, wait_caught_up, Server, HQ_KEY};
 
@@ -31,7 +31,7 @@ const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
 async fn mart_after_kill_9_equals_replay() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    kill_three_times(dir.path(), 8_000, &[], None).await;
+    kill_three_times(dir.path(), (2000, 8_000), &[], None).await;
     let live = answers(&embedded_reader(&data.join("mart"))).await;
     let replayed = answers(&embedded_reader(&dir.path().join("replay/mart"))).await;
     compare(
@@ -52,7 +52,10 @@ async fn clickhouse_mart_after_kill_9_equals_replay() {
         ("STOREPULSE__MART__CLICKHOUSE__URL", url.as_str()),
         ("STOREPULSE__MART__CLICKHOUSE__DATABASE", database.as_str()),
     ];
-    let api_totals = kill_three_times(dir.path(), 20_000, &env, Some(&server)).await;
+    // A slower, longer stream: each kill first waits for the sink to insert
+    // (after a restart it connects and catches up while events flow), and
+    // three rounds must fit before the stream ends.
+    let api_totals = kill_three_times(dir.path(), (1000, 24_000), &env, Some(&server)).await;
     let live = answers(&server).await;
     let replayed = answers(&embedded_reader(&dir.path().join("replay/mart"))).await;
     compare(
@@ -102,7 +105,7 @@ fn compare(live: &[String], replayed: &[String], acked: &Path, what: &str) {
     }
 }
 
-/// Simulated traffic (`total` events) with three `kill -9`s of the binary
+/// Simulated traffic (`total` events at `rate`/s) with three `kill -9`s of the binary
 /// (started with `extra_env`); with `clickhouse`, each kill waits until
 /// the sink has inserted since the start (killed mid-insert). Then waits
 /// until the mart sink has written everything, asks the dashboard for
@@ -110,7 +113,7 @@ fn compare(live: &[String], replayed: &[String], acked: &Path, what: &str) {
 /// replays the acknowledged events into `dir/replay`.
 async fn kill_three_times(
     dir: &Path,
-    total: usize,
+    (rate, total): (u32, usize),
     extra_env: &[(&str, &str)],
     clickhouse: Option<&ClickHouseMart>,
 ) -> serde_json::Value {
@@ -126,7 +129,7 @@ async fn kill_three_times(
     env.extend_from_slice(extra_env);
     let mut server = Server::start(EXE, &data, port, &env);
     let base = server.base.clone();
-    let mut sim = spawn_simulate(EXE, &data, &base, (2000, 11, total), &acked);
+    let mut sim = spawn_simulate(EXE, &data, &base, (rate, 11, total), &acked);
     let mut last = 0;
     for (kill, wait_ms) in [900u64, 700, 1100].into_iter().enumerate() {
         std::thread::sleep(Duration::from_millis(wait_ms));
@@ -136,16 +139,7 @@ async fn kill_three_times(
             // Kill while the sink is inserting: once the server has grown
             // since this start (the sink writes every 100 ms while events
             // flow).
-            let before = sale_lines(ch).await;
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while sale_lines(ch).await == before {
-                assert!(
-                    Instant::now() < deadline,
-                    "kill {}: the sink wrote nothing in 30 s",
-                    kill + 1
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            wait_sale_lines_grow(ch, kill + 1, Duration::from_secs(30)).await;
         }
         server.kill9();
         server = Server::start(EXE, &data, port, &env);
@@ -177,12 +171,4 @@ async fn kill_three_times(
     assert!(server.stop(), "graceful stop failed");
     replay(EXE, &acked, &dir.join("replay"));
     totals
-}
-
-async fn sale_lines(ch: &ClickHouseMart) -> u64 {
-    ch.client()
-        .query("SELECT count() FROM sale_lines")
-        .fetch_one::<u64>()
-        .await
-        .unwrap()
 }
