@@ -114,6 +114,42 @@ impl ClickHouseMart {
     }
 
     /// Runs a statement that returns nothing.
+    /// The query id of every insert into this database. One id for all:
+    /// an insert of a sink that was killed can still be running on the
+    /// server (its data was sent, its answer never read); while it runs,
+    /// another insert with the same id is refused (code 216, retried), and
+    /// [`MartWriter::stored_positions`] waits for it to end, so positions
+    /// are never read before a dead sink's last insert has landed (or
+    /// failed). Without this, a restarted sink re-sent rows the dead one's
+    /// insert was about to store (found by the SIGKILL test under load).
+    pub fn insert_query_id(&self) -> String {
+        format!("storepulse-sink-{}", self.config.database)
+    }
+
+    /// Waits until no insert of this database is running on the server
+    /// (at most the mutation timeout).
+    async fn wait_inserts_ended(&self) -> std::result::Result<(), MartError> {
+        let deadline = Instant::now() + Duration::from_secs(self.config.mutation_timeout_secs);
+        let sql = format!(
+            "SELECT count() FROM system.processes WHERE query_id = {}",
+            quote(&self.insert_query_id())
+        );
+        loop {
+            let running: u64 = self.timed(self.client.query_raw(&sql).fetch_one()).await?;
+            if running == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(MartError::Unavailable(format!(
+                    "an earlier insert ({}) still running after {} s",
+                    self.insert_query_id(),
+                    self.config.mutation_timeout_secs
+                )));
+            }
+            tokio::time::sleep(MUTATION_POLL).await;
+        }
+    }
+
     pub(crate) async fn exec(&self, sql: &str) -> std::result::Result<(), MartError> {
         self.timed(self.client.query_raw(sql).execute()).await
     }
@@ -182,6 +218,7 @@ macro_rules! insert_table {
                 let mut ins = client
                     .insert::<$ty<'_>>(<$ty<'_> as ChRow<'_>>::TABLE)
                     .await?
+                    .with_setting("query_id", $self.insert_query_id())
                     .with_setting("max_insert_block_size", "1048576")
                     .with_timeouts(Some(timeout), Some(timeout));
                 for r in chunk {
@@ -197,6 +234,7 @@ macro_rules! insert_table {
 #[async_trait]
 impl MartWriter for ClickHouseMart {
     async fn stored_positions(&self) -> std::result::Result<StoredPositions, MartError> {
+        self.wait_inserts_ended().await?;
         let mut out = StoredPositions::new();
         for table in Table::ALL {
             self.positions_of(table, &mut out).await?;
