@@ -43,9 +43,7 @@ use storepulse_dashboards::access::AccessTable;
 use storepulse_dashboards::audit::AuditLog;
 use storepulse_dashboards::fraud::{fraud_router, DecisionPublisher, DecisionStore, FraudApiState};
 use storepulse_dashboards::members::{member_router, MemberApiState};
-use storepulse_dashboards::{
-    login_router, mart_router, DeadLetterReader, LoginState, MartApiState, QueryState,
-};
+use storepulse_dashboards::DeadLetterReader;
 use storepulse_ingest::append::EventAppender;
 use storepulse_ingest::http::{IngestMetrics, IngestState};
 use storepulse_ingest::keys::KeyTable;
@@ -379,25 +377,16 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         audit
             .record_config(&serde_json::to_value(&config).context("config as JSON")?)
             .context("auditing the configuration")?;
-        app = app
-            .merge(storepulse_dashboards::router(QueryState {
-                shared: shared.clone(),
-                dead_letters,
-                access: access.clone(),
-            }))
-            .merge(login_router(LoginState {
-                access: access.clone(),
-                audit: audit.clone(),
-                stores: stores.clone(),
-            }))
-            .merge(storepulse_dashboards::web_router())
-            .merge(mart_router(MartApiState {
-                access: access.clone(),
-                stores: stores.clone(),
-                // ClickHouse, or the embedded mart of the sink serve;
-                // without a store the routes answer 503 after authorising.
-                mart: mart.as_ref().and_then(|m| m.reader.clone()),
-            }));
+        app = app.merge(crate::serve::dashboard_routes(
+            &shared,
+            dead_letters,
+            &access,
+            &audit,
+            &stores,
+            // ClickHouse, or the embedded mart of the sink serve; without
+            // a store the routes answer 503 after authorising.
+            mart.as_ref().and_then(|m| m.reader.clone()),
+        ));
         // Erasures go through the events topic like any event; decisions
         // to `<p>.alert-decisions`.
         let producer = match &appender {

@@ -446,24 +446,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let app = Router::new()
         .merge(storepulse_ingest::http::router(ingest))
-        .merge(storepulse_dashboards::router(QueryState {
-            shared: shared.clone(),
+        .merge(dashboard_routes(
+            &shared,
             dead_letters,
-            access: access.clone(),
-        }))
-        .merge(login_router(LoginState {
-            access: access.clone(),
-            audit: audit.clone(),
-            stores: stores.clone(),
-        }))
-        .merge(storepulse_dashboards::web_router())
-        .merge(mart_router(MartApiState {
-            access: access.clone(),
-            stores: stores.clone(),
+            &access,
+            &audit,
+            &stores,
             // The dashboard's charts read the embedded mart (503 while
             // `[mart] enabled = false`).
-            mart: mart.as_ref().map(|m| m.reader.clone()),
-        }))
+            mart.as_ref().map(|m| m.reader.clone()),
+        ))
         .merge(member_router(members_api))
         .merge(fraud_router(FraudApiState {
             shared: shared.clone(),
@@ -575,6 +567,36 @@ fn rebuild_ingest_dedup(
         next = records.last().map_or(end, |(o, _)| o + 1);
     }
     Ok(())
+}
+
+/// The query API, the login, the dashboard page and its chart data: the
+/// routes every serving role has (embedded `run`, Kafka `serve`). `mart`:
+/// the chart data's store (`None`: those routes answer 503).
+pub(crate) fn dashboard_routes(
+    shared: &Arc<Shared>,
+    dead_letters: DeadLetterReader,
+    access: &Arc<AccessTable>,
+    audit: &AuditLog,
+    stores: &Arc<StoreMaster>,
+    mart: Option<Arc<dyn storepulse_mart::query::MartReader>>,
+) -> Router {
+    Router::new()
+        .merge(storepulse_dashboards::router(QueryState {
+            shared: shared.clone(),
+            dead_letters,
+            access: access.clone(),
+        }))
+        .merge(login_router(LoginState {
+            access: access.clone(),
+            audit: audit.clone(),
+            stores: stores.clone(),
+        }))
+        .merge(storepulse_dashboards::web_router())
+        .merge(mart_router(MartApiState {
+            access: access.clone(),
+            stores: stores.clone(),
+            mart,
+        }))
 }
 
 fn newest_dead_letters(log: &EventLog, limit: usize) -> Result<Vec<DeadLetter>, String> {
