@@ -1053,16 +1053,10 @@ impl GroupContext {
         let mut records: Vec<(String, Option<Vec<u8>>)> = Vec::new();
         let mut failed = None;
         members.members.drain_changes(|change| match change {
-            PersonChange::Put(key, person) => {
-                let snapshot = MemberSnapshot {
-                    person: person.clone(),
-                    clock,
-                };
-                match serde_json::to_vec(&snapshot) {
-                    Ok(v) => records.push((key, Some(v))),
-                    Err(e) => failed = Some(e),
-                }
-            }
+            PersonChange::Put(key, person) => match MemberSnapshot::encode(person, clock) {
+                Ok(v) => records.push((key, Some(v))),
+                Err(e) => failed = Some(e),
+            },
             PersonChange::Retire(key) => records.push((key, None)),
         });
         if let Some(e) = failed {

@@ -113,6 +113,22 @@ pub struct MemberSnapshot {
     pub clock: storepulse_core::Ts,
 }
 
+impl MemberSnapshot {
+    /// The JSON of a person's snapshot, without copying the person.
+    pub fn encode(
+        person: &storepulse_processors::members::Person,
+        clock: storepulse_core::Ts,
+    ) -> serde_json::Result<Vec<u8>> {
+        #[derive(serde::Serialize)]
+        struct Borrowed<'a> {
+            person: &'a storepulse_processors::members::Person,
+            #[serde(with = "storepulse_core::time::rfc3339")]
+            clock: storepulse_core::Ts,
+        }
+        serde_json::to_vec(&Borrowed { person, clock })
+    }
+}
+
 /// A member partition's settlement table (`<p>.members`, key `p<N>`):
 /// rows of (China day, owing franchisee index, owed franchisee index,
 /// points).

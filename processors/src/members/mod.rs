@@ -348,14 +348,25 @@ pub const PHONE_KEY_PREFIX: &str = "phone:";
 /// (stable when its canonical id changes), else its only id.
 pub fn snapshot_key(p: &Person) -> String {
     match &p.phone {
-        Some(phone) => format!("{PHONE_KEY_PREFIX}{}", phone_hex(phone)),
+        Some(phone) => {
+            let mut key = String::with_capacity(PHONE_KEY_PREFIX.len() + 64);
+            key.push_str(PHONE_KEY_PREFIX);
+            key.push_str(&phone_hex(phone));
+            key
+        }
         None => p.canonical().to_string(),
     }
 }
 
 /// Hex of a phone hash (for the export).
 pub fn phone_hex(bytes: &[u8; 32]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(64);
+    for b in bytes {
+        hex.push(char::from(DIGITS[usize::from(b >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    hex
 }
 
 impl MemberProcessor {
@@ -472,13 +483,7 @@ impl MemberProcessor {
             return;
         };
         for key in changes.retired {
-            let alive = match key.strip_prefix(PHONE_KEY_PREFIX) {
-                Some(hex) => phone_bytes(hex).is_some_and(|b| self.state.phones.contains_key(&b)),
-                None => self
-                    .person_by_id(&key)
-                    .is_some_and(|p| snapshot_key(p) == key),
-            };
-            if !alive {
+            if self.slot_of_key(&key).is_none() {
                 f(PersonChange::Retire(key));
             }
         }
@@ -492,6 +497,18 @@ impl MemberProcessor {
         self.changes = Some(ChangeLog::default());
     }
 
+    /// The slot of the person published under `key` ([`snapshot_key`]):
+    /// a lookup in the phone or id index, never a scan of all persons.
+    fn slot_of_key(&self, key: &str) -> Option<Slot> {
+        match key.strip_prefix(PHONE_KEY_PREFIX) {
+            Some(hex) => phone_bytes(hex).and_then(|b| self.state.phones.get(&b).copied()),
+            None => self.slot_by_id(key).filter(|&slot| {
+                self.person(slot)
+                    .is_some_and(|p| p.phone.is_none() && p.canonical().as_str() == key)
+            }),
+        }
+    }
+
     /// Read-model mode (Kafka `serve`): puts a person published under `key`
     /// (or removes it), keeping ids, regulars and the clock consistent.
     /// A stale snapshot of an unregistered id that is now an alias of a
@@ -499,13 +516,8 @@ impl MemberProcessor {
     pub fn put_person(&mut self, key: &str, person: Option<Person>, clock: Ts) {
         self.state.clock = self.state.clock.max(clock);
         // Remove the person held under this key.
-        let held = self
-            .state
-            .persons
-            .iter()
-            .position(|p| p.as_ref().is_some_and(|p| snapshot_key(p) == key));
-        if let Some(slot) = held {
-            self.remove_slot(slot as Slot);
+        if let Some(slot) = self.slot_of_key(key) {
+            self.remove_slot(slot);
         }
         let Some(person) = person else { return };
         let registered = person.phone.is_some();

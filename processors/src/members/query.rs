@@ -127,7 +127,7 @@ pub fn parse_day(text: &str) -> Option<i32> {
 }
 
 impl MemberProcessor {
-    fn slot_by_id(&self, id: &str) -> Option<Slot> {
+    pub(super) fn slot_by_id(&self, id: &str) -> Option<Slot> {
         self.state.ids.get(id).copied()
     }
 

@@ -804,3 +804,52 @@ proptest! {
         assert_same(&in_order, &any_order);
     }
 }
+
+#[test]
+fn phone_hex_round_trips_and_keys_find_their_person() {
+    let bytes: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0xa5);
+    let hex = phone_hex(&bytes);
+    assert_eq!(hex.len(), 64);
+    assert_eq!(
+        hex,
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    assert_eq!(phone_bytes(&hex), Some(bytes));
+
+    // A processor publishes; a read model puts what it publishes, twice:
+    // every key must replace its person, never add a second one.
+    let mut h = Harness::new();
+    h.p = MemberProcessor::new(MemberConfig::default(), stores())
+        .unwrap()
+        .tracking_changes();
+    h.all(&[
+        register("r1", "M1", day_at(D0, 9), 1),
+        sale("s1", "M1", day_at(D0, 10), "KM-001", 100_000),
+        sale("s2", "GUEST-7", day_at(D0, 11), "KM-002", 50_000),
+    ]);
+    let mut published = Vec::new();
+    h.p.drain_changes(|change| {
+        if let PersonChange::Put(key, person) = change {
+            published.push((key, person.clone()));
+        }
+    });
+    assert_eq!(published.len(), 2, "{published:?}");
+    assert!(published
+        .iter()
+        .any(|(k, _)| k.starts_with(PHONE_KEY_PREFIX)));
+    assert!(published.iter().any(|(k, _)| k == "GUEST-7"));
+    let mut served = MemberProcessor::new(MemberConfig::default(), stores()).unwrap();
+    for _ in 0..2 {
+        for (key, person) in &published {
+            served.put_person(key, Some(person.clone()), h.p.clock());
+        }
+    }
+    assert_eq!(served.len(), 2);
+    assert_eq!(served.member("M1"), h.p.member("M1"));
+    assert_eq!(served.member("GUEST-7"), h.p.member("GUEST-7"));
+    // A tombstone under each key removes its person.
+    for (key, _) in &published {
+        served.put_person(key, None, day_at(D0, 12));
+    }
+    assert_eq!(served.len(), 0);
+}
