@@ -41,7 +41,12 @@ cargo build --release --locked -p storepulse >/dev/null 2>&1
 B="${CARGO_TARGET_DIR:-target}/release/storepulse"
 DATA=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DATA"; }
+# BENCH_KEEP=DIR keeps the run's files (logs, probes, arrivals, metrics) there.
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  if [ -n "${BENCH_KEEP:-}" ]; then mkdir -p "$BENCH_KEEP" && cp "$DATA"/*.log "$DATA"/*.ndjson "$DATA"/*.txt "$DATA"/*.json "$BENCH_KEEP"/ 2>/dev/null || true; fi
+  rm -rf "$DATA"
+}
 trap cleanup EXIT
 wait_up() { for _ in $(seq 1 300); do curl -fsS "$1/healthz" >/dev/null 2>&1 && return; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 

@@ -74,6 +74,11 @@ impl RulesFeed {
         // The end is the end-of-partition signal, not the listed high
         // watermark (Tansu 0.6 lists less than the true end).
         client.set("enable.partition.eof", "true");
+        // Rules change rarely and are polled every 0.5 s: no need for the
+        // processors' 10 ms fetches, which Tansu holds open for their whole
+        // wait (three such idle feeds per `process` cost the broker CPU
+        // that the data topics need).
+        client.set("fetch.wait.max.ms", "250");
         let consumer: BaseConsumer = client
             .create()
             .map_err(KafkaError::client("rules consumer"))?;
