@@ -16,8 +16,11 @@
 # at the simulated clock): the wall time just before it POSTs the
 # completing sale is the start, the webhook's arrival stamp the end.
 #
-# Kafka (`kafka`): the broker of deploy/kafka.sh on 127.0.0.1:9092 (started
-# if nothing listens there), a fresh topic prefix, and the roles as
+# Kafka (`kafka`): a fresh broker of deploy/kafka.sh (Tansu, memory
+# storage) on 127.0.0.1:${BENCH_KAFKA_PORT:-19092}, started for this run and
+# stopped after it (Tansu's memory storage answers fetches more slowly the
+# more it holds, so a broker left over from earlier runs would skew the
+# comparison), a fresh topic prefix, and the roles as
 # separate processes: `process` (:18101), `serve` with the webhook (:18102,
 # the designated webhook serve), `ingest` (:18103). The background load is
 # `simulate --kafka` producing RATE events/s straight to `<p>.events` (a
@@ -42,8 +45,10 @@ B="${CARGO_TARGET_DIR:-target}/release/storepulse"
 DATA=$(mktemp -d)
 PIDS=()
 # BENCH_KEEP=DIR keeps the run's files (logs, probes, arrivals, metrics) there.
+stop_broker() { :; }
 cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  stop_broker
   if [ -n "${BENCH_KEEP:-}" ]; then mkdir -p "$BENCH_KEEP" && cp "$DATA"/*.log "$DATA"/*.ndjson "$DATA"/*.txt "$DATA"/*.json "$BENCH_KEEP"/ 2>/dev/null || true; fi
   rm -rf "$DATA"
 }
@@ -82,9 +87,15 @@ if [ "$MODE" = embedded ]; then
   PIDS+=($!)
   wait_up "$INGEST"
 else
-  if ! (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then ./deploy/kafka.sh start; fi
+  KPORT="${BENCH_KAFKA_PORT:-19092}"
+  if (exec 3<>/dev/tcp/127.0.0.1/"$KPORT") 2>/dev/null; then
+    echo "something already listens on 127.0.0.1:$KPORT; set BENCH_KAFKA_PORT" >&2; exit 1
+  fi
+  export KAFKA_PORT="$KPORT" STOREPULSE_KAFKA_DIR="$DATA/kafka"
+  ./deploy/kafka.sh start
+  stop_broker() { KAFKA_PORT="$KPORT" STOREPULSE_KAFKA_DIR="$DATA/kafka" ./deploy/kafka.sh stop >/dev/null 2>&1 || true; }
   PREFIX="benchfraud$(date +%s)"
-  export STOREPULSE__KAFKA__BROKERS=127.0.0.1:9092 STOREPULSE__KAFKA__TOPIC_PREFIX="$PREFIX"
+  export STOREPULSE__KAFKA__BROKERS=127.0.0.1:$KPORT STOREPULSE__KAFKA__TOPIC_PREFIX="$PREFIX"
   INGEST=http://127.0.0.1:18103
   STOREPULSE__STORAGE__DATA_DIR="$DATA/process" STOREPULSE__HTTP__LISTEN=127.0.0.1:18101 \
     "$B" --config "$DATA/storepulse.toml" process 2>"$DATA/process.log" &
@@ -96,12 +107,12 @@ else
     "$B" --config "$DATA/storepulse.toml" ingest 2>"$DATA/ingest.log" &
   PIDS+=($!)
   wait_up http://127.0.0.1:18101; wait_up http://127.0.0.1:18102; wait_up "$INGEST"
-  python3 - "$DATA/topic.ndjson" "$PREFIX.alerts" <<'PY' &
+  python3 - "$DATA/topic.ndjson" "$PREFIX.alerts" "$KPORT" <<'PY' &
 # Stamps every fraud raise read from <p>.alerts.
 import json, sys, time
 from confluent_kafka import Consumer, TopicPartition
 out, topic = open(sys.argv[1], "a", buffering=1), sys.argv[2]
-c = Consumer({"bootstrap.servers": "127.0.0.1:9092", "group.id": "bench-" + topic,
+c = Consumer({"bootstrap.servers": "127.0.0.1:" + sys.argv[3], "group.id": "bench-" + topic,
               "enable.auto.commit": False, "fetch.wait.max.ms": 10})
 parts = c.list_topics(topic, timeout=30).topics[topic].partitions
 c.assign([TopicPartition(topic, p, 0) for p in parts])
@@ -160,7 +171,7 @@ if [ "$MODE" = embedded ]; then
   sleep 3
   curl -fsS "$INGEST/metrics" >"$DATA/metrics.txt"
 else
-  "$B" simulate --kafka 127.0.0.1:9092 --topic-prefix "$PREFIX" --rate "$RATE" --events $(( RATE * SECS )) \
+  "$B" simulate --kafka 127.0.0.1:$KPORT --topic-prefix "$PREFIX" --rate "$RATE" --events $(( RATE * SECS )) \
     --start "$START" --speedup "$SPEEDUP" \
     --plant-fraud "$EPISODES" --quiet 2>/dev/null >"$DATA/report.json" &
   SIM=$!
