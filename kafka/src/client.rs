@@ -5,6 +5,9 @@
 //! (see [`crate::partitioner`]). Consumers never auto-commit: offsets are
 //! committed after the state that reflects them is durable.
 
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::ClientConfig;
 
 use crate::config::KafkaConfig;
@@ -68,3 +71,20 @@ pub fn consumer(config: &KafkaConfig, client_id: &str, group_id: &str) -> Client
         .set("isolation.level", "read_committed");
     overrides(c, config)
 }
+
+/// The context of a consumer that reads partitions to their end
+/// (`enable.partition.eof`): librdkafka reports each end reached as a
+/// global error, which its default context logs at ERROR on every start;
+/// here it is expected and not logged. Other errors are warnings, named by
+/// the consumer's role.
+pub struct ReadToEndContext(pub &'static str);
+
+impl ClientContext for ReadToEndContext {
+    fn error(&self, error: RdKafkaError, reason: &str) {
+        if !matches!(error, RdKafkaError::PartitionEOF(_)) {
+            tracing::warn!(consumer = self.0, error = %error, reason, "kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for ReadToEndContext {}

@@ -13,11 +13,10 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::ClientContext;
 use tracing::info;
 
 use crate::config::KafkaConfig;
@@ -25,18 +24,6 @@ use crate::error::{KafkaError, Result};
 
 /// Consumer context that does not log the end-of-partition signals this
 /// reader asks for as errors.
-struct DumpContext;
-
-impl ClientContext for DumpContext {
-    fn error(&self, error: RdKafkaError, reason: &str) {
-        if !matches!(error, RdKafkaError::PartitionEOF(_)) {
-            tracing::warn!(error = %error, reason, "replay consumer");
-        }
-    }
-}
-
-impl ConsumerContext for DumpContext {}
-
 /// What a dump read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DumpSummary {
@@ -57,8 +44,8 @@ pub fn topic_to_ndjson(config: &KafkaConfig, topic: &str, out: &Path) -> Result<
     // (partition EOF), not the listed high watermark: Tansu 0.6 lists the
     // start of the last batch + 1 there.
     client.set("enable.partition.eof", "true");
-    let consumer: BaseConsumer<DumpContext> = client
-        .create_with_context(DumpContext)
+    let consumer: BaseConsumer<crate::client::ReadToEndContext> = client
+        .create_with_context(crate::client::ReadToEndContext("replay consumer"))
         .map_err(KafkaError::client("replay consumer"))?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions as i32 {

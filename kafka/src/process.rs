@@ -93,6 +93,7 @@ use storepulse_processors::fraud::{
 use storepulse_processors::inventory::{
     InventoryConfig, InventoryOutput, InventoryProcessor, InventoryState, StockChange,
 };
+use storepulse_processors::members::ledger::Settlement;
 use storepulse_processors::members::partitioned::{Control, MemberPartition, Routed};
 use storepulse_processors::members::{
     MemberConfig, MemberOutput, MemberProcessor, MemberState, PersonChange,
@@ -416,6 +417,9 @@ struct PartitionState {
     /// When the last checkpoint of this partition was started (or the
     /// partition assigned): the oldest goes first.
     checkpoint_started: Instant,
+    /// The settlement table as last sent to `<p>.members` (member
+    /// partitions; `None` until the first send after assignment).
+    settlement_sent: Option<Settlement>,
     store: CheckpointStore,
     /// Stock changed since the last emit: entry -> (change, source, ingest ms).
     pending: FxHashMap<(u16, u32), (StockChange, SourceRef, i64)>,
@@ -767,6 +771,7 @@ impl GroupContext {
             next,
             checkpointed: next,
             checkpoint_started: Instant::now(),
+            settlement_sent: None,
             store,
             pending: FxHashMap::default(),
             low,
@@ -957,7 +962,9 @@ impl GroupContext {
         self.emit_mart(partition, &mut state.mart)?;
         let processor = match &mut state.task {
             Task::Stock(processor, _) => processor,
-            Task::Members(members) => return self.emit_persons(partition, members),
+            Task::Members(members) => {
+                return self.emit_persons(partition, members, &mut state.settlement_sent)
+            }
             Task::Accounts(_) => return Ok(()),
         };
         if state.pending.is_empty() {
@@ -1055,7 +1062,12 @@ impl GroupContext {
     /// Sends the persons changed since the last emit to `<p>.members`
     /// (tombstones for keys no longer held), then the partition's
     /// settlement table when anything changed.
-    fn emit_persons(&self, partition: i32, members: &mut MemberPartition) -> Result<()> {
+    fn emit_persons(
+        &self,
+        partition: i32,
+        members: &mut MemberPartition,
+        settlement_sent: &mut Option<Settlement>,
+    ) -> Result<()> {
         let clock = members.members.clock();
         let mut records: Vec<(String, Option<Vec<u8>>)> = Vec::new();
         let mut failed = None;
@@ -1079,14 +1091,22 @@ impl GroupContext {
                 None => self.send_record(topic, None, key, None, None)?,
             }
         }
-        let table = SettlementSnapshot::of(partition as u32, members.members.settlement_table());
+        // The table only when it changed since it was last sent (it grows
+        // by day; most batches do not touch it).
+        let current = members.members.settlement_table();
+        if settlement_sent.as_ref() == Some(current) {
+            return Ok(());
+        }
+        let table = SettlementSnapshot::of(partition as u32, current);
         let value = serde_json::to_vec(&table)
             .map_err(|e| KafkaError::Config(format!("encode settlement: {e}")))?;
         let headers = OwnedHeaders::new().insert(Header {
             key: HEADER_KIND,
             value: Some("settlement"),
         });
-        self.send(topic, None, &format!("p{partition}"), &value, Some(headers))
+        self.send(topic, None, &format!("p{partition}"), &value, Some(headers))?;
+        *settlement_sent = Some(members.members.settlement_table().clone());
+        Ok(())
     }
 
     /// Produces one output, waiting while the producer's queue is full.

@@ -51,7 +51,7 @@ impl RulesRecord {
 
 /// Follows `<p>.fraud-rules`.
 pub struct RulesFeed {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<crate::client::ReadToEndContext>,
     topic: String,
 }
 
@@ -79,8 +79,8 @@ impl RulesFeed {
         // wait (three such idle feeds per `process` cost the broker CPU
         // that the data topics need).
         client.set("fetch.wait.max.ms", "250");
-        let consumer: BaseConsumer = client
-            .create()
+        let consumer: BaseConsumer<crate::client::ReadToEndContext> = client
+            .create_with_context(crate::client::ReadToEndContext("rules consumer"))
             .map_err(KafkaError::client("rules consumer"))?;
         let n = crate::topics::partition_count(config, topic)?;
         let mut tpl = TopicPartitionList::new();

@@ -663,6 +663,49 @@ async fn member_tags_on_kafka_equal_replay() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // The settlement report of `serve` (each member partition's table on
+    // `<p>.members`, sent when it changed) answers as replay, every day.
+    let settlement = std::fs::read_to_string(dir.path().join("replay/settlement.csv"))
+        .expect("replay wrote settlement.csv");
+    let mut replay_days: std::collections::BTreeMap<String, Vec<(String, String, i64)>> =
+        Default::default();
+    for line in settlement.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        replay_days.entry(f[0].to_owned()).or_default().push((
+            f[1].to_owned(),
+            f[2].to_owned(),
+            f[3].parse().expect("points"),
+        ));
+    }
+    assert!(
+        !replay_days.is_empty(),
+        "no points moved between franchisees in this stream"
+    );
+    for (date, mut rows) in replay_days {
+        let r = client
+            .get(format!("{}/v1/reports/settlement?date={date}", server.base))
+            .bearer_auth(storepulse_tests::HQ_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let report: serde_json::Value = r.json().await.unwrap();
+        let mut served: Vec<(String, String, i64)> = report["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                (
+                    r["from_franchisee"].as_str().unwrap_or_default().to_owned(),
+                    r["to_franchisee"].as_str().unwrap_or_default().to_owned(),
+                    r["points"].as_i64().unwrap_or_default(),
+                )
+            })
+            .collect();
+        rows.sort();
+        served.sort();
+        assert_eq!(served, rows, "settlement of {date} on Kafka vs replay");
+    }
     // Every tag a member holds was announced on `<p>.member-tags`. (The
     // topic is a change log delivered at least once: a partition that
     // moves re-sends its changes since its checkpoint, so replaying the
