@@ -655,8 +655,13 @@ async fn member_tags_on_kafka_equal_replay() {
                 .take(5)
                 .map(|(k, v)| (k.clone(), v.clone(), served.get(k).cloned()))
                 .collect();
+            let extra: Vec<_> = served
+                .iter()
+                .filter(|(k, _)| !replayed.contains_key(*k))
+                .take(5)
+                .collect();
             panic!(
-                "members served on Kafka differ from replay ({} vs {}): {differing:?}",
+                "members served on Kafka differ from replay ({} vs {}): differing {differing:?}; served only: {extra:?}",
                 served.len(),
                 replayed.len()
             );
