@@ -8,6 +8,7 @@
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError as RdKafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 use crate::config::KafkaConfig;
@@ -81,10 +82,35 @@ pub struct ReadToEndContext(pub &'static str);
 
 impl ClientContext for ReadToEndContext {
     fn error(&self, error: RdKafkaError, reason: &str) {
-        if !matches!(error, RdKafkaError::PartitionEOF(_)) {
+        if !is_partition_end(&error) {
             tracing::warn!(consumer = self.0, error = %error, reason, "kafka client error");
         }
     }
 }
 
 impl ConsumerContext for ReadToEndContext {}
+
+/// Whether an error only says that a partition's end was reached
+/// (librdkafka reports it as a global error).
+fn is_partition_end(error: &RdKafkaError) -> bool {
+    matches!(
+        error,
+        RdKafkaError::PartitionEOF(_) | RdKafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_partition_ends_are_expected() {
+        assert!(is_partition_end(&RdKafkaError::Global(
+            RDKafkaErrorCode::PartitionEOF
+        )));
+        assert!(is_partition_end(&RdKafkaError::PartitionEOF(3)));
+        assert!(!is_partition_end(&RdKafkaError::Global(
+            RDKafkaErrorCode::BrokerTransportFailure
+        )));
+    }
+}
