@@ -18,8 +18,8 @@
 //!
 //! **Outputs** (stock records, alerts, dead letters, forwarded events) go to
 //! their topics through an idempotent producer that never times out. Each
-//! output has a sequence number; a checkpoint copies the states (the only
-//! pause in processing) and is written on a thread of its own once every
+//! output has a sequence number; a checkpoint copies one partition's state
+//! (the only pause in processing) and is written on a thread of its own once every
 //! output sent before the copy is acknowledged, so everything a checkpoint
 //! covers has been delivered. Records after the checkpoint are
 //! re-sent after a crash, with the same identities (see [`crate::records`]):
@@ -533,9 +533,9 @@ impl ProducerContext for OutputContext {
     }
 }
 
-/// A checkpoint being written in the background: the partitions and
-/// offsets it covers once it succeeds.
-type CheckpointJob = std::thread::JoinHandle<Result<Vec<(i32, i64)>>>;
+/// A checkpoint being written in the background: the partition and the
+/// offset it covers once it succeeds.
+type CheckpointJob = std::thread::JoinHandle<Result<(i32, i64)>>;
 
 type OutputProducer = ThreadedProducer<OutputContext>;
 
@@ -905,11 +905,11 @@ impl GroupContext {
         let blank = self.blank.clone();
         let job = std::thread::Builder::new()
             .name("storepulse-checkpoint".into())
-            .spawn(move || -> Result<Vec<(i32, i64)>> {
+            .spawn(move || -> Result<(i32, i64)> {
                 outputs.wait_delivered(barrier, Duration::from_secs(120))?;
                 let taken_at = storepulse_core::time::now();
                 write_checkpoint(&store, partition, next, &task.as_ref(), &blank, taken_at)?;
-                Ok(vec![(partition, next)])
+                Ok((partition, next))
             })
             .map_err(|e| KafkaError::Config(format!("checkpoint thread: {e}")))?;
         *self
@@ -925,7 +925,7 @@ impl GroupContext {
 
     /// Takes the background checkpoint if it finished (or, with `wait`,
     /// waits for it); returns what it wrote.
-    fn take_in_flight(&self, wait: bool) -> Option<Result<Vec<(i32, i64)>>> {
+    fn take_in_flight(&self, wait: bool) -> Option<Result<(i32, i64)>> {
         let mut slot = self
             .in_flight
             .lock()
@@ -2072,14 +2072,12 @@ pub fn run(
         }
         match ctx.take_in_flight(false) {
             None => {}
-            Some(Ok(written)) => {
+            Some(Ok((partition, next))) => {
                 let mut owned = ctx.owned();
-                for (partition, next) in written {
-                    if let Some(state) = owned.get_mut(&partition) {
-                        if state.checkpointed < next {
-                            state.checkpointed = next;
-                            ctx.metrics.pipeline.checkpoints.inc();
-                        }
+                if let Some(state) = owned.get_mut(&partition) {
+                    if state.checkpointed < next {
+                        state.checkpointed = next;
+                        ctx.metrics.pipeline.checkpoints.inc();
                     }
                 }
                 commit(&consumer, &topic, &owned, CommitMode::Async);
