@@ -130,6 +130,12 @@ async fn kafka_mart_in_clickhouse_after_kill_9_of_process_equals_replay() {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
+    if live[..live.len() / 2] != replayed[..replayed.len() / 2] {
+        eprintln!(
+            "{}",
+            explain_tag_difference(&server, &dir.path().join("replay/mart")).await
+        );
+    }
     compare(&live, &replayed);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
@@ -205,6 +211,123 @@ fn compare(live: &[String], replayed: &[String]) {
         }
         assert_eq!(l, r, "ClickHouse mart (Kafka mode) differs from replay's");
     }
+}
+
+/// One `tag_changes` row: member, tag, change, position (partition,
+/// offset, index), as-of time, event id.
+type TagRow = (String, String, i64, u64, u64, u64, i64, String);
+
+/// The (member, tag) pairs whose sum of changes differs between ClickHouse
+/// and replay's mart, each with its rows in both: what names the cause of
+/// a members-by-tag difference (a row doubled, one missing, another id).
+async fn explain_tag_difference(
+    server: &storepulse_sinks::clickhouse::ClickHouseMart,
+    replay_mart: &std::path::Path,
+) -> String {
+    use datafusion::arrow::array::{Array, Int64Array, StringArray, UInt64Array};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::DataType;
+    use std::collections::BTreeMap;
+
+    const COLUMNS: &str =
+        "member_id, tag, change, src_partition, src_offset, src_index, as_of_ms, event_id";
+    let live: Vec<TagRow> = server
+        .client()
+        .query(
+            "SELECT member_id, tag, toInt64(change), toUInt64(src_partition), src_offset, \
+             toUInt64(src_index), as_of_ms, event_id FROM tag_changes",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    let batches = embedded_reader(replay_mart)
+        .query(
+            &format!("SELECT {COLUMNS} FROM tag_changes"),
+            &[storepulse_mart::rows::Table::TagChanges],
+        )
+        .await
+        .unwrap();
+    let mut replayed: Vec<TagRow> = Vec::new();
+    for b in &batches {
+        let col = |i: usize, t: &DataType| cast(b.column(i), t).unwrap();
+        let (s0, s1, s7) = (
+            col(0, &DataType::Utf8),
+            col(1, &DataType::Utf8),
+            col(7, &DataType::Utf8),
+        );
+        let (i2, i6) = (col(2, &DataType::Int64), col(6, &DataType::Int64));
+        let (u3, u4, u5) = (
+            col(3, &DataType::UInt64),
+            col(4, &DataType::UInt64),
+            col(5, &DataType::UInt64),
+        );
+        let s = |a: &dyn Array, r: usize| {
+            a.as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .value(r)
+                .to_owned()
+        };
+        let i = |a: &dyn Array, r: usize| a.as_any().downcast_ref::<Int64Array>().unwrap().value(r);
+        let u =
+            |a: &dyn Array, r: usize| a.as_any().downcast_ref::<UInt64Array>().unwrap().value(r);
+        for r in 0..b.num_rows() {
+            replayed.push((
+                s(&s0, r),
+                s(&s1, r),
+                i(&i2, r),
+                u(&u3, r),
+                u(&u4, r),
+                u(&u5, r),
+                i(&i6, r),
+                s(&s7, r),
+            ));
+        }
+    }
+    let by_pair = |rows: &[TagRow]| {
+        let mut m: BTreeMap<(String, String), Vec<TagRow>> = BTreeMap::new();
+        for row in rows {
+            m.entry((row.0.clone(), row.1.clone()))
+                .or_default()
+                .push(row.clone());
+        }
+        m
+    };
+    let (l, r) = (by_pair(&live), by_pair(&replayed));
+    let sum = |rows: Option<&Vec<TagRow>>| rows.map_or(0, |v| v.iter().map(|x| x.2).sum::<i64>());
+    let mut out = format!(
+        "tag_changes: ClickHouse {} rows, replay {} rows; (member, tag) pairs whose sums differ \
+         (rows: change, partition, offset, index, as_of_ms, event_id):\n",
+        live.len(),
+        replayed.len()
+    );
+    let keys: std::collections::BTreeSet<_> = l.keys().chain(r.keys()).collect();
+    for key in keys {
+        let (a, b) = (l.get(key), r.get(key));
+        if sum(a) == sum(b) {
+            continue;
+        }
+        let show = |rows: Option<&Vec<TagRow>>| {
+            rows.map_or_else(String::new, |v| {
+                v.iter()
+                    .map(|x| {
+                        format!(
+                            "\n      {:+} p{} o{} i{} at {} {}",
+                            x.2, x.3, x.4, x.5, x.6, x.7
+                        )
+                    })
+                    .collect()
+            })
+        };
+        out.push_str(&format!(
+            "  {key:?}: ClickHouse sum {}{}\n    replay sum {}{}\n",
+            sum(a),
+            show(a),
+            sum(b),
+            show(b)
+        ));
+    }
+    out
 }
 
 /// `tag -> members` of a `tags [TagCount { tag: "x", members: N }, ..]` answer.

@@ -40,6 +40,13 @@ pub struct MemberConfig {
     /// When the member processor de-duplicates on its own (Kafka mode),
     /// events later than this behind its clock are rejected. Default 168.
     pub allowed_lateness_hours: u32,
+    /// An event of an erased member (any of its ids, or a registration
+    /// with its phone) dated up to this long *after* the erasure, arriving
+    /// after it, is taken to be in flight from before the request (POS
+    /// clocks, offline queues, another partition's path) and ignored, as
+    /// the erasure would have removed it had it arrived first. Later events
+    /// start a new member. Default 60.
+    pub erasure_grace_minutes: u32,
 }
 
 impl Default for MemberConfig {
@@ -50,6 +57,7 @@ impl Default for MemberConfig {
             actions: BTreeMap::new(),
             ledger_exact_days: 7,
             allowed_lateness_hours: 168,
+            erasure_grace_minutes: 60,
         }
     }
 }
@@ -81,6 +89,9 @@ impl MemberConfig {
         }
         if self.allowed_lateness_hours == 0 || self.allowed_lateness_hours > 24 * 366 {
             return Err("members.allowed_lateness_hours: must be 1..=8784".into());
+        }
+        if self.erasure_grace_minutes > 7 * 24 * 60 {
+            return Err("members.erasure_grace_minutes: must be 0..=10080 (7 days)".into());
         }
         if self.custom_tags.len() > MAX_CUSTOM_TAGS {
             return Err(format!(

@@ -25,8 +25,13 @@
 //! state and emits [`MemberErased`]; no tag change follows. Settlement
 //! totals between franchisees keep the points (no member id in them). To
 //! stop a late event from before the erasure re-creating the member, a
-//! 64-bit hash of each erased id is kept with the erasure time; events of
-//! that id up to that time are ignored.
+//! 64-bit hash of each erased id, and of the person's phone, is kept with
+//! the erasure time; events of those ids dated up to that time plus
+//! `erasure_grace_minutes` (in flight when the erasure was requested) are
+//! ignored, and so is a registration with that phone (an alias whose
+//! registration, or in Kafka mode whose handover, arrives after the
+//! erasure): its id is erased too. So the outcome does not depend on
+//! whether such an event arrives before the erasure or after it.
 //!
 //! **De-duplication.** Embedded, the inventory processor sees every event
 //! first and de-duplicates; the member processor then runs with
@@ -171,7 +176,8 @@ pub struct MemberState {
     /// grows by doubling) costs 8 bytes, not a whole `Person`.
     persons: Vec<Option<Box<Person>>>,
     free: Vec<Slot>,
-    /// xxh3 of an erased id -> erasure time.
+    /// xxh3 of an erased id, or [`erased_phone_key`] of an erased
+    /// person's phone -> erasure time.
     erased: FxHashMap<u64, Ts>,
     timers: BTreeMap<i32, Vec<Slot>>,
     settlement: Settlement,
@@ -662,11 +668,25 @@ impl MemberProcessor {
             .saturating_sub(i64::from(self.config.ledger_exact_days) * DAY)
     }
 
+    /// Whether events of `id` dated `at` are gone with an erasure: dated
+    /// up to the erasure plus `erasure_grace_minutes`.
     fn is_erased(&self, id: &str, at: Ts) -> bool {
+        self.erased_at(xxh3_64(id.as_bytes()), at).is_some()
+    }
+
+    /// The erasure of the person that held `phone`, if a registration with
+    /// it dated `at` falls under it (see [`MemberProcessor::is_erased`]).
+    fn phone_erased_at(&self, phone: &[u8; 32], at: Ts) -> Option<Ts> {
+        self.erased_at(erased_phone_key(phone), at)
+    }
+
+    fn erased_at(&self, key: u64, at: Ts) -> Option<Ts> {
+        let grace = i64::from(self.config.erasure_grace_minutes) * storepulse_core::time::MINUTE;
         self.state
             .erased
-            .get(&xxh3_64(id.as_bytes()))
-            .is_some_and(|&erased_at| at <= erased_at)
+            .get(&key)
+            .copied()
+            .filter(|&erased_at| at <= erased_at.saturating_add(grace))
     }
 
     fn person(&self, slot: Slot) -> Option<&Person> {
@@ -1093,7 +1113,11 @@ impl MemberProcessor {
     }
 
     /// Registers `id` with `phone` at `at` (a `member_register`, or a
-    /// handover from another partition in Kafka mode).
+    /// handover from another partition in Kafka mode). Returns false when
+    /// the phone's person was erased after `at` (within the grace): the
+    /// registration is one the erasure would have removed had it arrived
+    /// first, so `id` is erased with it instead (its history, if it had
+    /// any, goes, and [`MemberErased`] names it).
     pub(crate) fn register(
         &mut self,
         event_id: &Id,
@@ -1101,9 +1125,15 @@ impl MemberProcessor {
         id: &Id,
         phone: [u8; 32],
         out: &mut Vec<MemberOutput>,
-    ) {
+    ) -> bool {
         let id_slot = self.state.ids.get(id.as_str()).copied();
         let phone_slot = self.state.phones.get(&phone).copied();
+        if phone_slot.is_none() {
+            if let Some(erased_at) = self.phone_erased_at(&phone, at) {
+                self.erase(id, erased_at, event_id, out);
+                return false;
+            }
+        }
         // Already registered with this phone: keep the earliest time.
         if let Some(slot) = id_slot {
             if self.person(slot).is_some_and(|p| p.phone == Some(phone)) {
@@ -1115,7 +1145,7 @@ impl MemberProcessor {
                 }
                 self.touch(slot, Some(event_id), out);
                 self.schedule(slot, false);
-                return;
+                return true;
             }
         }
         match (id_slot, phone_slot) {
@@ -1160,6 +1190,7 @@ impl MemberProcessor {
                 self.merge(own, slot, id, at, event_id, out);
             }
         }
+        true
     }
 
     /// Merges person `from` (an unregistered id with history) into person
@@ -1234,6 +1265,15 @@ impl MemberProcessor {
         }
         if let Some(phone) = p.phone {
             self.state.phones.remove(&phone);
+            // A registration with this phone from before the erasure that
+            // arrives after it (an alias's, through another partition in
+            // Kafka mode) must not bring the person back.
+            let e = self
+                .state
+                .erased
+                .entry(erased_phone_key(&phone))
+                .or_insert(at);
+            *e = (*e).max(at);
         }
         let canonical = p.canonical().clone();
         self.mark_retired(snapshot_key(&p));
@@ -1307,7 +1347,9 @@ impl MemberProcessor {
             EventBody::MemberRegister(reg) => {
                 // The parser checked 64 lower-case hex characters.
                 if let Some(phone) = phone_bytes(&reg.phone_hash) {
-                    self.register(&event.event_id, at, id, phone, out);
+                    if !self.register(&event.event_id, at, id, phone, out) {
+                        return Outcome::Ignored;
+                    }
                 }
             }
             EventBody::MemberErase => self.erase(id, at, &event.event_id, out),
@@ -1405,10 +1447,53 @@ impl MemberProcessor {
         let Some(id) = &event.member_id else {
             return Outcome::Ignored;
         };
-        if self.is_erased(id, event.occurred_at) {
+        if let Some(erased_at) = self.id_erased_at(id, event.occurred_at) {
+            // A registration of an id erased before its link was known: the
+            // person it links to goes too (as had it arrived first).
+            if let EventBody::MemberRegister(reg) = &event.body {
+                if let Some(phone) = phone_bytes(&reg.phone_hash) {
+                    self.erase_phone(&phone, erased_at, &event.event_id, out);
+                }
+            }
             return Outcome::Ignored;
         }
         self.apply_member_event(event, id, out)
+    }
+
+    /// When `id` was erased, if events of it dated `at` fall under the
+    /// erasure ([`MemberProcessor::is_erased`]).
+    pub(crate) fn id_erased_at(&self, id: &str, at: Ts) -> Option<Ts> {
+        self.erased_at(xxh3_64(id.as_bytes()), at)
+    }
+
+    /// Erases the person registered with `phone` as of `at` (an id of it
+    /// was erased before its registration arrived), or, with no such
+    /// person here yet, marks the phone erased so that its registrations
+    /// from before are ignored.
+    pub(crate) fn erase_phone(
+        &mut self,
+        phone: &[u8; 32],
+        at: Ts,
+        cause: &Id,
+        out: &mut Vec<MemberOutput>,
+    ) {
+        let holder = self
+            .state
+            .phones
+            .get(phone)
+            .and_then(|&slot| self.person(slot))
+            .map(|p| p.canonical().clone());
+        match holder {
+            Some(id) => self.erase(&id, at, cause, out),
+            None => {
+                let e = self
+                    .state
+                    .erased
+                    .entry(erased_phone_key(phone))
+                    .or_insert(at);
+                *e = (*e).max(at);
+            }
+        }
     }
 
     /// Remembers a control record's id (Kafka mode); false when seen before.
@@ -1490,6 +1575,12 @@ impl MemberProcessor {
     pub fn tick(&mut self, at: Ts, out: &mut Vec<MemberOutput>) {
         self.advance_clock(at, out);
     }
+}
+
+/// The key of an erased person's phone in [`MemberState`]'s erasure map
+/// (beside the ids' `xxh3`; its own seed keeps the two apart).
+fn erased_phone_key(phone: &[u8; 32]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(phone, 0x5068_6f6e_6545_7261)
 }
 
 /// A member's history and ledger as they move between partitions.
