@@ -132,7 +132,7 @@ pub fn derive_member_rows(
         out.member_registrations
             .append(&mut own.member_registrations);
     }
-    let erased = derive_member_output_rows(deriver, pos, Some(members), member_outputs, out);
+    let erased = derive_member_output_rows(deriver, pos, member_outputs, out);
     deriver.fraud_outputs(pos, fraud_outputs, out);
     erased
 }

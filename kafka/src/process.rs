@@ -1627,6 +1627,8 @@ impl GroupContext {
                     erased.member_id.to_string(),
                     serde_json::to_vec(&MemberLogRecord::MemberErased(erased)),
                 ),
+                // For stores' member counts (the mart rows) only.
+                MemberOutput::TagsMoved(_) => continue,
                 MemberOutput::Overdraft(alert) => {
                     self.metrics
                         .pipeline

@@ -14,7 +14,7 @@ use storepulse_core::time::{china_day, SECOND};
 use storepulse_core::{Event, EventBody, StoreIdx, StoreMaster, Ts};
 use storepulse_processors::fraud::{AlertWithdrawn, FraudAlert, FraudOutput};
 use storepulse_processors::inventory::{InventoryOutput, InventoryProcessor, StockAlert};
-use storepulse_processors::members::{Change, MemberErased, TagChange};
+use storepulse_processors::members::{Change, MemberErased, TagChange, TagsMoved};
 
 use crate::rows::{
     AlertDecisionRow, AlertRow, Erasure, MartBatch, MemberRegistrationRow, PointsRow,
@@ -420,16 +420,11 @@ impl RowDeriver {
         });
     }
 
-    /// A tag change made while applying the event at `pos`; `favorite` is
-    /// the member's preferred store at that moment.
-    pub fn tag_change(
-        &self,
-        pos: EventPos,
-        change: &TagChange,
-        favorite: Option<StoreIdx>,
-        out: &mut MartBatch,
-    ) {
-        let (store_id, region) = favorite.map(|s| self.store(s)).unwrap_or_default();
+    /// A tag change made while applying the record at `pos`, counted at
+    /// the store the member processor named (`change.store`: the favourite
+    /// store it was counted at, or the new one for an addition).
+    pub fn tag_change(&self, pos: EventPos, change: &TagChange, out: &mut MartBatch) {
+        let (store_id, region) = change.store.map(|s| self.store(s)).unwrap_or_default();
         let src_index = next_index(&out.tag_changes, pos, |r| (r.src_partition, r.src_offset));
         out.tag_changes.push(TagChangeRow {
             member_id: change.member_id.to_string(),
@@ -451,6 +446,27 @@ impl RowDeriver {
             src_offset: pos.offset,
             src_index,
         });
+    }
+
+    /// The rows of tags a member kept while its favourite store moved: -1
+    /// at the store it was counted at, +1 at the new one, per tag.
+    pub fn tags_moved(&self, pos: EventPos, moved: &TagsMoved, out: &mut MartBatch) {
+        for tag in &moved.tags {
+            for (change, store) in [(Change::Removed, moved.from), (Change::Added, moved.to)] {
+                self.tag_change(
+                    pos,
+                    &TagChange {
+                        member_id: moved.member_id.clone(),
+                        tag: tag.clone(),
+                        change,
+                        as_of: moved.as_of,
+                        event_id: moved.event_id.clone(),
+                        store,
+                    },
+                    out,
+                );
+            }
+        }
     }
 
     /// A member erased by the event at `pos`.

@@ -631,6 +631,8 @@ fn apply_batch(
                 MemberLogRecord::TagChange(change)
             }
             MemberOutput::Erased(erased) => MemberLogRecord::MemberErased(erased),
+            // For stores' member counts (the mart) only.
+            MemberOutput::TagsMoved(_) => continue,
         };
         // These types always serialise.
         if let Ok(line) = serde_json::to_vec(&record) {
@@ -690,31 +692,27 @@ pub(crate) fn derive_rows(
     deriver.event(pos, event, canonical, out);
     let event_id = event.event_id.as_str();
     deriver.inventory_outputs(pos, event_id, inventory, inventory_outputs, out);
-    let erased = derive_member_output_rows(deriver, pos, members, member_outputs, out);
+    let erased = derive_member_output_rows(deriver, pos, member_outputs, out);
     deriver.fraud_outputs(pos, fraud_outputs, out);
     erased
 }
 
 /// The mart rows of what the member processor emitted for the record at
-/// `pos`: tag changes (at the member's favourite store), points overdrafts
-/// (as review alerts) and erasures. Returns whether it erased a member.
-/// Shared by the embedded driver and the Kafka member stage.
+/// `pos`: tag changes (at the favourite store each counts at, moved with
+/// it), points overdrafts (as review alerts) and erasures. Returns whether
+/// it erased a member. Shared by the embedded driver and the Kafka member
+/// stage.
 pub fn derive_member_output_rows(
     deriver: &RowDeriver,
     pos: EventPos,
-    members: Option<&MemberProcessor>,
     member_outputs: &[MemberOutput],
     out: &mut MartBatch,
 ) -> bool {
     let mut erased = false;
     for o in member_outputs {
         match o {
-            MemberOutput::Tag(change) => {
-                let favorite = members
-                    .and_then(|m| m.person_by_id(&change.member_id))
-                    .and_then(|p| p.favorite);
-                deriver.tag_change(pos, change, favorite, out);
-            }
+            MemberOutput::Tag(change) => deriver.tag_change(pos, change, out),
+            MemberOutput::TagsMoved(moved) => deriver.tags_moved(pos, moved, out),
             MemberOutput::Overdraft(alert) => {
                 deriver.fraud_alert(pos, &ReviewAlert::from_overdraft(alert), out);
             }

@@ -505,6 +505,7 @@ pub fn replay_with_mart(
                         write_line(&mut tags_out, &MemberLogRecord::MemberErased(erased))
                             .map_err(out_io("member_tags.ndjson"))?;
                     }
+                    MemberOutput::TagsMoved(_) => {}
                 }
             }
         }

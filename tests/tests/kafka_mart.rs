@@ -8,7 +8,8 @@
 //!   themselves (every sale once: nothing lost, nothing doubled),
 //! - every dashboard query over ClickHouse answers what the same query
 //!   answers over the mart `replay` writes from the acknowledged events
-//!   (members by tag scoped to stores within a tolerance: see [`compare`]),
+//!   (members by tag scoped to stores too: tags move with the favourite
+//!   store, so the order a member partition sees sales in does not matter),
 //! - the serve's `/v1/mart/totals` is ClickHouse's.
 //!
 //! A broker or ClickHouse that does not answer fails the test with the
@@ -120,21 +121,26 @@ async fn kafka_mart_in_clickhouse_after_kill_9_of_process_equals_replay() {
     let deadline = Instant::now() + Duration::from_secs(300);
     let live = loop {
         let live = answers(&server).await;
-        let sales_and_members_equal = live
-            .iter()
-            .zip(&replayed)
-            .enumerate()
-            .all(|(i, (l, r))| l == r || (i >= live.len() / 2 && l.starts_with("tags ")));
-        if sales_and_members_equal || Instant::now() >= deadline {
+        if live == replayed || Instant::now() >= deadline {
             break live;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
-    if live[..live.len() / 2] != replayed[..replayed.len() / 2] {
-        eprintln!(
-            "{}",
-            explain_tag_difference(&server, &dir.path().join("replay/mart")).await
-        );
+    let half = live.len() / 2;
+    for (scope, differs) in [
+        (None, live[..half] != replayed[..half]),
+        (
+            Some(&["KM-001", "KM-007"][..]),
+            live[half..] != replayed[half..],
+        ),
+    ] {
+        if differs {
+            let replay_mart = dir.path().join("replay/mart");
+            eprintln!(
+                "{}",
+                explain_tag_difference(&server, &replay_mart, scope).await
+            );
+        }
     }
     compare(&live, &replayed);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -177,45 +183,17 @@ async fn kafka_mart_in_clickhouse_after_kill_9_of_process_equals_replay() {
         .await;
 }
 
-/// Every answer equal (the sales totals first: nothing lost or doubled),
-/// except members by tag *scoped to stores*: a tag change row counts at the
-/// member's favourite store at that moment, and a member partition sees the
-/// person's sales in the by-member topic's order, not the embedded log's
-/// (stock partitions interleave differently), so the favourite at a change
-/// can differ (ARCHITECTURE.md "The mart on Kafka", limits). There the same
-/// tags must be counted within 20 % or 2 members; unscoped, every count
-/// must be equal.
+/// Every answer equal (the sales totals first: nothing lost or doubled).
 fn compare(live: &[String], replayed: &[String]) {
     assert_eq!(live.len(), replayed.len());
-    let scoped_from = live.len() / 2;
-    for (i, (l, r)) in live.iter().zip(replayed).enumerate() {
-        if l == r {
-            continue;
-        }
-        if i >= scoped_from && l.starts_with("tags ") && r.starts_with("tags ") {
-            let (lt, rt) = (tag_counts(l), tag_counts(r));
-            assert_eq!(
-                lt.keys().collect::<Vec<_>>(),
-                rt.keys().collect::<Vec<_>>(),
-                "scoped tags differ from replay's:\n  live   {l}\n  replay {r}"
-            );
-            for (tag, n) in &lt {
-                let m = rt[tag];
-                assert!(
-                    n.abs_diff(m) <= (m / 5).max(2),
-                    "scoped members by tag {tag}: ClickHouse {n}, replay {m}"
-                );
-            }
-            eprintln!("scoped members by tag, within the tolerance:\n  live   {l}\n  replay {r}");
-            continue;
-        }
+    for (l, r) in live.iter().zip(replayed) {
         assert_eq!(l, r, "ClickHouse mart (Kafka mode) differs from replay's");
     }
 }
 
 /// One `tag_changes` row: member, tag, change, position (partition,
-/// offset, index), as-of time, event id.
-type TagRow = (String, String, i64, u64, u64, u64, i64, String);
+/// offset, index), as-of time, event id, store.
+type TagRow = (String, String, i64, u64, u64, u64, i64, String, String);
 
 /// The (member, tag) pairs whose sum of changes differs between ClickHouse
 /// and replay's mart, each with its rows in both: what names the cause of
@@ -223,6 +201,7 @@ type TagRow = (String, String, i64, u64, u64, u64, i64, String);
 async fn explain_tag_difference(
     server: &storepulse_sinks::clickhouse::ClickHouseMart,
     replay_mart: &std::path::Path,
+    stores: Option<&[&str]>,
 ) -> String {
     use datafusion::arrow::array::{Array, Int64Array, StringArray, UInt64Array};
     use datafusion::arrow::compute::cast;
@@ -230,12 +209,12 @@ async fn explain_tag_difference(
     use std::collections::BTreeMap;
 
     const COLUMNS: &str =
-        "member_id, tag, change, src_partition, src_offset, src_index, as_of_ms, event_id";
+        "member_id, tag, change, src_partition, src_offset, src_index, as_of_ms, event_id, store_id";
     let live: Vec<TagRow> = server
         .client()
         .query(
             "SELECT member_id, tag, toInt64(change), toUInt64(src_partition), src_offset, \
-             toUInt64(src_index), as_of_ms, event_id FROM tag_changes",
+             toUInt64(src_index), as_of_ms, event_id, store_id FROM tag_changes",
         )
         .fetch_all()
         .await
@@ -250,10 +229,11 @@ async fn explain_tag_difference(
     let mut replayed: Vec<TagRow> = Vec::new();
     for b in &batches {
         let col = |i: usize, t: &DataType| cast(b.column(i), t).unwrap();
-        let (s0, s1, s7) = (
+        let (s0, s1, s7, s8) = (
             col(0, &DataType::Utf8),
             col(1, &DataType::Utf8),
             col(7, &DataType::Utf8),
+            col(8, &DataType::Utf8),
         );
         let (i2, i6) = (col(2, &DataType::Int64), col(6, &DataType::Int64));
         let (u3, u4, u5) = (
@@ -281,6 +261,7 @@ async fn explain_tag_difference(
                 u(&u5, r),
                 i(&i6, r),
                 s(&s7, r),
+                s(&s8, r),
             ));
         }
     }
@@ -294,10 +275,23 @@ async fn explain_tag_difference(
         m
     };
     let (l, r) = (by_pair(&live), by_pair(&replayed));
-    let sum = |rows: Option<&Vec<TagRow>>| rows.map_or(0, |v| v.iter().map(|x| x.2).sum::<i64>());
+    // The changes counted: all, or (scoped) those made at those stores,
+    // where a member counts once its sum is positive.
+    let in_scope = |row: &TagRow| stores.is_none_or(|st| st.contains(&row.8.as_str()));
+    let sum = |rows: Option<&Vec<TagRow>>| {
+        let total = rows.map_or(0, |v| {
+            v.iter().filter(|x| in_scope(x)).map(|x| x.2).sum::<i64>()
+        });
+        if stores.is_some() {
+            i64::from(total > 0)
+        } else {
+            total
+        }
+    };
     let mut out = format!(
-        "tag_changes: ClickHouse {} rows, replay {} rows; (member, tag) pairs whose sums differ \
-         (rows: change, partition, offset, index, as_of_ms, event_id):\n",
+        "tag_changes ({}): ClickHouse {} rows, replay {} rows; (member, tag) pairs counted \
+         differently (rows: change, partition, offset, index, as_of_ms, event_id, store):\n",
+        stores.map_or_else(|| "all stores".to_owned(), |s| s.join(", ")),
         live.len(),
         replayed.len()
     );
@@ -312,8 +306,8 @@ async fn explain_tag_difference(
                 v.iter()
                     .map(|x| {
                         format!(
-                            "\n      {:+} p{} o{} i{} at {} {}",
-                            x.2, x.3, x.4, x.5, x.6, x.7
+                            "\n      {:+} p{} o{} i{} at {} {} {}",
+                            x.2, x.3, x.4, x.5, x.6, x.7, x.8
                         )
                     })
                     .collect()
@@ -328,25 +322,4 @@ async fn explain_tag_difference(
         ));
     }
     out
-}
-
-/// `tag -> members` of a `tags [TagCount { tag: "x", members: N }, ..]` answer.
-fn tag_counts(answer: &str) -> std::collections::BTreeMap<String, u64> {
-    answer
-        .split("TagCount {")
-        .skip(1)
-        .map(|part| {
-            let tag = part.split('"').nth(1).unwrap().to_owned();
-            let n = part
-                .split("members: ")
-                .nth(1)
-                .unwrap()
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            (tag, n)
-        })
-        .collect()
 }

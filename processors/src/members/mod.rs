@@ -66,7 +66,7 @@ pub use config::{CustomTagConfig, MemberConfig};
 pub use custom::{CelMemo, CustomTags, Features};
 use history::{History, SaleFacts};
 use ledger::{EntryKind, Flow, Franchisees, Ledger, LedgerEntry, Overdraft, Settlement};
-pub use output::{Change, MemberErased, MemberOutput, PointsOverdraftAlert, TagChange};
+pub use output::{Change, MemberErased, MemberOutput, PointsOverdraftAlert, TagChange, TagsMoved};
 
 /// Slot of a person in the state.
 type Slot = u32;
@@ -127,6 +127,11 @@ impl Person {
         &self.ids[0].id
     }
 
+    /// How stores count it now: canonical id, tags, favourite store.
+    fn counted(&self) -> Counted {
+        (self.canonical().clone(), self.tags, self.favorite)
+    }
+
     /// The earliest registration of any of its ids.
     pub fn registered_at(&self) -> Option<Ts> {
         self.ids.iter().filter_map(|m| m.registered_at).min()
@@ -166,6 +171,9 @@ pub struct Regulars {
     /// Index: tag bit (0..64).
     pub by_tag: Vec<u32>,
 }
+
+/// A person as stores count it: canonical id, tags, favourite store.
+type Counted = (Id, TagSet, Option<StoreIdx>);
 
 /// The checkpointable state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -861,18 +869,22 @@ impl MemberProcessor {
     }
 
     /// Re-evaluates a person after a change and emits the tag changes
-    /// against `before` (canonical id and tags of each person the change
-    /// touched; `None` means: this person's own current values).
+    /// against its own values before.
     fn touch(&mut self, slot: Slot, cause: Option<&Id>, out: &mut Vec<MemberOutput>) {
         let Some(p) = self.person(slot) else { return };
-        let before = [(p.canonical().clone(), p.tags)];
+        let before = [p.counted()];
         self.reevaluate(slot, &before, cause, out);
     }
 
+    /// Re-evaluates a person and emits its tag changes against `before`
+    /// (canonical id, tags and favourite store of each person the change
+    /// touched): removals at the store each was counted at, additions at
+    /// the new favourite, and, when the favourite moved, the tags kept
+    /// moving with it ([`TagsMoved`]).
     fn reevaluate(
         &mut self,
         slot: Slot,
-        before: &[(Id, TagSet)],
+        before: &[Counted],
         cause: Option<&Id>,
         out: &mut Vec<MemberOutput>,
     ) {
@@ -914,37 +926,47 @@ impl MemberProcessor {
         }
         self.count(slot, 1);
         let as_of = self.state.clock;
-        let mut emit = |member_id: &Id, bits: u64, change: Change, this: &Self| {
-            for bit in TagSet(bits).bits() {
-                out.push(MemberOutput::Tag(TagChange {
-                    member_id: member_id.clone(),
-                    tag: this.tag_name(bit),
-                    change,
-                    as_of,
-                    event_id: cause.cloned(),
-                }));
-            }
-        };
-        let mut old_of_canonical = TagSet::default();
-        for (id, old) in before {
+        let mut emit =
+            |member_id: &Id, bits: u64, change: Change, store: Option<StoreIdx>, this: &Self| {
+                for bit in TagSet(bits).bits() {
+                    out.push(MemberOutput::Tag(TagChange {
+                        member_id: member_id.clone(),
+                        tag: this.tag_name(bit),
+                        change,
+                        as_of,
+                        event_id: cause.cloned(),
+                        store,
+                    }));
+                }
+            };
+        let mut old_of_canonical = (TagSet::default(), favorite);
+        for (id, old, old_favorite) in before {
             if *id == canonical {
-                old_of_canonical = *old;
+                old_of_canonical = (*old, *old_favorite);
             } else {
-                emit(id, old.0, Change::Removed, self);
+                emit(id, old.0, Change::Removed, *old_favorite, self);
             }
         }
+        let (old, old_favorite) = old_of_canonical;
         emit(
             &canonical,
-            old_of_canonical.0 & !tags.0,
+            old.0 & !tags.0,
             Change::Removed,
+            old_favorite,
             self,
         );
-        emit(
-            &canonical,
-            tags.0 & !old_of_canonical.0,
-            Change::Added,
-            self,
-        );
+        emit(&canonical, tags.0 & !old.0, Change::Added, favorite, self);
+        let kept = old.0 & tags.0;
+        if kept != 0 && old_favorite != favorite {
+            out.push(MemberOutput::TagsMoved(TagsMoved {
+                member_id: canonical,
+                tags: TagSet(kept).bits().map(|bit| self.tag_name(bit)).collect(),
+                from: old_favorite,
+                to: favorite,
+                as_of,
+                event_id: cause.cloned(),
+            }));
+        }
     }
 
     /// Sets a person's timer: the first candidate day (cheap, on events),
@@ -1137,13 +1159,16 @@ impl MemberProcessor {
         // Already registered with this phone: keep the earliest time.
         if let Some(slot) = id_slot {
             if self.person(slot).is_some_and(|p| p.phone == Some(phone)) {
+                // An earlier registration can make this id the canonical
+                // one: the changes are against the person as it was.
+                let before: Vec<_> = self.person(slot).map(Person::counted).into_iter().collect();
                 if let Some(p) = self.person_mut(slot) {
                     if let Some(m) = p.ids.iter_mut().find(|m| m.id == *id) {
                         m.registered_at = Some(m.registered_at.map_or(at, |t| t.min(at)));
                     }
                     p.sort_ids();
                 }
-                self.touch(slot, Some(event_id), out);
+                self.reevaluate(slot, &before, Some(event_id), out);
                 self.schedule(slot, false);
                 return true;
             }
@@ -1153,7 +1178,7 @@ impl MemberProcessor {
                 // The first id of this phone: the id's person (new or with
                 // history) becomes the phone's person.
                 let slot = self.slot_of(id);
-                let before = self.person(slot).map(|p| (p.canonical().clone(), p.tags));
+                let before = self.person(slot).map(Person::counted);
                 if let Some(p) = self.person_mut(slot) {
                     p.phone = Some(phone);
                     if let Some(m) = p.ids.iter_mut().find(|m| m.id == *id) {
@@ -1170,7 +1195,7 @@ impl MemberProcessor {
             }
             (None, Some(slot)) => {
                 // A new alias of a known person.
-                let before = self.person(slot).map(|p| (p.canonical().clone(), p.tags));
+                let before = self.person(slot).map(Person::counted);
                 if let Some(p) = self.person_mut(slot) {
                     p.ids.push(MemberId {
                         id: id.clone(),
@@ -1204,9 +1229,9 @@ impl MemberProcessor {
         cause: &Id,
         out: &mut Vec<MemberOutput>,
     ) {
-        let before: Vec<(Id, TagSet)> = [from, into]
+        let before: Vec<Counted> = [from, into]
             .iter()
-            .filter_map(|&s| self.person(s).map(|p| (p.canonical().clone(), p.tags)))
+            .filter_map(|&s| self.person(s).map(Person::counted))
             .collect();
         let Some(absorbed) = self.take_slot(from) else {
             return;
@@ -1539,6 +1564,7 @@ impl MemberProcessor {
                 change: Change::Removed,
                 as_of: self.state.clock,
                 event_id: Some(cause.clone()),
+                store: person.favorite,
             }));
         }
         Some(PersonParts {

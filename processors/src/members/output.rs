@@ -3,7 +3,7 @@
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
-use storepulse_core::{Id, Ts};
+use storepulse_core::{Id, StoreIdx, Ts};
 
 /// A tag added to or removed from a member (RULES.md: every change is
 /// emitted). `as_of` is the event-time clock `T` the change was computed
@@ -18,6 +18,26 @@ pub struct TagChange {
     #[serde(with = "storepulse_core::time::rfc3339")]
     pub as_of: Ts,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<Id>,
+    /// The member's favourite store the change counts at in stores'
+    /// member counts (the mart): a removal at the store it was counted at,
+    /// an addition at the current favourite. Not on the member log.
+    #[serde(skip)]
+    pub store: Option<StoreIdx>,
+}
+
+/// A member kept `tags` while its favourite store moved from `from` to
+/// `to`: not a tag change (the member log does not carry it), but stores'
+/// member counts move it, so a member is counted at its current favourite
+/// store whatever order its events arrived in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagsMoved {
+    /// The canonical member id.
+    pub member_id: Id,
+    pub tags: Vec<CompactString>,
+    pub from: Option<StoreIdx>,
+    pub to: Option<StoreIdx>,
+    pub as_of: Ts,
     pub event_id: Option<Id>,
 }
 
@@ -66,6 +86,7 @@ pub struct MemberErased {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemberOutput {
     Tag(TagChange),
+    TagsMoved(TagsMoved),
     Overdraft(Box<PointsOverdraftAlert>),
     Erased(Box<MemberErased>),
 }

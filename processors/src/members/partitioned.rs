@@ -499,7 +499,12 @@ mod tests {
         events: &[Event],
         n: u32,
         choices: &[u8],
-    ) -> (Vec<MemberPartition>, Published, Vec<FraudOutput>) {
+    ) -> (
+        Vec<MemberPartition>,
+        Published,
+        Vec<FraudOutput>,
+        Vec<MemberOutput>,
+    ) {
         let mut parts = partitions(n);
         let mut fraud_outputs = Vec::new();
         // One FIFO queue per (producer, partition): Kafka keeps a producer's
@@ -569,7 +574,7 @@ mod tests {
                 super::super::PersonChange::Retire(key) => published.push((key, None, clock)),
             });
         }
-        (parts, published, fraud_outputs)
+        (parts, published, fraud_outputs, out)
     }
 
     /// A read model fed with `published`, keys spread over 3 topic
@@ -641,7 +646,7 @@ mod tests {
                 }
             }
             let shuffled = shuffle(events, seed);
-            let (parts, published, fraud_outputs) = run_partitioned(&shuffled, n, &choices);
+            let (parts, published, fraud_outputs, outputs) = run_partitioned(&shuffled, n, &choices);
             // Erasures (dated last) take whole persons whatever the order
             // their ids' events arrive in; only the alerts raised and the
             // points settled from an erased member's events depend on
@@ -656,6 +661,9 @@ mod tests {
             let mut alone: Vec<_> = one.all_members().collect();
             alone.sort_by(|a, b| a.member_id.cmp(&b.member_id));
             prop_assert_eq!(&together, &alone);
+            // The tag rows of every partition count each member's tags at
+            // its favourite store, once.
+            super::super::tests::assert_counted_at_favourite(together.into_iter(), outputs.iter());
             let mut owed = std::collections::BTreeMap::new();
             for p in &parts {
                 for (k, v) in &p.members.state().settlement.owed {
@@ -720,7 +728,7 @@ mod tests {
             super::super::tests::sale("s3", &alias, t(20), "MZ-001", 200_000),
             super::super::tests::register("r1", &alias, t(-30), 1),
         ];
-        let (parts, _, outputs) = run_partitioned(&events, n, &[0]);
+        let (parts, _, outputs, _) = run_partitioned(&events, n, &[0]);
         let alerts = standing(&outputs);
         assert_eq!(alerts.len(), 1, "{outputs:?}");
         let (ids, total) = alerts.values().next().unwrap();
@@ -757,7 +765,7 @@ mod tests {
             super::super::tests::register("r1", &alias, t(0), 1),
             super::super::tests::sale("s2", &alias, t(2), "DL-001", 50_000),
         ];
-        let (parts, _, _) = run_partitioned(&events, n, &[0]);
+        let (parts, _, _, _) = run_partitioned(&events, n, &[0]);
         let own = &parts[partitioner(alias.as_bytes(), n) as usize];
         assert_eq!(own.redirects(), 1);
         assert!(own.members.member(&alias).is_none(), "moved away");
@@ -765,7 +773,7 @@ mod tests {
         assert_eq!((m.orders_90d, m.points_balance), (2, 1500));
         let mut with_erase = events.clone();
         with_erase.push(super::super::tests::erase("x1", &alias, t(3)));
-        let (parts, _, _) = run_partitioned(&with_erase, n, &[0]);
+        let (parts, _, _, _) = run_partitioned(&with_erase, n, &[0]);
         assert!(parts.iter().all(|p| p.members.member(&alias).is_none()));
         assert!(
             parts.iter().all(|p| p.redirects() == 0),

@@ -889,11 +889,69 @@ fn run(config: &MemberConfig, events: &[Event], dedup: bool) -> Harness {
     h
 }
 
+/// What stores' member counts (the mart's tag rows) make of `outputs`:
+/// the sum of changes per (member, tag, store), zeros left out, the
+/// members named erased left out (the mart deletes their rows).
+pub(super) fn counted_by_store(
+    outputs: &[MemberOutput],
+) -> std::collections::BTreeMap<(String, String, String), i64> {
+    let store = |s: Option<StoreIdx>| s.map(|s| stores().id(s).to_owned()).unwrap_or_default();
+    let mut erased = BTreeSet::new();
+    let mut sums = std::collections::BTreeMap::new();
+    for o in outputs {
+        match o {
+            MemberOutput::Tag(c) => {
+                let d = if c.change == Change::Added { 1 } else { -1 };
+                *sums
+                    .entry((c.member_id.to_string(), c.tag.to_string(), store(c.store)))
+                    .or_insert(0) += d;
+            }
+            MemberOutput::TagsMoved(m) => {
+                for tag in &m.tags {
+                    let key = |s| (m.member_id.to_string(), tag.to_string(), store(s));
+                    *sums.entry(key(m.from)).or_insert(0) -= 1;
+                    *sums.entry(key(m.to)).or_insert(0) += 1;
+                }
+            }
+            MemberOutput::Erased(e) => {
+                erased.insert(e.member_id.to_string());
+                erased.extend(e.aliases.iter().map(ToString::to_string));
+            }
+            MemberOutput::Overdraft(_) => {}
+        }
+    }
+    sums.retain(|(m, _, _), v| *v != 0 && !erased.contains(m));
+    sums
+}
+
+/// Every member's tags counted once, at its favourite store, by the
+/// outputs, whatever order the events came in.
+pub(super) fn assert_counted_at_favourite<'a>(
+    members: impl Iterator<Item = query::MemberView>,
+    outputs: impl Iterator<Item = &'a MemberOutput>,
+) {
+    let outputs: Vec<MemberOutput> = outputs.cloned().collect();
+    let counted = counted_by_store(&outputs);
+    let mut expected = std::collections::BTreeMap::new();
+    for m in members {
+        for tag in &m.tags {
+            let store = m.favorite_store.clone().unwrap_or_default();
+            expected.insert((m.member_id.to_string(), tag.clone(), store), 1i64);
+        }
+    }
+    assert_eq!(
+        counted, expected,
+        "tag rows by store against the members now"
+    );
+}
+
 /// Same members, overdrafts and (`with_settlement`) settlement. Settlement
 /// differs with erasures: points of an erased member's events that arrive
 /// after its erasure never reach the table (its ledger is gone).
 fn assert_same(a: &Harness, b: &Harness, with_settlement: bool) {
     assert_eq!(a.p.sorted_members(), b.p.sorted_members());
+    assert_counted_at_favourite(a.p.all_members(), a.out.iter());
+    assert_counted_at_favourite(b.p.all_members(), b.out.iter());
     if with_settlement {
         assert_eq!(a.p.state.settlement, b.p.state.settlement);
     }
