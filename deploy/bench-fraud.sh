@@ -78,6 +78,11 @@ name = "bench"
 url = "http://127.0.0.1:18191/hook"
 secret = "bench-secret"
 TOML
+# BENCH_EXTRA_TOML: appended to every role's configuration (a knob tried
+# for one run, e.g. $'[kafka.client]\n"linger.ms" = "25"').
+if [ -n "${BENCH_EXTRA_TOML:-}" ]; then
+  printf '\n%s\n' "$BENCH_EXTRA_TOML" | tee -a "$DATA/storepulse.toml" >>"$DATA/storepulse-hook.toml"
+fi
 export STOREPULSE__FRAUD__RULES_FILE="$DATA/fraud-rules.toml" STOREPULSE__TELEMETRY__LEVEL=warn
 
 if [ "$MODE" = embedded ]; then
@@ -171,7 +176,7 @@ if [ "$MODE" = embedded ]; then
   sleep 3
   curl -fsS "$INGEST/metrics" >"$DATA/metrics.txt"
 else
-  "$B" simulate --kafka 127.0.0.1:$KPORT --topic-prefix "$PREFIX" --rate "$RATE" --events $(( RATE * SECS )) \
+  "$B" --config "$DATA/storepulse.toml" simulate --kafka 127.0.0.1:$KPORT --topic-prefix "$PREFIX" --rate "$RATE" --events $(( RATE * SECS )) \
     --start "$START" --speedup "$SPEEDUP" \
     --plant-fraud "$EPISODES" --quiet 2>/dev/null >"$DATA/report.json" &
   SIM=$!
