@@ -1655,14 +1655,9 @@ impl GroupContext {
         Ok(())
     }
 
-    /// Stock stage: tells every member and account partition the newest
-    /// event time of the owned stock partitions when it moved on, at most
-    /// every [`CLOCK_BROADCAST_EVERY`] (called on idle turns of the loop
-    /// too, so the last clock of a stream that stopped gets out).
-    fn broadcast_clock(&self, last: &mut (i64, Instant)) -> Result<()> {
-        if last.1.elapsed() < CLOCK_BROADCAST_EVERY {
-            return Ok(());
-        }
+    /// Stock stage: tells every member partition the newest event time of
+    /// the owned stock partitions when it moved on (once per batch at most).
+    fn broadcast_clock(&self, last: &mut i64) -> Result<()> {
         let newest = self
             .owned()
             .values()
@@ -1674,10 +1669,10 @@ impl GroupContext {
         let Some(newest) = newest else {
             return Ok(());
         };
-        if newest <= last.0 {
+        if newest <= *last {
             return Ok(());
         }
-        *last = (newest, Instant::now());
+        *last = newest;
         let clock = Control::Clock { at: newest };
         for partition in 0..self.settings.partitions {
             self.send_control(partition, "", &clock)?;
@@ -1951,12 +1946,7 @@ pub fn run(
     let mut last_checkpoint = Instant::now();
     let mut pace = interval;
     let mut last_lag = Instant::now();
-    let mut last_clock = (
-        i64::MIN,
-        Instant::now()
-            .checked_sub(CLOCK_BROADCAST_EVERY)
-            .unwrap_or_else(Instant::now),
-    );
+    let mut last_clock = i64::MIN;
     let mut last_rules = Instant::now();
     let mut watch = OrphanWatch::new(Duration::from_millis(
         consumer.context().settings.kafka.session_timeout_ms,
@@ -2064,16 +2054,16 @@ pub fn run(
                 }
             }
         }
-        if failed.is_none() {
+        if failed.is_none() && taken > 0 {
             let ticked = match ctx.settings.stage {
                 // With the mart on, a member partition's clock moves with
                 // its input only (events and the stock stage's broadcast
                 // clock): a tick between records would give its tag
                 // changes positions that differ after a restart.
                 Stage::Members if ctx.settings.mart.is_some() => Ok(()),
-                Stage::Members if taken > 0 => ctx.tick_members(),
+                Stage::Members => ctx.tick_members(),
                 Stage::Stock => ctx.broadcast_clock(&mut last_clock),
-                Stage::Members | Stage::Accounts => Ok(()),
+                Stage::Accounts => Ok(()),
             };
             if let Err(e) = ticked {
                 failed = Some(e);
@@ -2160,14 +2150,6 @@ pub fn run(
     }
     result
 }
-
-/// How often at most the stock stage broadcasts its clock (a control
-/// record to every by-member and by-account partition). Once per stock
-/// batch, it gave every one of those partitions a record batch of its own
-/// tens of times a second, and Tansu's memory storage scans every batch a
-/// partition holds on each fetch. Tags change by the day and fraud windows
-/// by the minute: a quarter second of wall time is far below either.
-const CLOCK_BROADCAST_EVERY: Duration = Duration::from_millis(250);
 
 /// The time from one partition's checkpoint to the next: the interval
 /// shared among the owned partitions, so each is checkpointed about once
