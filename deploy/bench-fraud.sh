@@ -83,6 +83,13 @@ TOML
 if [ -n "${BENCH_EXTRA_TOML:-}" ]; then
   printf '\n%s\n' "$BENCH_EXTRA_TOML" | tee -a "$DATA/storepulse.toml" >>"$DATA/storepulse-hook.toml"
 fi
+# BENCH_KAFKA_CLIENT: lines added under [kafka.client] (librdkafka
+# properties of every role's clients), e.g. '"linger.ms" = "25"'.
+if [ -n "${BENCH_KAFKA_CLIENT:-}" ]; then
+  for f in "$DATA/storepulse.toml" "$DATA/storepulse-hook.toml"; do
+    awk -v add="$BENCH_KAFKA_CLIENT" '{ print } /^\[kafka\.client\]/ { print add }' "$f" >"$f.new" && mv "$f.new" "$f"
+  done
+fi
 export STOREPULSE__FRAUD__RULES_FILE="$DATA/fraud-rules.toml" STOREPULSE__TELEMETRY__LEVEL=warn
 
 if [ "$MODE" = embedded ]; then
