@@ -235,42 +235,30 @@ impl MemberPartition {
         }
         if let (Some(phone), EventBody::MemberRegister(reg)) = (registration, &event.body) {
             let home = self.partition_of(&reg.phone_hash);
-            let id_erased_at = self.members.id_erased_at(id, event.occurred_at);
-            if let (true, Some(erased_at)) = (home != self.partition, id_erased_at) {
-                // The id was erased here before its registration arrived:
-                // the person it links to, at the phone's partition, goes
-                // too (as with one processor, whatever the arrival order).
-                routed.push(Routed::Control {
-                    partition: home,
-                    control: Box::new(Control::Handover {
-                        control_id: format!("handover:{}", event.event_id).into(),
-                        member_id: id.clone(),
-                        phone: reg.phone_hash.to_string(),
-                        registered_at: event.occurred_at,
-                        registration_id: event.event_id.clone(),
-                        parts: None,
-                        fraud: Vec::new(),
-                        clock: self.members.clock(),
-                        store_id: String::new(),
-                        channel: String::new(),
-                        erased_at: Some(erased_at),
-                    }),
-                });
-                return Ok(Outcome::Ignored);
-            }
             if home != self.partition {
-                let parts = self.members.take_unregistered(id, &event.event_id, out);
-                let fraud = match &mut self.fraud {
-                    Some(f) => {
-                        f.advance(event.occurred_at);
-                        f.take_member_windows(id)
-                    }
-                    None => Vec::new(),
+                // An id erased here before its registration arrived: the
+                // person it links to, at the phone's partition, goes too
+                // (as with one processor, whatever the arrival order); only
+                // the registration and the erasure time go there.
+                let erased_at = self.members.id_erased_at(id, event.occurred_at);
+                let (parts, fraud, store_id, channel) = if erased_at.is_some() {
+                    (None, Vec::new(), String::new(), String::new())
+                } else {
+                    let parts = self.members.take_unregistered(id, &event.event_id, out);
+                    let fraud = match &mut self.fraud {
+                        Some(f) => {
+                            f.advance(event.occurred_at);
+                            f.take_member_windows(id)
+                        }
+                        None => Vec::new(),
+                    };
+                    self.members
+                        .state
+                        .redirects
+                        .insert(id.clone(), Redirect { phone, home });
+                    let store_id = self.members.stores().id(event.store).to_owned();
+                    (parts, fraud, store_id, event.channel.as_str().to_owned())
                 };
-                self.members
-                    .state
-                    .redirects
-                    .insert(id.clone(), Redirect { phone, home });
                 routed.push(Routed::Control {
                     partition: home,
                     control: Box::new(Control::Handover {
@@ -282,12 +270,16 @@ impl MemberPartition {
                         parts,
                         fraud,
                         clock: self.members.clock(),
-                        store_id: self.members.stores().id(event.store).to_owned(),
-                        channel: event.channel.as_str().to_owned(),
-                        erased_at: None,
+                        store_id,
+                        channel,
+                        erased_at,
                     }),
                 });
-                return Ok(Outcome::Applied);
+                return Ok(if erased_at.is_some() {
+                    Outcome::Ignored
+                } else {
+                    Outcome::Applied
+                });
             }
         }
         let outcome = self.members.apply_admitted(event, out);
