@@ -424,49 +424,50 @@ impl RowDeriver {
     /// the store the member processor named (`change.store`: the favourite
     /// store it was counted at, or the new one for an addition).
     pub fn tag_change(&self, pos: EventPos, change: &TagChange, out: &mut MartBatch) {
-        let (store_id, region) = change.store.map(|s| self.store(s)).unwrap_or_default();
-        let src_index = next_index(&out.tag_changes, pos, |r| (r.src_partition, r.src_offset));
-        out.tag_changes.push(TagChangeRow {
-            member_id: change.member_id.to_string(),
-            tag: change.tag.to_string(),
-            change: match change.change {
-                Change::Added => 1,
-                Change::Removed => -1,
-            },
-            event_id: change
-                .event_id
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            store_id,
-            region,
-            as_of_ms: millis(change.as_of),
-            day: mart_day(change.as_of),
-            src_partition: pos.partition,
-            src_offset: pos.offset,
-            src_index,
-        });
+        let event_id = change.event_id.as_deref().unwrap_or_default();
+        let row = (&*change.member_id, &*change.tag, change.as_of, event_id);
+        self.tag_row(pos, row, change.change, change.store, out);
     }
 
     /// The rows of tags a member kept while its favourite store moved: -1
     /// at the store it was counted at, +1 at the new one, per tag.
     pub fn tags_moved(&self, pos: EventPos, moved: &TagsMoved, out: &mut MartBatch) {
+        let event_id = moved.event_id.as_deref().unwrap_or_default();
         for tag in &moved.tags {
-            for (change, store) in [(Change::Removed, moved.from), (Change::Added, moved.to)] {
-                self.tag_change(
-                    pos,
-                    &TagChange {
-                        member_id: moved.member_id.clone(),
-                        tag: tag.clone(),
-                        change,
-                        as_of: moved.as_of,
-                        event_id: moved.event_id.clone(),
-                        store,
-                    },
-                    out,
-                );
-            }
+            let row = (&*moved.member_id, &**tag, moved.as_of, event_id);
+            self.tag_row(pos, row, Change::Removed, moved.from, out);
+            self.tag_row(pos, row, Change::Added, moved.to, out);
         }
+    }
+
+    /// One `tag_changes` row: (member, tag, as of, event id), the change,
+    /// the store it counts at.
+    fn tag_row(
+        &self,
+        pos: EventPos,
+        (member_id, tag, as_of, event_id): (&str, &str, Ts, &str),
+        change: Change,
+        store: Option<StoreIdx>,
+        out: &mut MartBatch,
+    ) {
+        let (store_id, region) = store.map(|s| self.store(s)).unwrap_or_default();
+        let src_index = next_index(&out.tag_changes, pos, |r| (r.src_partition, r.src_offset));
+        out.tag_changes.push(TagChangeRow {
+            member_id: member_id.to_owned(),
+            tag: tag.to_owned(),
+            change: match change {
+                Change::Added => 1,
+                Change::Removed => -1,
+            },
+            event_id: event_id.to_owned(),
+            store_id,
+            region,
+            as_of_ms: millis(as_of),
+            day: mart_day(as_of),
+            src_partition: pos.partition,
+            src_offset: pos.offset,
+            src_index,
+        });
     }
 
     /// A member erased by the event at `pos`.

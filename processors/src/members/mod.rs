@@ -679,7 +679,7 @@ impl MemberProcessor {
     /// Whether events of `id` dated `at` are gone with an erasure: dated
     /// up to the erasure plus `erasure_grace_minutes`.
     fn is_erased(&self, id: &str, at: Ts) -> bool {
-        self.erased_at(xxh3_64(id.as_bytes()), at).is_some()
+        self.id_erased_at(id, at).is_some()
     }
 
     /// The erasure of the person that held `phone`, if a registration with
@@ -1273,11 +1273,7 @@ impl MemberProcessor {
     }
 
     fn erase(&mut self, id: &str, at: Ts, event_id: &Id, out: &mut Vec<MemberOutput>) {
-        let mark = |erased: &mut FxHashMap<u64, Ts>, id: &str| {
-            let e = erased.entry(xxh3_64(id.as_bytes())).or_insert(at);
-            *e = (*e).max(at);
-        };
-        mark(&mut self.state.erased, id);
+        self.state.mark_erased(xxh3_64(id.as_bytes()), at);
         let Some(&slot) = self.state.ids.get(id) else {
             return;
         };
@@ -1286,19 +1282,14 @@ impl MemberProcessor {
         };
         for m in &p.ids {
             self.state.ids.remove(m.id.as_str());
-            mark(&mut self.state.erased, &m.id);
+            self.state.mark_erased(xxh3_64(m.id.as_bytes()), at);
         }
         if let Some(phone) = p.phone {
             self.state.phones.remove(&phone);
             // A registration with this phone from before the erasure that
             // arrives after it (an alias's, through another partition in
             // Kafka mode) must not bring the person back.
-            let e = self
-                .state
-                .erased
-                .entry(erased_phone_key(&phone))
-                .or_insert(at);
-            *e = (*e).max(at);
+            self.state.mark_erased(erased_phone_key(&phone), at);
         }
         let canonical = p.canonical().clone();
         self.mark_retired(snapshot_key(&p));
@@ -1510,14 +1501,7 @@ impl MemberProcessor {
             .map(|p| p.canonical().clone());
         match holder {
             Some(id) => self.erase(&id, at, cause, out),
-            None => {
-                let e = self
-                    .state
-                    .erased
-                    .entry(erased_phone_key(phone))
-                    .or_insert(at);
-                *e = (*e).max(at);
-            }
+            None => self.state.mark_erased(erased_phone_key(phone), at),
         }
     }
 
@@ -1588,18 +1572,22 @@ impl MemberProcessor {
 
     /// Marks an id erased at `at` (an alias erased on another partition).
     pub(crate) fn forget(&mut self, id: &str, at: Ts) {
-        let e = self
-            .state
-            .erased
-            .entry(xxh3_64(id.as_bytes()))
-            .or_insert(at);
-        *e = (*e).max(at);
+        self.state.mark_erased(xxh3_64(id.as_bytes()), at);
     }
 
     /// Advances the clock (Kafka mode ticks every partition with the
     /// instance's clock, so quiet partitions' tags move on too).
     pub fn tick(&mut self, at: Ts, out: &mut Vec<MemberOutput>) {
         self.advance_clock(at, out);
+    }
+}
+
+impl MemberState {
+    /// Records an erasure at `at` under `key` (an id's `xxh3`, or
+    /// [`erased_phone_key`]), keeping the latest.
+    fn mark_erased(&mut self, key: u64, at: Ts) {
+        let e = self.erased.entry(key).or_insert(at);
+        *e = (*e).max(at);
     }
 }
 
