@@ -60,14 +60,17 @@ start() {
   local engine
   case "$STORAGE" in
     memory) engine="memory://tansu/" ;;
-    # Tansu reads the sqlite path relative to its working directory.
-    sqlite) engine="sqlite://$(realpath --relative-to=. "$STATE_DIR")/tansu.db" ;;
+    # Tansu joins the sqlite path to its working directory (even an absolute
+    # one, and `..` does not parse), so it runs in the state directory.
+    sqlite) engine="sqlite://tansu.db" ;;
     *) echo "kafka.sh: STOREPULSE_KAFKA_STORAGE must be memory or sqlite" >&2; exit 2 ;;
   esac
-  "$(tansu_bin)" broker \
+  local bin log
+  bin="$(tansu_bin)"; log="$(realpath "$LOG")"
+  (cd "$STATE_DIR" && exec "$bin" broker \
     --listener-url "tcp://127.0.0.1:$PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$PORT" \
-    --storage-engine "$engine" >"$LOG" 2>&1 &
+    --storage-engine "$engine" >"$log" 2>&1) &
   echo $! >"$PIDFILE"
   for _ in $(seq 1 100); do
     if port_open; then

@@ -368,7 +368,7 @@ fn write_checkpoint(
         TaskCopyRef::Members(m, f) => (blank, Some(*m), *f),
         TaskCopyRef::Accounts(f) => (blank, None, Some(*f)),
     };
-    let bytes = store.encode(&CheckpointRef {
+    store.save(&CheckpointRef {
         positions: &positions,
         inventory,
         members,
@@ -376,7 +376,6 @@ fn write_checkpoint(
         fraud: fraud.map(|f| (f, &review)),
         taken_at,
     })?;
-    store.write(&bytes)?;
     Ok(())
 }
 

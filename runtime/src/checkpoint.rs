@@ -10,7 +10,7 @@
 //! damaged file is refused with a clear error instead of being half-read.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,12 @@ const MAGIC: &[u8; 8] = b"SPCKPT01";
 const FORMAT_VERSION: u32 = 4;
 const FILE_NAME: &str = "checkpoint.bin";
 const PREVIOUS_NAME: &str = "checkpoint.prev.bin";
+/// Magic, format version, CRC-32 of the body.
+const HEADER_LEN: u64 = 16;
+/// Where the CRC sits in the header.
+const CRC_AT: u64 = 12;
+/// The file writer's buffer.
+const WRITE_BUFFER: usize = 256 * 1024;
 
 /// Everything a restart needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +63,27 @@ pub struct CheckpointRef<'a> {
     pub taken_at: i64,
 }
 
+/// A writer that passes bytes on and keeps the CRC-32 and length of what
+/// it passed.
+struct CrcWriter<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A directory holding the current checkpoint.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
@@ -82,31 +109,16 @@ impl CheckpointStore {
         self.dir.join(FILE_NAME)
     }
 
-    /// Serialises a checkpoint to bytes (cheap to call under a read lock;
-    /// the slow fsync happens in [`CheckpointStore::write`]).
-    ///
-    /// # Errors
-    /// Serialisation failure (not expected for these types).
-    pub fn encode(&self, checkpoint: &CheckpointRef<'_>) -> Result<Vec<u8>> {
-        let body =
-            postcard::to_stdvec(checkpoint).map_err(|e| RuntimeError::CheckpointInvalid {
-                path: self.path(),
-                reason: format!("encode: {e}"),
-            })?;
-        let mut bytes = Vec::with_capacity(body.len() + 16);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        bytes.extend_from_slice(&body);
-        Ok(bytes)
-    }
-
-    /// Durably replaces the checkpoint with `bytes` from [`Self::encode`].
+    /// Durably replaces the checkpoint with `checkpoint` and returns the
+    /// file's size. The state is encoded straight into the file through a
+    /// buffered writer that computes the CRC on the way, and the CRC is
+    /// written into the header last: no buffer of the whole state is built
+    /// (at 20,000 events/s a stage's partitions hold ~5 MB each, and growing
+    /// and copying such a buffer per checkpoint cost more CPU than encoding).
     ///
     /// # Errors
     /// Any I/O failure; the previous checkpoint stays in place.
-    pub fn write(&self, bytes: &[u8]) -> Result<()> {
-        let path = self.path();
+    pub fn save(&self, checkpoint: &CheckpointRef<'_>) -> Result<u64> {
         // The process id keeps two writers of one directory (a stalled
         // instance that lost its partition, and its successor) off each
         // other's temporary file; the rename is atomic either way.
@@ -117,10 +129,42 @@ impl CheckpointStore {
             path: tmp.clone(),
             source,
         };
-        let mut file = File::create(&tmp).map_err(io)?;
-        file.write_all(bytes).map_err(io)?;
+        let mut file = BufWriter::with_capacity(WRITE_BUFFER, File::create(&tmp).map_err(io)?);
+        file.write_all(MAGIC).map_err(io)?;
+        file.write_all(&FORMAT_VERSION.to_le_bytes()).map_err(io)?;
+        file.write_all(&[0; 4]).map_err(io)?; // the CRC, once known
+        let body = postcard::to_io(
+            checkpoint,
+            CrcWriter {
+                inner: &mut file,
+                crc: crc32fast::Hasher::new(),
+                len: 0,
+            },
+        )
+        .map_err(|e| RuntimeError::CheckpointInvalid {
+            path: tmp.clone(),
+            reason: format!("encode: {e}"),
+        })?;
+        let (crc, len) = (body.crc.finalize(), body.len);
+        let mut file = file
+            .into_inner()
+            .map_err(|e| RuntimeError::CheckpointIo {
+                path: tmp.clone(),
+                source: e.into_error(),
+            })?;
+        file.seek(SeekFrom::Start(CRC_AT)).map_err(io)?;
+        file.write_all(&crc.to_le_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
         drop(file);
+        self.install(&tmp)?;
+        Ok(HEADER_LEN + len)
+    }
+
+    /// Moves a complete, synced temporary file into place: the current
+    /// checkpoint becomes the previous generation, then the directory is
+    /// synced.
+    fn install(&self, tmp: &Path) -> Result<()> {
+        let path = self.path();
         let previous = self.dir.join(PREVIOUS_NAME);
         match std::fs::rename(&path, &previous) {
             Ok(()) => {}
@@ -132,7 +176,7 @@ impl CheckpointStore {
                 })
             }
         }
-        std::fs::rename(&tmp, &path).map_err(|source| RuntimeError::CheckpointIo {
+        std::fs::rename(tmp, &path).map_err(|source| RuntimeError::CheckpointIo {
             path: path.clone(),
             source,
         })?;
@@ -213,12 +257,13 @@ mod tests {
     use storepulse_core::StoreMaster;
     use storepulse_processors::inventory::{InventoryConfig, InventoryProcessor};
 
+    /// Saves an empty state read up to `offset`; checks the size returned.
     fn write_at(store: &CheckpointStore, offset: u64) {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/stores.csv");
         let stores = Arc::new(StoreMaster::load(&path).unwrap());
         let inventory = InventoryProcessor::new(InventoryConfig::default(), stores);
-        let bytes = store
-            .encode(&CheckpointRef {
+        let size = store
+            .save(&CheckpointRef {
                 positions: &[SourcePosition {
                     partition: 0,
                     offset,
@@ -230,7 +275,9 @@ mod tests {
                 taken_at: 0,
             })
             .unwrap();
-        store.write(&bytes).unwrap();
+        let on_disk = std::fs::metadata(store.path()).unwrap().len();
+        assert_eq!(size, on_disk);
+        assert!(size > HEADER_LEN, "{size}");
     }
 
     fn offset(store: &CheckpointStore) -> Option<u64> {

@@ -900,7 +900,7 @@ impl Snapshot {
 struct Written {
     positions: Vec<SourcePosition>,
     taken_at: i64,
-    bytes: usize,
+    bytes: u64,
     spare: InventoryState,
 }
 
@@ -909,7 +909,7 @@ type CheckpointTask = tokio::task::JoinHandle<Result<Written>>;
 
 fn start_checkpoint(store: CheckpointStore, snapshot: Snapshot) -> CheckpointTask {
     tokio::task::spawn_blocking(move || {
-        let bytes = store.encode(&CheckpointRef {
+        let bytes = store.save(&CheckpointRef {
             positions: &snapshot.positions,
             inventory: &snapshot.inventory,
             members: snapshot.members.as_ref(),
@@ -917,11 +917,10 @@ fn start_checkpoint(store: CheckpointStore, snapshot: Snapshot) -> CheckpointTas
             fraud: snapshot.fraud.as_ref().map(|(f, r)| (f, r)),
             taken_at: snapshot.taken_at,
         })?;
-        store.write(&bytes)?;
         Ok(Written {
             positions: snapshot.positions,
             taken_at: snapshot.taken_at,
-            bytes: bytes.len(),
+            bytes,
             spare: snapshot.inventory,
         })
     })
