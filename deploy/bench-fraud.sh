@@ -90,6 +90,11 @@ if [ -n "${BENCH_KAFKA_CLIENT:-}" ]; then
     awk -v add="$BENCH_KAFKA_CLIENT" '{ print } /^\[kafka\.client\]/ { print add }' "$f" >"$f.new" && mv "$f.new" "$f"
   done
 fi
+# BENCH_SERVE_KAFKA_CLIENT: the same, for serve's clients only.
+if [ -n "${BENCH_SERVE_KAFKA_CLIENT:-}" ]; then
+  f="$DATA/storepulse-hook.toml"
+  awk -v add="$BENCH_SERVE_KAFKA_CLIENT" '{ print } /^\[kafka\.client\]/ { print add }' "$f" >"$f.new" && mv "$f.new" "$f"
+fi
 export STOREPULSE__FRAUD__RULES_FILE="$DATA/fraud-rules.toml" STOREPULSE__TELEMETRY__LEVEL=warn
 
 if [ "$MODE" = embedded ]; then
