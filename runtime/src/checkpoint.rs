@@ -146,12 +146,10 @@ impl CheckpointStore {
             reason: format!("encode: {e}"),
         })?;
         let (crc, len) = (body.crc.finalize(), body.len);
-        let mut file = file
-            .into_inner()
-            .map_err(|e| RuntimeError::CheckpointIo {
-                path: tmp.clone(),
-                source: e.into_error(),
-            })?;
+        let mut file = file.into_inner().map_err(|e| RuntimeError::CheckpointIo {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
         file.seek(SeekFrom::Start(CRC_AT)).map_err(io)?;
         file.write_all(&crc.to_le_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
