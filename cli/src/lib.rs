@@ -146,12 +146,20 @@ pub fn main_with_args() -> anyhow::Result<()> {
         }
         Command::Simulate(args) => {
             init_tracing(&Config::default())?;
+            // With --kafka the producer takes the [kafka] settings of the
+            // configuration (security, compression...); the flags give the
+            // brokers and the topic prefix.
+            let kafka = if args.kafka.is_some() {
+                Config::load(&cli.config, explicit)?.kafka
+            } else {
+                storepulse_kafka::KafkaConfig::default()
+            };
             runtime()?.block_on(async {
                 let shutdown = async {
                     let _ = tokio::signal::ctrl_c().await;
                 };
                 // `run` prints its report (one JSON line) to stdout itself.
-                storepulse_simulate::run(*args, shutdown).await?;
+                storepulse_simulate::run_with_kafka(*args, &kafka, shutdown).await?;
                 Ok(())
             })
         }

@@ -7,7 +7,10 @@
 //! processors compute it), so every store's events land in the partition
 //! whose processor owns that store. The producer is StorePulse's
 //! (`storepulse_kafka::client::producer`): idempotent, `acks=all`, LZ4,
-//! 5 ms linger, with a message timeout of [`MESSAGE_TIMEOUT_MS`]. Missing
+//! 5 ms linger, with a message timeout of [`MESSAGE_TIMEOUT_MS`], and the
+//! `[kafka]` section of `--config` (`kafka.client` properties such as
+//! security, `compression`, `idempotence`; `--kafka` and `--topic-prefix`
+//! give the brokers and the prefix). Missing
 //! topics are created first (`storepulse_kafka::topics::ensure`, which also
 //! gives the partition count).
 //!
@@ -122,6 +125,18 @@ impl Pending {
     }
 }
 
+/// The settings the producer uses: the `[kafka]` section of the
+/// configuration (librdkafka properties under `kafka.client`, such as
+/// security; compression; idempotence) with the brokers and topic prefix
+/// of the command line.
+fn producer_settings(settings: &KafkaConfig, brokers: &str, topic_prefix: &str) -> KafkaConfig {
+    KafkaConfig {
+        brokers: brokers.to_owned(),
+        topic_prefix: topic_prefix.to_owned(),
+        ..settings.clone()
+    }
+}
+
 /// Runs the Kafka output until the limits or `shutdown`; returns the
 /// generator for its statistics.
 ///
@@ -133,17 +148,14 @@ impl Pending {
 pub(crate) async fn run(
     args: &SimulateArgs,
     brokers: &str,
+    settings: &KafkaConfig,
     mut generator: Generator,
     counters: Arc<Counters>,
     started: Instant,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<Generator, SimulateError> {
     tokio::pin!(shutdown);
-    let config = KafkaConfig {
-        brokers: brokers.to_owned(),
-        topic_prefix: args.topic_prefix.clone(),
-        ..KafkaConfig::default()
-    };
+    let config = producer_settings(settings, brokers, &args.topic_prefix);
     let kafka_error = |source| SimulateError::Kafka {
         brokers: brokers.to_owned(),
         source,
@@ -456,6 +468,29 @@ mod tests {
     use super::*;
     use crate::generator::GeneratorConfig;
     use storepulse_core::StoreMaster;
+
+    #[test]
+    fn the_producer_keeps_the_configured_settings_and_takes_brokers_and_prefix_from_the_flags() {
+        let mut configured = KafkaConfig {
+            brokers: "configured:9092".into(),
+            topic_prefix: "configured".into(),
+            compression: "zstd".into(),
+            idempotence: false,
+            ..KafkaConfig::default()
+        };
+        configured
+            .client
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        let used = producer_settings(&configured, "flag:9092", "flagged");
+        assert_eq!(used.brokers, "flag:9092");
+        assert_eq!(used.topic_prefix, "flagged");
+        assert_eq!(used.compression, "zstd");
+        assert!(!used.idempotence);
+        assert_eq!(
+            used.client.get("security.protocol").map(String::as_str),
+            Some("SASL_SSL")
+        );
+    }
 
     #[test]
     fn store_id_paths_agree_on_generated_events() {

@@ -46,6 +46,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use storepulse_core::StoreMaster;
+use storepulse_kafka::KafkaConfig;
 use tokio::time::Instant;
 
 pub use args::SimulateArgs;
@@ -118,6 +119,21 @@ pub async fn run(
     args: SimulateArgs,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<SimulateReport> {
+    run_with_kafka(args, &KafkaConfig::default(), shutdown).await
+}
+
+/// [`run`] with the `[kafka]` settings of a configuration (used with
+/// `--kafka`: librdkafka properties under `kafka.client` such as security,
+/// compression, idempotence; `--kafka` and `--topic-prefix` still give the
+/// brokers and the prefix).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with_kafka(
+    args: SimulateArgs,
+    kafka_settings: &KafkaConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<SimulateReport> {
     args.validate()?;
     let stores = Arc::new(StoreMaster::load(&args.stores)?);
     let start = args.start.unwrap_or_else(now_millis);
@@ -140,6 +156,7 @@ pub async fn run(
             kafka::run(
                 &args,
                 brokers,
+                kafka_settings,
                 generator,
                 counters.clone(),
                 started,
