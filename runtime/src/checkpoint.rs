@@ -64,19 +64,29 @@ pub struct CheckpointRef<'a> {
 }
 
 /// A writer that passes bytes on and keeps the CRC-32 and length of what
-/// it passed.
+/// it passed, and the first write error (postcard replaces it by its own).
 struct CrcWriter<W> {
     inner: W,
     crc: crc32fast::Hasher,
     len: u64,
+    failed: Option<std::io::Error>,
 }
 
 impl<W: Write> Write for CrcWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.crc.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
+        match self.inner.write(buf) {
+            Ok(n) => {
+                self.crc.update(&buf[..n]);
+                self.len += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                if self.failed.is_none() {
+                    self.failed = Some(std::io::Error::new(e.kind(), e.to_string()));
+                }
+                Err(e)
+            }
+        }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -125,36 +135,49 @@ impl CheckpointStore {
         let tmp = self
             .dir
             .join(format!("{FILE_NAME}.{}.tmp", std::process::id()));
+        let written = Self::write_tmp(&tmp, checkpoint);
+        if written.is_err() {
+            // A half-written file is of no use (best effort: the next
+            // save truncates it anyway).
+            let _ = std::fs::remove_file(&tmp);
+        }
+        let size = written?;
+        self.install(&tmp)?;
+        Ok(size)
+    }
+
+    /// Writes and syncs the whole checkpoint file at `tmp`; returns its size.
+    fn write_tmp(tmp: &Path, checkpoint: &CheckpointRef<'_>) -> Result<u64> {
         let io = |source| RuntimeError::CheckpointIo {
-            path: tmp.clone(),
+            path: tmp.to_owned(),
             source,
         };
-        let mut file = BufWriter::with_capacity(WRITE_BUFFER, File::create(&tmp).map_err(io)?);
+        let mut file = BufWriter::with_capacity(WRITE_BUFFER, File::create(tmp).map_err(io)?);
         file.write_all(MAGIC).map_err(io)?;
         file.write_all(&FORMAT_VERSION.to_le_bytes()).map_err(io)?;
         file.write_all(&[0; 4]).map_err(io)?; // the CRC, once known
-        let body = postcard::to_io(
-            checkpoint,
-            CrcWriter {
-                inner: &mut file,
-                crc: crc32fast::Hasher::new(),
-                len: 0,
-            },
-        )
-        .map_err(|e| RuntimeError::CheckpointInvalid {
-            path: tmp.clone(),
-            reason: format!("encode: {e}"),
-        })?;
+        let mut body = CrcWriter {
+            inner: &mut file,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+            failed: None,
+        };
+        if let Err(e) = postcard::to_io(checkpoint, &mut body) {
+            // postcard reports a failed write as its own error; the I/O
+            // error (a full disk, say) is the one worth telling.
+            return Err(match body.failed.take() {
+                Some(source) => io(source),
+                None => RuntimeError::CheckpointInvalid {
+                    path: tmp.to_owned(),
+                    reason: format!("encode: {e}"),
+                },
+            });
+        }
         let (crc, len) = (body.crc.finalize(), body.len);
-        let mut file = file.into_inner().map_err(|e| RuntimeError::CheckpointIo {
-            path: tmp.clone(),
-            source: e.into_error(),
-        })?;
+        let mut file = file.into_inner().map_err(|e| io(e.into_error()))?;
         file.seek(SeekFrom::Start(CRC_AT)).map_err(io)?;
         file.write_all(&crc.to_le_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
-        drop(file);
-        self.install(&tmp)?;
         Ok(HEADER_LEN + len)
     }
 
@@ -276,6 +299,56 @@ mod tests {
         let on_disk = std::fs::metadata(store.path()).unwrap().len();
         assert_eq!(size, on_disk);
         assert!(size > HEADER_LEN, "{size}");
+    }
+
+    /// A disk that fills up after `room` bytes.
+    struct FullDisk {
+        room: usize,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "no space left on device",
+                ));
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_write_that_fails_mid_encoding_is_reported_as_the_io_error_it_was() {
+        let big: Vec<u64> = (0..10_000).collect();
+        let mut body = CrcWriter {
+            inner: FullDisk { room: 1000 },
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+            failed: None,
+        };
+        assert!(postcard::to_io(&big, &mut body).is_err());
+        let failed = body.failed.expect("the I/O error is kept");
+        assert_eq!(failed.kind(), std::io::ErrorKind::StorageFull);
+        assert_eq!(body.len, 1000);
+        // A writer with room: same bytes and CRC as encoding to memory.
+        let mut whole = CrcWriter {
+            inner: Vec::new(),
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+            failed: None,
+        };
+        postcard::to_io(&big, &mut whole).unwrap();
+        let expected = postcard::to_stdvec(&big).unwrap();
+        assert_eq!(whole.inner, expected);
+        assert_eq!(whole.crc.finalize(), crc32fast::hash(&expected));
+        assert_eq!(whole.len, expected.len() as u64);
     }
 
     fn offset(store: &CheckpointStore) -> Option<u64> {
