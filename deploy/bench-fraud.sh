@@ -83,17 +83,21 @@ TOML
 if [ -n "${BENCH_EXTRA_TOML:-}" ]; then
   printf '\n%s\n' "$BENCH_EXTRA_TOML" | tee -a "$DATA/storepulse.toml" >>"$DATA/storepulse-hook.toml"
 fi
+# Adds lines ($1) under [kafka.client] of each config file that follows.
+add_kafka_client() {
+  local add="$1" f; shift
+  for f in "$@"; do
+    awk -v add="$add" '{ print } /^\[kafka\.client\]/ { print add }' "$f" >"$f.new" && mv "$f.new" "$f"
+  done
+}
 # BENCH_KAFKA_CLIENT: lines added under [kafka.client] (librdkafka
 # properties of every role's clients), e.g. '"linger.ms" = "25"'.
 if [ -n "${BENCH_KAFKA_CLIENT:-}" ]; then
-  for f in "$DATA/storepulse.toml" "$DATA/storepulse-hook.toml"; do
-    awk -v add="$BENCH_KAFKA_CLIENT" '{ print } /^\[kafka\.client\]/ { print add }' "$f" >"$f.new" && mv "$f.new" "$f"
-  done
+  add_kafka_client "$BENCH_KAFKA_CLIENT" "$DATA/storepulse.toml" "$DATA/storepulse-hook.toml"
 fi
 # BENCH_SERVE_KAFKA_CLIENT: the same, for serve's clients only.
 if [ -n "${BENCH_SERVE_KAFKA_CLIENT:-}" ]; then
-  f="$DATA/storepulse-hook.toml"
-  awk -v add="$BENCH_SERVE_KAFKA_CLIENT" '{ print } /^\[kafka\.client\]/ { print add }' "$f" >"$f.new" && mv "$f.new" "$f"
+  add_kafka_client "$BENCH_SERVE_KAFKA_CLIENT" "$DATA/storepulse-hook.toml"
 fi
 export STOREPULSE__FRAUD__RULES_FILE="$DATA/fraud-rules.toml" STOREPULSE__TELEMETRY__LEVEL=warn
 

@@ -1654,8 +1654,9 @@ impl GroupContext {
         Ok(())
     }
 
-    /// Stock stage: tells every member partition the newest event time of
-    /// the owned stock partitions when it moved on (once per batch at most).
+    /// Stock stage: tells every member and account partition the newest
+    /// event time of the owned stock partitions when it moved on (once per
+    /// batch at most).
     fn broadcast_clock(&self, last: &mut i64) -> Result<()> {
         let newest = self
             .owned()

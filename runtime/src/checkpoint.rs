@@ -81,10 +81,11 @@ impl<W: Write> Write for CrcWriter<W> {
                 Ok(n)
             }
             Err(e) => {
-                if self.failed.is_none() {
-                    self.failed = Some(std::io::Error::new(e.kind(), e.to_string()));
-                }
-                Err(e)
+                // postcard keeps only that the write failed; the error
+                // itself stays here.
+                let kind = e.kind();
+                self.failed.get_or_insert(e);
+                Err(kind.into())
             }
         }
     }
@@ -251,7 +252,8 @@ impl CheckpointStore {
             path: path.to_owned(),
             reason,
         };
-        if bytes.len() < 16 || &bytes[..8] != MAGIC {
+        let (header_len, crc_at) = (HEADER_LEN as usize, CRC_AT as usize);
+        if bytes.len() < header_len || &bytes[..MAGIC.len()] != MAGIC {
             return Err(invalid("not a StorePulse checkpoint".into()));
         }
         let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
@@ -260,8 +262,13 @@ impl CheckpointStore {
                 "format version {version}, this build reads {FORMAT_VERSION}"
             )));
         }
-        let crc = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
-        let body = &bytes[16..];
+        let crc = u32::from_le_bytes([
+            bytes[crc_at],
+            bytes[crc_at + 1],
+            bytes[crc_at + 2],
+            bytes[crc_at + 3],
+        ]);
+        let body = &bytes[header_len..];
         if crc32fast::hash(body) != crc {
             return Err(invalid("checksum mismatch: the file is damaged".into()));
         }
