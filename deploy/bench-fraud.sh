@@ -33,8 +33,11 @@
 # (its CreateTime, stamped by the members stage's producer on this
 # machine), read by the consumer, at the webhook.
 #
-# Prints the probes' latency (p50, p99, max), how many planted episodes the
-# webhook heard of, and the servers' own histograms.
+# Prints the probes' latency (p50, p99, max; over all probes, and in the
+# steady state: probes sent 5 s or more after the load started, past the
+# load generator's start-up burst and the stages' cold start; and p50/max
+# per 10 s of the run), how many planted episodes the webhook heard of, and
+# the servers' own histograms.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=embedded
@@ -49,7 +52,7 @@ stop_broker() { :; }
 cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
   stop_broker
-  if [ -n "${BENCH_KEEP:-}" ]; then mkdir -p "$BENCH_KEEP" && cp "$DATA"/*.log "$DATA"/*.ndjson "$DATA"/*.txt "$DATA"/*.json "$BENCH_KEEP"/ 2>/dev/null || true; fi
+  if [ -n "${BENCH_KEEP:-}" ]; then mkdir -p "$BENCH_KEEP" && cp "$DATA"/*.log "$DATA"/*.ndjson "$DATA"/*.txt "$DATA"/*.json "$DATA"/kafka/tansu.log "$BENCH_KEEP"/ 2>/dev/null || true; fi
   rm -rf "$DATA"
 }
 trap cleanup EXIT
@@ -209,9 +212,11 @@ else
   { curl -fsS http://127.0.0.1:18101/metrics; curl -fsS http://127.0.0.1:18102/metrics; } >"$DATA/metrics.txt"
   curl -fsS http://127.0.0.1:18102/healthz; echo
 fi
-python3 - "$DATA/report.json" "$DATA/hook.ndjson" "$DATA/metrics.txt" "$DATA/probes.ndjson" "$DATA/topic.ndjson" <<'PY'
+python3 - "$DATA/report.json" "$DATA/hook.ndjson" "$DATA/metrics.txt" "$DATA/probes.ndjson" "$DATA/topic.ndjson" "$WALL0" <<'PY'
 import json, os, re, sys
 report, hook, metrics, probes, topic = sys.argv[1:6]
+wall0 = float(sys.argv[6])
+WARM_UP = 5.0  # seconds of load before a probe counts as steady state
 r = json.load(open(report))
 print("sent", r["sent"], "acknowledged", r["acknowledged"], "events/s %.0f" % (r["acknowledged"] / r["elapsed"]))
 planted = r.get("planted_fraud", [])
@@ -235,9 +240,11 @@ if topic_raised:
     print("planted episodes on the topic", sum(1 for p in planted if (p["rule"], p["key"]) in topic_raised),
           "alerts on the topic", len(topic_raised))
 ps = [json.loads(l) for l in open(probes)]
-def show(name, f):
+def show(name, f, since=None):
     lat, missing = [], 0
     for p in ps:
+        if since is not None and p["sent"] < since:
+            continue
         v = f(p)
         if v is None:
             missing += 1
@@ -247,11 +254,26 @@ def show(name, f):
     def q(x): return lat[min(len(lat) - 1, int(x * len(lat)))] if lat else float("nan")
     print("probe: %s, s: p50 %.3f p99 %.3f max %.3f (n=%d, missing %d)" % (
         name, q(0.5), q(0.99), lat[-1] if lat else float("nan"), len(lat), missing))
+def timeline(name, f):
+    # Per 10 s of the run (by when the probe was sent): p50 / max, to show
+    # whether the latency stays flat or climbs as the broker fills.
+    windows = {}
+    for p in ps:
+        v = f(p)
+        if v is not None:
+            windows.setdefault(int((p["sent"] - wall0) // 10), []).append(v)
+    cells = []
+    for w in sorted(windows):
+        v = sorted(windows[w])
+        cells.append("%d-%ds %.2f/%.2f" % (w * 10, w * 10 + 10, v[len(v) // 2], v[-1]))
+    print("probe: %s, p50/max per 10 s: %s" % (name, ", ".join(cells)))
 at_hook = lambda p: hook_arrived[p["key"]]["arrival"] - p["sent"] if p["key"] in hook_arrived else None
 if topic_raised:
     on_topic = lambda p: topic_arrived[p["key"]]["arrival"] - p["sent"] if p["key"] in topic_arrived else None
     show("completing sale POSTed -> alert read from <p>.alerts", on_topic)
     show("completing sale POSTed -> alert at the webhook", at_hook)
+    show("completing sale POSTed -> alert read from <p>.alerts, steady state (probes sent %.0f s or more after the load started)" % WARM_UP, on_topic, wall0 + WARM_UP)
+    timeline("to <p>.alerts", on_topic)
     print("hops:")
     show("  POSTed -> acknowledged by ingest (acks=all)", lambda p: p["acked"] - p["sent"])
     show("  acknowledged -> alert record produced (CreateTime)",
@@ -263,6 +285,8 @@ if topic_raised:
          if p["key"] in hook_arrived and p["key"] in topic_arrived else None)
 else:
     show("completing sale POSTed -> alert at the webhook", at_hook)
+    show("completing sale POSTed -> alert at the webhook, steady state (probes sent %.0f s or more after the load started)" % WARM_UP, at_hook, wall0 + WARM_UP)
+    timeline("to the webhook", at_hook)
 names = sorted({m.group(1) for m in (re.match(r'(\w+)_bucket\{', l) for l in open(metrics)) if m})
 for name in names:
     if not any(k in name for k in ("fraud_alert_seconds", "event_visible_seconds", "input_age_seconds")):

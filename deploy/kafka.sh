@@ -31,7 +31,10 @@ PIDFILE="$STATE_DIR/tansu.pid"
 LOG="$STATE_DIR/tansu.log"
 TANSU_VERSION="${TANSU_VERSION:-0.6.0}"   # pinned: the workarounds in ARCHITECTURE.md are for 0.6
 
+# TANSU_BIN=/path/to/tansu uses that build instead (another version or
+# feature set, tried by hand; `install` then builds nothing).
 tansu_bin() {
+  if [ -n "${TANSU_BIN:-}" ]; then echo "$TANSU_BIN"; return; fi
   command -v tansu 2>/dev/null || { [ -x "$HOME/.cargo/bin/tansu" ] && echo "$HOME/.cargo/bin/tansu"; } || true
 }
 
