@@ -43,6 +43,13 @@ cd "$(dirname "$0")/.."
 MODE=embedded
 if [ "${1:-}" = kafka ]; then MODE=kafka; shift; fi
 SECS="${1:-60}"; RATE="${2:-20000}"; EPISODES="${3:-120}"; SPEEDUP=60
+# BENCH_MEMBERS: the load generator's member population (its default,
+# 20,000, unless set). At 20,000 events/s and 60x event time, 20,000
+# members make a sale every ~2 event-minutes each, hundreds of times what
+# a real member does, and each member's record (`<p>.members`: the whole
+# person, with the ledger entries of the last `ledger_exact_days`) grows
+# all run long.
+MEMBERS="${BENCH_MEMBERS:-20000}"
 cargo build --release --locked -p storepulse >/dev/null 2>&1
 B="${CARGO_TARGET_DIR:-target}/release/storepulse"
 DATA=$(mktemp -d)
@@ -189,13 +196,13 @@ while time.time() < wall0 + secs - 1:
 PY
 PIDS+=($!)
 if [ "$MODE" = embedded ]; then
-  "$B" simulate --url "$INGEST" --rate "$RATE" --events $(( RATE * SECS )) \
+  "$B" simulate --url "$INGEST" --rate "$RATE" --events $(( RATE * SECS )) --members "$MEMBERS" \
     --batch 100 --concurrency 8 --start "$START" --speedup "$SPEEDUP" \
     --plant-fraud "$EPISODES" --quiet 2>/dev/null >"$DATA/report.json"
   sleep 3
   curl -fsS "$INGEST/metrics" >"$DATA/metrics.txt"
 else
-  "$B" --config "$DATA/storepulse.toml" simulate --kafka 127.0.0.1:$KPORT --topic-prefix "$PREFIX" --rate "$RATE" --events $(( RATE * SECS )) \
+  "$B" --config "$DATA/storepulse.toml" simulate --kafka 127.0.0.1:$KPORT --topic-prefix "$PREFIX" --rate "$RATE" --events $(( RATE * SECS )) --members "$MEMBERS" \
     --start "$START" --speedup "$SPEEDUP" \
     --plant-fraud "$EPISODES" --quiet 2>/dev/null >"$DATA/report.json" &
   SIM=$!

@@ -17,6 +17,8 @@ pub const DEFAULT_PRODUCE_TIMEOUT_MS: u64 = 10_000;
 /// Default consumer-group session timeout: how long a dead processor holds
 /// its partitions before the group hands them to a survivor.
 pub const DEFAULT_SESSION_TIMEOUT_MS: u64 = 10_000;
+/// Default of [`KafkaConfig::member_snapshot_interval_ms`].
+pub const DEFAULT_MEMBER_SNAPSHOT_INTERVAL_MS: u64 = 500;
 
 /// `[kafka]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +60,16 @@ pub struct KafkaConfig {
     /// lateness, and the stock read model keeps the newest record by
     /// `source`.
     pub idempotence: bool,
+    /// How often a member partition sends its changed persons to
+    /// `<p>.members`, in milliseconds. Default 500. A person changed several
+    /// times in between is sent once, with its latest state (as Kafka
+    /// Streams' record cache does for a table): each record is the whole
+    /// person, and a member card used for many sales (a store's house card)
+    /// would otherwise be re-sent whole with every applied batch. Every
+    /// checkpoint and every partition handover sends what is pending first,
+    /// so nothing a checkpoint covers is left unsent. 0 sends after every
+    /// applied batch.
+    pub member_snapshot_interval_ms: u64,
     /// Where processors keep each partition's state snapshots. Default
     /// `<storage.data_dir>/kafka-state`. With instances on several machines
     /// this must be storage they all reach (an NFS or object-store mount):
@@ -81,6 +93,7 @@ impl Default for KafkaConfig {
             produce_timeout_ms: DEFAULT_PRODUCE_TIMEOUT_MS,
             session_timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
             idempotence: true,
+            member_snapshot_interval_ms: DEFAULT_MEMBER_SNAPSHOT_INTERVAL_MS,
             state_dir: None,
             client: BTreeMap::new(),
         }
@@ -130,6 +143,49 @@ impl KafkaConfig {
         if !(1_000..=300_000).contains(&self.session_timeout_ms) {
             return Err("kafka.session_timeout_ms: must be 1000..=300000".into());
         }
+        if self.member_snapshot_interval_ms > 60_000 {
+            return Err("kafka.member_snapshot_interval_ms: must be 0..=60000".into());
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enabled() -> KafkaConfig {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            ..KafkaConfig::default()
+        }
+    }
+
+    #[test]
+    fn member_snapshot_interval_defaults_to_half_a_second_and_is_bounded() {
+        let config = enabled();
+        assert_eq!(config.member_snapshot_interval_ms, 500);
+        assert_eq!(config.validate(), Ok(()));
+        let every_batch = KafkaConfig {
+            member_snapshot_interval_ms: 0,
+            ..enabled()
+        };
+        assert_eq!(every_batch.validate(), Ok(()));
+        let too_long = KafkaConfig {
+            member_snapshot_interval_ms: 60_001,
+            ..enabled()
+        };
+        let error = too_long.validate().unwrap_err();
+        assert!(
+            error.starts_with("kafka.member_snapshot_interval_ms"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn member_snapshot_interval_reads_from_toml() {
+        let config: KafkaConfig =
+            toml::from_str("brokers = \"b:9092\"\nmember_snapshot_interval_ms = 0\n").unwrap();
+        assert_eq!(config.member_snapshot_interval_ms, 0);
     }
 }

@@ -597,6 +597,129 @@ async fn poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing() {
     drop(server);
 }
 
+/// A member card used for sale after sale (a store's house card) is sent
+/// to `<p>.members` about once per `kafka.member_snapshot_interval_ms`,
+/// not once per applied batch: each record is the whole person, ledger
+/// entries included. Thirty waves of sales 100 ms apart would give about
+/// thirty records without the coalescing; the last record still holds
+/// every sale.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_member_card_is_sent_to_the_members_topic_coalesced() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+    let Setup {
+        dir: _dir,
+        broker,
+        prefix,
+        mut env,
+        data,
+    } = setup("housecard");
+    env.push((
+        "STOREPULSE__KAFKA__MEMBER_SNAPSHOT_INTERVAL_MS".into(),
+        "2000".into(),
+    ));
+    // Checkpoints send what is pending too; keep them out of the window.
+    env.push((
+        "STOREPULSE__RUNTIME__CHECKPOINT_INTERVAL_SECS".into(),
+        "60".into(),
+    ));
+    let server = Server::start_role(EXE, &config(), &data, 0, "run", &env_refs(&env));
+    let kafka = storepulse_kafka::KafkaConfig {
+        brokers: broker.clone(),
+        topic_prefix: prefix.clone(),
+        ..Default::default()
+    };
+    let topics = storepulse_kafka::Topics::new(&prefix);
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        storepulse_kafka::client::producer(&kafka, "housecard-test", 30_000)
+            .create()
+            .unwrap();
+    let partition = storepulse_kafka::partitioner::partition_for(b"KM-001", 4) as i32;
+    const WAVES: usize = 30;
+    const PER_WAVE: usize = 10;
+    for wave in 0..WAVES {
+        for i in 0..PER_WAVE {
+            let n = wave * PER_WAVE + i;
+            let sale = format!(
+                r#"{{"v":1,"event_id":"house-{n}","event_type":"sale","occurred_at":"2026-11-20T10:{:02}:{:02}+08:00","store_id":"KM-001","channel":"pos","member_id":"HOUSE-1","order_id":"house-o-{n}","lines":[{{"sku":"SKU-H","qty":1,"unit_price_cents":1000}}],"total_cents":1000,"payment":{{"method":"cash"}}}}"#,
+                n / 60,
+                n % 60
+            );
+            producer
+                .send(
+                    BaseRecord::to(&topics.events)
+                        .key("KM-001")
+                        .payload(&sale)
+                        .partition(partition),
+                )
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Every record of the person on `<p>.members`, until one holds all
+    // the sales.
+    let consumer: BaseConsumer =
+        storepulse_kafka::client::consumer(&kafka, "housecard-test", &format!("{prefix}-check"))
+            .create()
+            .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(&topics.members), Duration::from_secs(10))
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        assignment
+            .add_partition_offset(&topics.members, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut sales_seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sales_seen.last() != Some(&((WAVES * PER_WAVE) as u64)) {
+        assert!(
+            Instant::now() < deadline,
+            "no record of HOUSE-1 with all {} sales; records seen had {sales_seen:?}",
+            WAVES * PER_WAVE
+        );
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let Ok(record) =
+            serde_json::from_slice::<serde_json::Value>(m.payload().unwrap_or_default())
+        else {
+            continue;
+        };
+        let ids = &record["person"]["ids"];
+        if ids
+            .as_array()
+            .is_some_and(|ids| ids.iter().any(|i| i["id"] == "HOUSE-1"))
+        {
+            sales_seen.push(
+                record["person"]["history"]["total_sales"]
+                    .as_u64()
+                    .unwrap_or(0),
+            );
+        }
+    }
+    // ~3 s of sales at one record per 2 s, plus the last: a handful.
+    assert!(
+        sales_seen.len() <= 6,
+        "{} records of one person for {WAVES} waves of sales (coalescing off?): {sales_seen:?}",
+        sales_seen.len()
+    );
+    assert!(
+        sales_seen.windows(2).all(|w| w[0] <= w[1]),
+        "records out of order: {sales_seen:?}"
+    );
+    drop(server);
+}
+
 /// Members on Kafka: member events go through `<p>.events.by-member`
 /// (handovers for late links, forwarding, erasures); the member API of
 /// `serve` equals `replay`'s members of the same events, and every tag was
