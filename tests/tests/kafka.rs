@@ -463,12 +463,55 @@ async fn broker_restart_mid_stream_loses_nothing_acknowledged() {
 /// Bad JSON and wrong-schema records produced straight to the events topic
 /// go to the DLQ topic with the reason in a header and the body; the
 /// partition keeps flowing (the valid events around them are applied).
+/// The test's client settings and a producer of its own, for records
+/// written straight to the topics (as a POS producing directly would).
+fn direct_producer(
+    broker: &str,
+    prefix: &str,
+    client_id: &str,
+) -> (
+    storepulse_kafka::KafkaConfig,
+    storepulse_kafka::Topics,
+    rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+) {
+    let kafka = storepulse_kafka::KafkaConfig {
+        brokers: broker.to_owned(),
+        topic_prefix: prefix.to_owned(),
+        ..Default::default()
+    };
+    let topics = storepulse_kafka::Topics::new(prefix);
+    let producer = storepulse_kafka::client::producer(&kafka, client_id, 30_000)
+        .create()
+        .unwrap();
+    (kafka, topics, producer)
+}
+
+/// Queues one record keyed by `store_id` to partition `partition` of the
+/// events topic.
+fn send_event(
+    producer: &rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    topics: &storepulse_kafka::Topics,
+    store_id: &str,
+    partition: i32,
+    payload: &str,
+) {
+    producer
+        .send(
+            rdkafka::producer::BaseRecord::to(&topics.events)
+                .key(store_id)
+                .payload(payload)
+                .partition(partition),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing() {
     let _turn = ONE_AT_A_TIME.lock().await;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::{Headers, Message};
-    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use rdkafka::producer::Producer;
 
     let Setup {
         dir: _dir,
@@ -478,16 +521,7 @@ async fn poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing() {
         data,
     } = setup("poison");
     let server = Server::start_role(EXE, &config(), &data, 0, "run", &env_refs(&env));
-    let kafka = storepulse_kafka::KafkaConfig {
-        brokers: broker.clone(),
-        topic_prefix: prefix.clone(),
-        ..Default::default()
-    };
-    let topics = storepulse_kafka::Topics::new(&prefix);
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        storepulse_kafka::client::producer(&kafka, "poison-test", 30_000)
-            .create()
-            .unwrap();
+    let (kafka, topics, producer) = direct_producer(&broker, &prefix, "poison-test");
     let valid = |i: usize, qty: u32| {
         format!(
             r#"{{"v":1,"event_id":"ok-{i}","event_type":"stock_receipt","occurred_at":"2026-11-20T10:00:{:02}+08:00","store_id":"KM-001","channel":"backoffice","lines":[{{"sku":"SKU-P","qty":{qty}}}]}}"#,
@@ -512,15 +546,7 @@ async fn poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing() {
         }
     }
     for payload in &records {
-        producer
-            .send(
-                BaseRecord::to(&topics.events)
-                    .key("KM-001")
-                    .payload(payload)
-                    .partition(partition),
-            )
-            .map_err(|(e, _)| e)
-            .unwrap();
+        send_event(&producer, &topics, "KM-001", partition, payload);
     }
     producer.flush(Duration::from_secs(30)).unwrap();
 
@@ -608,7 +634,7 @@ async fn a_busy_member_card_is_sent_to_the_members_topic_coalesced() {
     let _turn = ONE_AT_A_TIME.lock().await;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
-    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use rdkafka::producer::Producer;
     use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
     let Setup {
@@ -628,16 +654,7 @@ async fn a_busy_member_card_is_sent_to_the_members_topic_coalesced() {
         "60".into(),
     ));
     let server = Server::start_role(EXE, &config(), &data, 0, "run", &env_refs(&env));
-    let kafka = storepulse_kafka::KafkaConfig {
-        brokers: broker.clone(),
-        topic_prefix: prefix.clone(),
-        ..Default::default()
-    };
-    let topics = storepulse_kafka::Topics::new(&prefix);
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        storepulse_kafka::client::producer(&kafka, "housecard-test", 30_000)
-            .create()
-            .unwrap();
+    let (kafka, topics, producer) = direct_producer(&broker, &prefix, "housecard-test");
     let partition = storepulse_kafka::partitioner::partition_for(b"KM-001", 4) as i32;
     const WAVES: usize = 30;
     const PER_WAVE: usize = 10;
@@ -649,15 +666,7 @@ async fn a_busy_member_card_is_sent_to_the_members_topic_coalesced() {
                 n / 60,
                 n % 60
             );
-            producer
-                .send(
-                    BaseRecord::to(&topics.events)
-                        .key("KM-001")
-                        .payload(&sale)
-                        .partition(partition),
-                )
-                .map_err(|(e, _)| e)
-                .unwrap();
+            send_event(&producer, &topics, "KM-001", partition, &sale);
         }
         producer.flush(Duration::from_secs(30)).unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
