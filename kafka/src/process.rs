@@ -436,9 +436,9 @@ struct PartitionState {
     first_seen: bool,
     /// Mart rows derived since the last emit (with the mart on).
     mart: PendingRows,
-    /// When this partition last sent its read-model records (changed stock
-    /// entries or persons); see [`GroupContext::emit_after_batch`].
-    read_model_sent: Instant,
+    /// When this member partition last sent its changed persons; see
+    /// [`GroupContext::emit_after_batch`].
+    persons_sent: Instant,
 }
 
 /// How many records before its checkpoint a partition is read again on
@@ -786,7 +786,7 @@ impl GroupContext {
             low,
             first_seen: false,
             mart: PendingRows::default(),
-            read_model_sent: Instant::now(),
+            persons_sent: Instant::now(),
         })
     }
 
@@ -970,10 +970,10 @@ impl GroupContext {
     /// everything a checkpoint covers is delivered.
     fn emit_stock(&self, partition: i32, state: &mut PartitionState) -> Result<()> {
         self.emit_mart(partition, &mut state.mart)?;
-        state.read_model_sent = Instant::now();
         let processor = match &mut state.task {
             Task::Stock(processor, _) => processor,
             Task::Members(members) => {
+                state.persons_sent = Instant::now();
                 return self.emit_persons(partition, members, &mut state.settlement_sent);
             }
             Task::Accounts(_) => return Ok(()),
@@ -1033,7 +1033,7 @@ impl GroupContext {
     ) -> Result<()> {
         let interval = Duration::from_millis(self.settings.kafka.member_snapshot_interval_ms);
         if matches!(state.task, Task::Members(_))
-            && now.saturating_duration_since(state.read_model_sent) < interval
+            && now.saturating_duration_since(state.persons_sent) < interval
         {
             return self.emit_mart(partition, &mut state.mart);
         }

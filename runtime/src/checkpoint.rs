@@ -72,6 +72,17 @@ struct CrcWriter<W> {
     failed: Option<std::io::Error>,
 }
 
+impl<W> CrcWriter<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+            failed: None,
+        }
+    }
+}
+
 impl<W: Write> Write for CrcWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self.inner.write(buf) {
@@ -157,12 +168,7 @@ impl CheckpointStore {
         file.write_all(MAGIC).map_err(io)?;
         file.write_all(&FORMAT_VERSION.to_le_bytes()).map_err(io)?;
         file.write_all(&[0; 4]).map_err(io)?; // the CRC, once known
-        let mut body = CrcWriter {
-            inner: &mut file,
-            crc: crc32fast::Hasher::new(),
-            len: 0,
-            failed: None,
-        };
+        let mut body = CrcWriter::new(&mut file);
         if let Err(e) = postcard::to_io(checkpoint, &mut body) {
             // postcard reports a failed write as its own error; the I/O
             // error (a full disk, say) is the one worth telling.
@@ -334,23 +340,13 @@ mod tests {
     #[test]
     fn a_write_that_fails_mid_encoding_is_reported_as_the_io_error_it_was() {
         let big: Vec<u64> = (0..10_000).collect();
-        let mut body = CrcWriter {
-            inner: FullDisk { room: 1000 },
-            crc: crc32fast::Hasher::new(),
-            len: 0,
-            failed: None,
-        };
+        let mut body = CrcWriter::new(FullDisk { room: 1000 });
         assert!(postcard::to_io(&big, &mut body).is_err());
         let failed = body.failed.expect("the I/O error is kept");
         assert_eq!(failed.kind(), std::io::ErrorKind::StorageFull);
         assert_eq!(body.len, 1000);
         // A writer with room: same bytes and CRC as encoding to memory.
-        let mut whole = CrcWriter {
-            inner: Vec::new(),
-            crc: crc32fast::Hasher::new(),
-            len: 0,
-            failed: None,
-        };
+        let mut whole = CrcWriter::new(Vec::new());
         postcard::to_io(&big, &mut whole).unwrap();
         let expected = postcard::to_stdvec(&big).unwrap();
         assert_eq!(whole.inner, expected);
