@@ -50,8 +50,14 @@ SECS="${1:-60}"; RATE="${2:-20000}"; EPISODES="${3:-120}"; SPEEDUP=60
 # person, with the ledger entries of the last `ledger_exact_days`) grows
 # all run long.
 MEMBERS="${BENCH_MEMBERS:-20000}"
-cargo build --release --locked -p storepulse >/dev/null 2>&1
-B="${CARGO_TARGET_DIR:-target}/release/storepulse"
+# BENCH_BIN: a storepulse binary to measure instead of building this
+# checkout (two builds compared on the same machine, one after the other).
+if [ -n "${BENCH_BIN:-}" ]; then
+  B="$BENCH_BIN"
+else
+  cargo build --release --locked -p storepulse >/dev/null 2>&1
+  B="${CARGO_TARGET_DIR:-target}/release/storepulse"
+fi
 DATA=$(mktemp -d)
 PIDS=()
 # BENCH_KEEP=DIR keeps the run's files (logs, probes, arrivals, metrics) there.

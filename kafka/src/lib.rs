@@ -9,6 +9,7 @@
 //! - [`producer`]: ingest's producer (the HTTP answer waits for `acks=all`).
 //! - [`records`]: the JSON records StorePulse writes (stock, alerts, dead letters).
 //! - [`process`]: the partitioned processing loop of `storepulse process`.
+//! - [`lag`]: its consumer lag, from librdkafka's statistics.
 //! - [`materialize`]: the read model of `storepulse serve` (stock, alerts
 //!   and dead letters from their topics).
 //! - [`rules`]: the fraud rules topic every process follows.
@@ -23,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod dump;
 pub mod error;
+pub mod lag;
 pub mod mart;
 pub mod materialize;
 pub mod notify;

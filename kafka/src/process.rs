@@ -115,6 +115,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::KafkaConfig;
 use crate::error::{KafkaError, Result};
+use crate::lag::{HighWatermarks, STATISTICS_INTERVAL_MS};
 use crate::mart::{
     derive_member_rows, derive_stock_rows, mart_partition, PendingRows, MART_TOPIC_PARTITION,
 };
@@ -565,9 +566,18 @@ struct GroupContext {
     blank: Arc<InventoryState>,
     /// The fraud rules in force (all kinds).
     rules: Mutex<RuleSet>,
+    /// The input partitions' high watermarks, from librdkafka's statistics
+    /// (the lag gauges; no broker round trip on the stage's thread).
+    high_watermarks: HighWatermarks,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Err(e) = self.high_watermarks.record(statistics) {
+            debug!(error = %e, "librdkafka statistics not understood; lag gauges keep their last values");
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn rebalance(
@@ -809,6 +819,7 @@ impl GroupContext {
             self.metrics
                 .consumer_lag
                 .remove(&PartitionLabels { partition: *p });
+            self.high_watermarks.forget(*p);
         }
         drop(owned);
         if lost {
@@ -1971,11 +1982,16 @@ pub fn run(
         in_flight: Mutex::new(None),
         blank,
         rules: Mutex::new(rules),
+        high_watermarks: HighWatermarks::new(topic.clone()),
     };
-    let consumer: BaseConsumer<GroupContext> =
-        crate::client::consumer(&context.settings.kafka, "storepulse-process", &group_id)
-            .create_with_context(context)
-            .map_err(KafkaError::client("consumer"))?;
+    let mut client =
+        crate::client::consumer(&context.settings.kafka, "storepulse-process", &group_id);
+    if client.get("statistics.interval.ms").is_none() {
+        client.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    }
+    let consumer: BaseConsumer<GroupContext> = client
+        .create_with_context(context)
+        .map_err(KafkaError::client("consumer"))?;
     consumer
         .subscribe(&[&topic])
         .map_err(KafkaError::client("subscribe"))?;
@@ -2145,8 +2161,8 @@ pub fn run(
             }
             last_rules = Instant::now();
         }
-        if last_lag.elapsed() >= Duration::from_secs(2) {
-            update_lag(&consumer, &topic);
+        if last_lag.elapsed() >= Duration::from_secs(1) {
+            update_lag(ctx);
             last_lag = Instant::now();
         }
         let orphaned = watch.check(&consumer, &topic, partitions);
@@ -2203,22 +2219,21 @@ fn checkpoint_pace(interval: Duration, owned: usize, last_pause: Duration) -> Du
     share.max(last_pause.saturating_mul(10))
 }
 
-fn update_lag(consumer: &BaseConsumer<GroupContext>, topic: &str) {
-    let ctx = consumer.context();
+/// Sets the lag gauges from the high watermarks librdkafka's statistics
+/// last reported (see [`crate::lag`]): no request to the broker, so a slow
+/// broker never pauses the stage here. A partition whose watermark is not
+/// known yet keeps no gauge; with the broker away the values stay as the
+/// last fetches left them.
+fn update_lag(ctx: &GroupContext) {
     let owned: Vec<(i32, i64)> = ctx.owned().iter().map(|(p, s)| (*p, s.next)).collect();
     let mut total = 0;
     for (partition, next) in owned {
-        match consumer.fetch_watermarks(topic, partition, Duration::from_millis(500)) {
-            Ok((_, high)) => {
-                let lag = (high - next).max(0);
-                total += lag;
-                ctx.metrics
-                    .consumer_lag
-                    .get_or_create(&PartitionLabels { partition })
-                    .set(lag);
-            }
-            // Broker away: keep the last values, try again later.
-            Err(_) => return,
+        if let Some(lag) = ctx.high_watermarks.lag(partition, next) {
+            total += lag;
+            ctx.metrics
+                .consumer_lag
+                .get_or_create(&PartitionLabels { partition })
+                .set(lag);
         }
     }
     ctx.metrics.total_lag.set(total);

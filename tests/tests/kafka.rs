@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use storepulse_tests::kafka::{
     broker, env_refs, healthz, kafka_env, unique_prefix, wait_stock_equals, OwnBroker,
 };
-use storepulse_tests::{free_port, metric, read_stock_csv, replay, repo, storepulse, Server};
+use storepulse_tests::{
+    free_port, metric, metrics_text, read_stock_csv, replay, repo, storepulse, Server,
+};
 
 const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
 
@@ -224,6 +226,7 @@ async fn simulate_to_kafka_to_api_equals_replay_with_duplicates_and_disorder() {
     let health = healthz(&client, &server.base).await;
     assert_eq!(health["mode"], "kafka", "{health}");
     assert_eq!(health["owned_partitions"], 4, "{health}");
+    wait_lag_drained(&client, &server.base, 4).await;
     // `replay --from-topic` reads the events topic itself (duplicates and
     // all) and gets the same stock.
     let from_topic = dir.path().join("from-topic");
@@ -246,6 +249,43 @@ async fn simulate_to_kafka_to_api_equals_replay_with_duplicates_and_disorder() {
         "replay of the topic differs from replay of the acknowledged events"
     );
     assert!(server.stop(), "graceful stop failed");
+}
+
+/// Waits until every stage of a `run` reports a consumer lag gauge for each
+/// of its `partitions` and all of them read 0 (everything applied). The
+/// gauges come from librdkafka's statistics (`kafka::lag`), so a stage
+/// whose statistics are not wired reports none and this fails.
+async fn wait_lag_drained(client: &reqwest::Client, base: &str, partitions: usize) {
+    let stages = [
+        "storepulse_kafka_consumer_lag",
+        "members_storepulse_kafka_consumer_lag",
+        "accounts_storepulse_kafka_consumer_lag",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = metrics_text(client, base).await;
+        let gauges: Vec<Vec<f64>> = stages
+            .iter()
+            .map(|stage| {
+                let start = format!("{stage}{{");
+                text.lines()
+                    .filter(|l| l.starts_with(&start))
+                    .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+                    .collect()
+            })
+            .collect();
+        if gauges
+            .iter()
+            .all(|g| g.len() == partitions && g.iter().all(|lag| *lag == 0.0))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "consumer lag per stage {stages:?}: {gauges:?}, expected {partitions} partitions each at 0"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Separate roles; the processor is killed with SIGKILL five times while
