@@ -21,12 +21,21 @@
 # its last batch + 1; it does not reassign a dead member's partitions; and
 # its sqlite engine panics when an idempotent producer id from before a
 # restart comes back. ARCHITECTURE.md says how StorePulse copes.
+#
+# Allocator: STOREPULSE_TANSU_ALLOCATOR=jemalloc (default) runs Tansu with
+# jemalloc preloaded (Debian's libjemalloc2, installed by `install` where
+# apt-get can; glibc's malloc otherwise, with a note), =system with glibc's.
+# Under the fraud benchmark's load glibc's malloc took ~18 % of Tansu's
+# profile (its fetch copies every batch key of a partition); with jemalloc
+# the alert latency's steady-state p99 fell from 0.92-1.22 s to 0.66-0.77 s
+# over 60 s (BENCHMARKS.md, 2026-12-05 fifth session).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PORT="${KAFKA_PORT:-9092}"
 STATE_DIR="${STOREPULSE_KAFKA_DIR:-var/kafka}"
 STORAGE="${STOREPULSE_KAFKA_STORAGE:-memory}"
+ALLOCATOR="${STOREPULSE_TANSU_ALLOCATOR:-jemalloc}"
 PIDFILE="$STATE_DIR/tansu.pid"
 LOG="$STATE_DIR/tansu.log"
 TANSU_VERSION="${TANSU_VERSION:-0.6.0}"   # pinned: the workarounds in ARCHITECTURE.md are for 0.6
@@ -38,7 +47,25 @@ tansu_bin() {
   command -v tansu 2>/dev/null || { [ -x "$HOME/.cargo/bin/tansu" ] && echo "$HOME/.cargo/bin/tansu"; } || true
 }
 
+# The path of libjemalloc.so.2, if the system has it.
+jemalloc_lib() {
+  ldconfig -p 2>/dev/null | awk '/libjemalloc\.so\.2 / { print $NF; exit }'
+}
+
+install_jemalloc() {
+  [ "$ALLOCATOR" = jemalloc ] || return 0
+  [ -n "$(jemalloc_lib)" ] && return 0
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "kafka.sh: installing libjemalloc2 (Debian) for Tansu" >&2
+    if ! { apt-get install -y -q libjemalloc2 >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libjemalloc2 >/dev/null 2>&1; }; }; then
+      echo "kafka.sh: libjemalloc2 did not install; Tansu runs with glibc's malloc" >&2
+    fi
+  fi
+}
+
 install() {
+  install_jemalloc
   if [ -n "$(tansu_bin)" ]; then
     echo "kafka.sh: tansu already installed: $(tansu_bin)"
     return
@@ -68,16 +95,23 @@ start() {
     sqlite) engine="sqlite://tansu.db" ;;
     *) echo "kafka.sh: STOREPULSE_KAFKA_STORAGE must be memory or sqlite" >&2; exit 2 ;;
   esac
-  local bin log
+  local bin log preload=""
   bin="$(tansu_bin)"; log="$(realpath "$LOG")"
-  (cd "$STATE_DIR" && exec "$bin" broker \
+  case "$ALLOCATOR" in
+    jemalloc)
+      preload="$(jemalloc_lib)"
+      [ -n "$preload" ] || echo "kafka.sh: no libjemalloc.so.2; Tansu runs with glibc's malloc" >&2 ;;
+    system) ;;
+    *) echo "kafka.sh: STOREPULSE_TANSU_ALLOCATOR must be jemalloc or system" >&2; exit 2 ;;
+  esac
+  (cd "$STATE_DIR" && exec env ${preload:+LD_PRELOAD="$preload"} "$bin" broker \
     --listener-url "tcp://127.0.0.1:$PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$PORT" \
     --storage-engine "$engine" >"$log" 2>&1) &
   echo $! >"$PIDFILE"
   for _ in $(seq 1 100); do
     if port_open; then
-      echo "kafka.sh: tansu up on 127.0.0.1:$PORT ($STORAGE storage, pid $(cat "$PIDFILE"))"
+      echo "kafka.sh: tansu up on 127.0.0.1:$PORT ($STORAGE storage, ${preload:+jemalloc, }pid $(cat "$PIDFILE"))"
       return
     fi
     if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
