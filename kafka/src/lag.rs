@@ -15,6 +15,15 @@
 //! them for one topic; the stage reads them when it updates its lag gauges.
 //! The statistics arrive through the consumer's own poll, on the stage's
 //! thread, so nothing else waits for them.
+//!
+//! Freshness: a report is at most `STATISTICS_INTERVAL_MS` old, and its
+//! watermark is that of the partition's last fetch. A stage that is behind
+//! keeps fetching as it drains librdkafka's prefetch queue (a partition is
+//! fetched again once its queue is under `queued.min.messages`), so its
+//! watermark stays current and ingest's back-pressure in `run`
+//! (`ingest.max_lag_records`, on the sum of these gauges) still sees the
+//! backlog. With the broker away no fetch answers and the gauges keep
+//! their last values, as they did when the stage asked the broker itself.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
