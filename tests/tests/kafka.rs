@@ -500,9 +500,6 @@ async fn broker_restart_mid_stream_loses_nothing_acknowledged() {
     drop(server);
 }
 
-/// Bad JSON and wrong-schema records produced straight to the events topic
-/// go to the DLQ topic with the reason in a header and the body; the
-/// partition keeps flowing (the valid events around them are applied).
 /// The test's client settings and a producer of its own, for records
 /// written straight to the topics (as a POS producing directly would).
 fn direct_producer(
@@ -546,6 +543,9 @@ fn send_event(
         .unwrap();
 }
 
+/// Bad JSON and wrong-schema records produced straight to the events topic
+/// go to the DLQ topic with the reason in a header and the body; the
+/// partition keeps flowing (the valid events around them are applied).
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing() {
     let _turn = ONE_AT_A_TIME.lock().await;
@@ -660,6 +660,148 @@ async fn poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing() {
     )
     .await;
     assert_eq!(dead as usize, poison.len());
+    drop(server);
+}
+
+/// `run` on Kafka answers 503 with `Retry-After` while its processors are
+/// more than `ingest.max_lag_records` behind, and accepts again once they
+/// caught up. The backlog is written straight to the events topic (POS
+/// terminals producing directly), so only the processors' lag gauges,
+/// which come from librdkafka's statistics (`kafka::lag`), can show it.
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_refuses_while_the_processors_lag_and_accepts_once_they_caught_up() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    use rdkafka::producer::Producer;
+
+    const BACKLOG: usize = 250_000;
+    const MAX_LAG: f64 = 5_000.0;
+    let Setup {
+        dir: _dir,
+        broker,
+        prefix,
+        mut env,
+        data,
+    } = setup("backlog");
+    env.push((
+        "STOREPULSE__INGEST__MAX_LAG_RECORDS".into(),
+        (MAX_LAG as u64).to_string(),
+    ));
+    let server = Server::start_role(EXE, &config(), &data, 0, "run", &env_refs(&env));
+    let client = reqwest::Client::new();
+    let receipt = |id: &str| {
+        format!(
+            r#"{{"v":1,"event_id":"{id}","event_type":"stock_receipt","occurred_at":"2026-11-20T10:00:00+08:00","store_id":"KM-001","channel":"backoffice","lines":[{{"sku":"SKU-BACKLOG","qty":1}}]}}"#
+        )
+    };
+    let post = |id: String| {
+        let client = client.clone();
+        let url = format!("{}/v1/events", server.base);
+        let body = receipt(&id);
+        async move {
+            client
+                .post(url)
+                .bearer_auth("storepulse-demo-key")
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        post("before".into()).await.status(),
+        200,
+        "an idle pipeline"
+    );
+
+    let (_kafka, topics, producer) = direct_producer(&broker, &prefix, "backlog-test");
+    let partition = storepulse_kafka::partitioner::partition_for(b"KM-001", 4) as i32;
+    // Large enough that the processors take seconds to drain it (a first
+    // statistics report comes after `kafka::lag::STATISTICS_INTERVAL_MS`);
+    // flushed every 50,000 records, within the producer's queue.
+    for i in 0..BACKLOG {
+        send_event(
+            &producer,
+            &topics,
+            "KM-001",
+            partition,
+            &receipt(&format!("backlog-{i}")),
+        );
+        if i % 50_000 == 49_999 {
+            producer.flush(Duration::from_secs(60)).unwrap();
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+
+    // Refused while behind, with the lag that made it so.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut accepted_meanwhile = 0;
+    let mut attempt = 0;
+    let refused_at_lag = loop {
+        let answer = post(format!("during-{attempt}")).await;
+        attempt += 1;
+        if answer.status() == 503 {
+            assert_eq!(
+                answer
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()),
+                Some("1")
+            );
+            break metric(&client, &server.base, "storepulse_kafka_consumer_lag").await;
+        }
+        assert_eq!(answer.status(), 200);
+        accepted_meanwhile += 1;
+        assert!(
+            Instant::now() < deadline,
+            "ingest never refused while {BACKLOG} records were written straight to the events topic (lag gauges: {})",
+            metric(&client, &server.base, "storepulse_kafka_consumer_lag").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        refused_at_lag > MAX_LAG,
+        "refused at a lag of {refused_at_lag}, not over {MAX_LAG}"
+    );
+    // Accepted again once the processors caught up, and nothing was lost.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let answer = post(format!("after-{attempt}")).await;
+        attempt += 1;
+        if answer.status() == 200 {
+            accepted_meanwhile += 1;
+            break;
+        }
+        assert_eq!(answer.status(), 503);
+        assert!(
+            Instant::now() < deadline,
+            "still refused after 180 s (lag gauges: {})",
+            metric(&client, &server.base, "storepulse_kafka_consumer_lag").await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let expected = (1 + BACKLOG + accepted_meanwhile) as i64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stock: serde_json::Value = client
+            .get(format!("{}/v1/stock/KM-001/SKU-BACKLOG", server.base))
+            .bearer_auth(storepulse_tests::HQ_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_default();
+        if stock["on_hand"] == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "on hand {} after the backlog, expected {expected}",
+            stock["on_hand"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     drop(server);
 }
 
