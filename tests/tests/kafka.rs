@@ -543,6 +543,38 @@ fn send_event(
         .unwrap();
 }
 
+/// Polls `GET /v1/stock/{store_sku}` until its `on_hand` is `expected`;
+/// fails after 60 s with `what` and the last answer.
+async fn wait_on_hand(
+    client: &reqwest::Client,
+    base: &str,
+    store_sku: &str,
+    expected: i64,
+    what: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stock: serde_json::Value = client
+            .get(format!("{base}/v1/stock/{store_sku}"))
+            .bearer_auth(storepulse_tests::HQ_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_default();
+        if stock["on_hand"] == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: on hand {}, expected {expected}: {stock}",
+            stock["on_hand"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Bad JSON and wrong-schema records produced straight to the events topic
 /// go to the DLQ topic with the reason in a header and the body; the
 /// partition keeps flowing (the valid events around them are applied).
@@ -591,26 +623,14 @@ async fn poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing() {
     producer.flush(Duration::from_secs(30)).unwrap();
 
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let stock: serde_json::Value = client
-            .get(format!("{}/v1/stock/KM-001/SKU-P", server.base))
-            .bearer_auth(storepulse_tests::HQ_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or_default();
-        if stock["on_hand"] == expected_total {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "valid events after the poison were not all applied: {stock}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_on_hand(
+        &client,
+        &server.base,
+        "KM-001/SKU-P",
+        expected_total,
+        "valid events after the poison were not all applied",
+    )
+    .await;
     // The DLQ topic: one letter per poison record, reason in header and body.
     let consumer: BaseConsumer =
         storepulse_kafka::client::consumer(&kafka, "poison-test", &format!("{prefix}-check"))
@@ -781,27 +801,14 @@ async fn ingest_refuses_while_the_processors_lag_and_accepts_once_they_caught_up
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let expected = (1 + BACKLOG + accepted_meanwhile) as i64;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let stock: serde_json::Value = client
-            .get(format!("{}/v1/stock/KM-001/SKU-BACKLOG", server.base))
-            .bearer_auth(storepulse_tests::HQ_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or_default();
-        if stock["on_hand"] == expected {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "on hand {} after the backlog, expected {expected}",
-            stock["on_hand"]
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_on_hand(
+        &client,
+        &server.base,
+        "KM-001/SKU-BACKLOG",
+        expected,
+        "the backlog and the accepted posts were not all applied",
+    )
+    .await;
     drop(server);
 }
 
