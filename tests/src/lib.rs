@@ -287,19 +287,44 @@ pub async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
         .expect("metrics text")
 }
 
+/// The samples of the metric `name` in a `/metrics` text, one per label set.
+pub fn metric_samples(text: &str, name: &str) -> Vec<f64> {
+    text.lines()
+        .filter(|l| l.split([' ', '{']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .collect()
+}
+
 /// Sum of the samples of the metric `name` (every label set) on
 /// `{base}/metrics`.
 ///
 /// # Panics
 /// On an HTTP error.
 pub async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
-    metrics_text(client, base)
-        .await
-        .lines()
-        .filter(|l| l.split([' ', '{']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+    metric_samples(&metrics_text(client, base).await, name)
+        .iter()
         .sum()
 }
+
+/// `GET url` with the API key `key`; the JSON answer, or `Null` when the
+/// answer is not JSON (a server still starting).
+///
+/// # Panics
+/// When the request cannot be sent.
+pub async fn get_json_as(client: &reqwest::Client, url: &str, key: &str) -> serde_json::Value {
+    client
+        .get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .unwrap_or_default()
+}
+
+/// The demo ingest key of `storepulse.toml` (role ingest).
+pub const INGEST_KEY: &str = "storepulse-demo-key";
 
 /// The demo key of `storepulse.toml` with roles hq, member_data, privacy
 /// and auditor.

@@ -15,7 +15,8 @@ use storepulse_tests::kafka::{
     broker, env_refs, healthz, kafka_env, unique_prefix, wait_stock_equals, OwnBroker,
 };
 use storepulse_tests::{
-    free_port, metric, metrics_text, read_stock_csv, replay, repo, storepulse, Server,
+    free_port, get_json_as, metric, metric_samples, metrics_text, read_stock_csv, replay, repo,
+    storepulse, Server, INGEST_KEY,
 };
 
 const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
@@ -266,13 +267,7 @@ async fn wait_lag_drained(client: &reqwest::Client, base: &str, partitions: usiz
         let text = metrics_text(client, base).await;
         let gauges: Vec<Vec<f64>> = stages
             .iter()
-            .map(|stage| {
-                let start = format!("{stage}{{");
-                text.lines()
-                    .filter(|l| l.starts_with(&start))
-                    .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
-                    .collect()
-            })
+            .map(|stage| metric_samples(&text, stage))
             .collect();
         if gauges
             .iter()
@@ -554,15 +549,12 @@ async fn wait_on_hand(
 ) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let stock: serde_json::Value = client
-            .get(format!("{base}/v1/stock/{store_sku}"))
-            .bearer_auth(storepulse_tests::HQ_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or_default();
+        let stock = get_json_as(
+            client,
+            &format!("{base}/v1/stock/{store_sku}"),
+            storepulse_tests::HQ_KEY,
+        )
+        .await;
         if stock["on_hand"] == expected {
             return;
         }
@@ -720,7 +712,7 @@ async fn ingest_refuses_while_the_processors_lag_and_accepts_once_they_caught_up
         async move {
             client
                 .post(url)
-                .bearer_auth("storepulse-demo-key")
+                .bearer_auth(INGEST_KEY)
                 .header("content-type", "application/json")
                 .body(body)
                 .send()
@@ -1169,7 +1161,7 @@ async fn post_lines(client: &reqwest::Client, base: &str, lines: &[String]) {
         let r = client
             .post(format!("{base}/v1/events"))
             .header("content-type", "application/x-ndjson")
-            .bearer_auth("storepulse-demo-key")
+            .bearer_auth(INGEST_KEY)
             .body(body)
             .send()
             .await
@@ -1514,15 +1506,12 @@ async fn fraud_alerts_on_kafka_equal_embedded() {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r: serde_json::Value = client
-            .get(format!("{}/v1/rules/large_single_purchase", second.base))
-            .bearer_auth(storepulse_tests::RISK_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or_default();
+        let r = get_json_as(
+            &client,
+            &format!("{}/v1/rules/large_single_purchase", second.base),
+            storepulse_tests::RISK_KEY,
+        )
+        .await;
         if r.to_string().contains("1000000") {
             break;
         }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use storepulse_tests::kafka::{broker, env_refs, kafka_env, unique_prefix, wait_stock_equals};
-use storepulse_tests::{free_port, metric, replay, repo, Server};
+use storepulse_tests::{free_port, get_json_as, metric, replay, repo, Server};
 
 const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
 
@@ -246,15 +246,12 @@ async fn confluent_kafka_python_produces_events_and_reads_alerts() {
     );
 
     // Nothing the Python client sent was rejected.
-    let dlq: Value = client
-        .get(format!("{}/v1/dlq", server.base))
-        .bearer_auth(storepulse_tests::HQ_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dlq = get_json_as(
+        &client,
+        &format!("{}/v1/dlq", server.base),
+        storepulse_tests::HQ_KEY,
+    )
+    .await;
     assert_eq!(
         dlq["dead_letters"],
         serde_json::json!([]),
