@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
+use storepulse_tests::mart::wait_mart_caught_up;
 use storepulse_tests::{free_port, repo, wait_caught_up, Server};
 
 const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
@@ -187,24 +188,25 @@ impl Session {
     }
 }
 
-/// Polls until the mart's totals stop changing (the sink caught up).
-async fn wait_mart_settled(api: &Session, query: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut previous = Value::Null;
-    let r = api.status(&format!("/v1/mart/totals{query}")).await;
+/// Waits until the mart holds every applied event: processing caught up
+/// (`lag` 0, and the driver appends a batch's mart rows before it counts
+/// the batch applied), then the mart sink wrote the whole mart log
+/// (`mart_lag` 0). Totals that stop changing between two polls are no such
+/// signal: on a loaded machine the sink can pause longer than the poll, and
+/// the page then drew a mart still filling (CI, 2026-12-05).
+async fn wait_mart_written(http: &reqwest::Client, api: &Session, base: &str) {
+    let r = api.status("/v1/mart/totals").await;
     assert_ne!(
         r, 503,
         "the data mart is not served: is [mart] enabled (cli/src/serve.rs wires its reader)?"
     );
-    loop {
-        let now = api.get(&format!("/v1/mart/totals{query}")).await;
-        if now == previous && now["lines"].as_u64().unwrap_or(0) > 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the mart did not settle: {now}");
-        previous = now;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    wait_caught_up(http, base).await;
+    wait_mart_caught_up(http, base).await;
+    let totals = api.get("/v1/mart/totals").await;
+    assert!(
+        totals["lines"].as_u64().unwrap_or(0) > 0,
+        "the mart caught up with no sale line: {totals}"
+    );
 }
 
 /// What the page shows: each chart's series (from ECharts), the filters'
@@ -464,13 +466,12 @@ async fn dashboard_in_chromium_for_a_store_manager_and_hq() {
         2,
     );
     let http = reqwest::Client::new();
-    wait_caught_up(&http, &base).await;
 
     let screenshots = screenshots();
 
     // The store manager of KM-001.
     let store_api = Session::login(&base, STORE_USER).await;
-    wait_mart_settled(&store_api, "").await;
+    wait_mart_written(&http, &store_api, &base).await;
     let profile = tempfile::tempdir().unwrap();
     let client = browser(&driver, profile.path()).await;
     let page = log_in(&client, &base, STORE_USER).await;
