@@ -212,6 +212,16 @@ else
     --start "$START" --speedup "$SPEEDUP" \
     --plant-fraud "$EPISODES" --quiet 2>/dev/null >"$DATA/report.json" &
   SIM=$!
+  # Where each stage's input waits, every 2 s while the load runs: its
+  # fetches' round trip to the broker (p99 over librdkafka's last 1 s
+  # window) and the records fetched but not yet taken (stages.tsv:
+  # seconds since the load started, metric, value).
+  ( while kill -0 "$SIM" 2>/dev/null; do
+      t=$(python3 -c "import time; print('%.1f' % (time.time() - $WALL0))")
+      curl -fsS http://127.0.0.1:18101/metrics 2>/dev/null | awk -v t="$t" \
+        '/^[a-z_]*kafka_(broker_rtt_seconds\{quantile="0.99"\}|fetch_queue_records|input_age_seconds_sum|input_age_seconds_count) / { print t "\t" $1 "\t" $2 }'
+      sleep 2
+    done >"$DATA/stages.tsv" ) &
   # Who takes the CPU, half way through (the broker, the roles, the load
   # generator, and whatever else runs on the machine).
   sleep $(( SECS / 2 ))
@@ -225,10 +235,11 @@ else
   { curl -fsS http://127.0.0.1:18101/metrics; curl -fsS http://127.0.0.1:18102/metrics; } >"$DATA/metrics.txt"
   curl -fsS http://127.0.0.1:18102/healthz; echo
 fi
-python3 - "$DATA/report.json" "$DATA/hook.ndjson" "$DATA/metrics.txt" "$DATA/probes.ndjson" "$DATA/topic.ndjson" "$WALL0" <<'PY'
+python3 - "$DATA/report.json" "$DATA/hook.ndjson" "$DATA/metrics.txt" "$DATA/probes.ndjson" "$DATA/topic.ndjson" "$WALL0" "$DATA/stages.tsv" <<'PY'
 import json, os, re, sys
 report, hook, metrics, probes, topic = sys.argv[1:6]
 wall0 = float(sys.argv[6])
+stages = sys.argv[7]
 WARM_UP = 5.0  # seconds of load before a probe counts as steady state
 r = json.load(open(report))
 print("sent", r["sent"], "acknowledged", r["acknowledged"], "events/s %.0f" % (r["acknowledged"] / r["elapsed"]))
@@ -312,4 +323,26 @@ for name in names:
         def le(x):
             return next((("%.4f" % l) for l, c in b if c >= x * tot), "+Inf")
         print(name, "p50 <= %s s, p99 <= %s s (n=%d)" % (le(0.5), le(0.99), tot))
+if os.path.exists(stages):
+    # Per 20 s of the load, per stage: the broker round trip of its fetches
+    # (max of the 1 s p99s sampled), the fetched records waiting for it
+    # (max), and its mean input age (broker timestamp -> applied) over
+    # the window, from the histogram's sum and count.
+    rows = {}
+    for line in open(stages):
+        t, name, value = line.rstrip("\n").split("\t")
+        stage = name.split("storepulse_kafka")[0].rstrip("_") or "stock"
+        metric = name.split("storepulse_kafka_")[1].split("{")[0]
+        rows.setdefault(stage, []).append((float(t), metric, float(value)))
+    for stage, samples in sorted(rows.items()):
+        cells, last_sum = [], {}
+        for w in range(0, int(max(t for t, _, _ in samples)) // 20 + 1):
+            inside = [(m, v) for t, m, v in samples if w * 20 <= t < w * 20 + 20]
+            rtt = max((v for m, v in inside if m == "broker_rtt_seconds"), default=float("nan"))
+            queue = max((v for m, v in inside if m == "fetch_queue_records"), default=float("nan"))
+            sums = [v for m, v in inside if m == "input_age_seconds_sum"]
+            counts = [v for m, v in inside if m == "input_age_seconds_count"]
+            age = (sums[-1] - sums[0]) / (counts[-1] - counts[0]) if len(counts) > 1 and counts[-1] > counts[0] else float("nan")
+            cells.append("%d-%ds rtt %.3f queue %.0f age %.3f" % (w * 20, w * 20 + 20, rtt, queue, age))
+        print("stage %s: %s" % (stage, "; ".join(cells)))
 PY

@@ -24,6 +24,12 @@
 //! (`ingest.max_lag_records`, on the sum of these gauges) still sees the
 //! backlog. With the broker away no fetch answers and the gauges keep
 //! their last values, as they did when the stage asked the broker itself.
+//!
+//! The same reports say where a stage's input waits ([`ClientReport`]):
+//! the round trip of the consumer's requests to the brokers (mostly
+//! fetches) and the records fetched but not yet taken by the stage
+//! (`fetchq_cnt`). A hop that grows while the fetch queue stays near zero
+//! is the broker's; a queue that grows is the stage's own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -42,11 +48,54 @@ pub struct HighWatermarks {
     by_partition: Mutex<BTreeMap<i32, i64>>,
 }
 
+/// What one statistics report says about where the input waits.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ClientReport {
+    /// The median and 99th percentile round trip, in seconds, of the
+    /// requests to the slowest broker over the report's window (librdkafka's
+    /// `rtt`); `None` when no request to a broker completed in the window.
+    pub broker_rtt: Option<(f64, f64)>,
+    /// Records fetched and waiting for the stage in librdkafka's queue,
+    /// summed over the topic's partitions.
+    pub fetch_queue: i64,
+}
+
 /// The part of librdkafka's statistics JSON read here (serde skips the rest).
 #[derive(Deserialize)]
 struct Statistics {
     #[serde(default)]
     topics: HashMap<String, TopicStatistics>,
+    #[serde(default)]
+    brokers: HashMap<String, BrokerStatistics>,
+}
+
+#[derive(Deserialize)]
+struct BrokerStatistics {
+    /// -1 for the bootstrap entries, which carry no requests of their own.
+    #[serde(default = "unknown_node")]
+    nodeid: i32,
+    #[serde(default)]
+    rtt: Window,
+}
+
+fn unknown_node() -> i32 {
+    -1
+}
+
+/// One of librdkafka's rolling windows, in microseconds.
+#[derive(Deserialize, Default)]
+struct Window {
+    #[serde(default)]
+    cnt: i64,
+    #[serde(default)]
+    p50: i64,
+    #[serde(default)]
+    p99: i64,
+}
+
+/// Microseconds to seconds.
+fn seconds(micros: i64) -> f64 {
+    micros as f64 / 1e6
 }
 
 #[derive(Deserialize)]
@@ -59,6 +108,8 @@ struct TopicStatistics {
 struct PartitionStatistics {
     partition: i32,
     hi_offset: i64,
+    #[serde(default)]
+    fetchq_cnt: i64,
 }
 
 impl HighWatermarks {
@@ -71,28 +122,44 @@ impl HighWatermarks {
     }
 
     /// Takes the watermarks of this topic's partitions from one statistics
-    /// report (librdkafka's JSON). librdkafka's internal "unassigned"
-    /// partition (-1) and partitions whose watermark it does not know yet
-    /// (negative offsets) are skipped. A report that does not parse changes
-    /// nothing and says why.
+    /// report (librdkafka's JSON) and returns what else it says about the
+    /// input. librdkafka's internal "unassigned" partition (-1) and
+    /// partitions whose watermark it does not know yet (negative offsets)
+    /// are skipped. A report that does not parse changes nothing and says
+    /// why.
     ///
     /// # Errors
     /// The JSON does not have librdkafka's statistics shape.
-    pub fn record(&self, statistics_json: &[u8]) -> Result<(), serde_json::Error> {
+    pub fn record(&self, statistics_json: &[u8]) -> Result<ClientReport, serde_json::Error> {
         let mut statistics: Statistics = serde_json::from_slice(statistics_json)?;
+        let broker_rtt = statistics
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0 && b.rtt.cnt > 0)
+            .map(|b| (b.rtt.p50, b.rtt.p99))
+            .max_by_key(|(_, p99)| *p99)
+            .map(|(p50, p99)| (seconds(p50), seconds(p99)));
+        let mut report = ClientReport {
+            broker_rtt,
+            fetch_queue: 0,
+        };
         let Some(topic) = statistics.topics.remove(&self.topic) else {
-            return Ok(());
+            return Ok(report);
         };
         let mut known = self
             .by_partition
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for partition in topic.partitions.values() {
-            if partition.partition >= 0 && partition.hi_offset >= 0 {
+            if partition.partition < 0 {
+                continue;
+            }
+            report.fetch_queue += partition.fetchq_cnt.max(0);
+            if partition.hi_offset >= 0 {
                 known.insert(partition.partition, partition.hi_offset);
             }
         }
-        Ok(())
+        Ok(report)
     }
 
     /// The lag of `partition` when the next offset to process is `next`:
@@ -168,6 +235,35 @@ mod tests {
         highs.record(&report("sp.events", &[(2, 10)])).unwrap();
         highs.forget(2);
         assert_eq!(highs.lag(2, 0), None);
+    }
+
+    #[test]
+    fn the_report_gives_the_slowest_brokers_round_trip_and_the_fetch_queue() {
+        let highs = HighWatermarks::new("sp.events");
+        let json = serde_json::json!({
+            "brokers": {
+                "127.0.0.1:9092/bootstrap": {"nodeid": -1,
+                    "rtt": {"cnt": 3, "p50": 900_000, "p99": 9_000_000}},
+                "a:9092/1": {"nodeid": 1, "rtt": {"cnt": 40, "p50": 12_000, "p99": 80_000}},
+                "b:9092/2": {"nodeid": 2, "rtt": {"cnt": 35, "p50": 20_000, "p99": 150_000}},
+                "c:9092/3": {"nodeid": 3, "rtt": {"cnt": 0, "p50": 0, "p99": 0}},
+            },
+            "topics": {"sp.events": {"partitions": {
+                "0": {"partition": 0, "hi_offset": 10, "fetchq_cnt": 120},
+                "1": {"partition": 1, "hi_offset": 5, "fetchq_cnt": 3},
+                "-1": {"partition": -1, "hi_offset": -1, "fetchq_cnt": 7},
+            }}},
+        });
+        let report = highs.record(&serde_json::to_vec(&json).unwrap()).unwrap();
+        // The bootstrap entry and a broker with no request in the window
+        // are left out; of the others, the slowest.
+        assert_eq!(report.broker_rtt, Some((0.02, 0.15)));
+        assert_eq!(report.fetch_queue, 123);
+        // No request completed and no topic: nothing to say.
+        let quiet = highs
+            .record(br#"{"brokers": {"a:9092/1": {"nodeid": 1, "rtt": {"cnt": 0}}}}"#)
+            .unwrap();
+        assert_eq!(quiet, ClientReport::default());
     }
 
     #[test]

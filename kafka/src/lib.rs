@@ -28,6 +28,7 @@ pub mod lag;
 pub mod mart;
 pub mod materialize;
 pub mod notify;
+pub mod orphans;
 pub mod partitioner;
 pub mod process;
 pub mod producer;

@@ -72,7 +72,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -119,6 +119,7 @@ use crate::lag::{HighWatermarks, STATISTICS_INTERVAL_MS};
 use crate::mart::{
     derive_member_rows, derive_stock_rows, mart_partition, PendingRows, MART_TOPIC_PARTITION,
 };
+use crate::orphans::OrphanWatch;
 use crate::partitioner::partition_for;
 use crate::producer::dead_letter_headers;
 use crate::records::{MemberSnapshot, SettlementSnapshot, SourceRef, StockRecord, HEADER_KIND};
@@ -209,6 +210,12 @@ pub struct PartitionLabels {
     pub partition: i32,
 }
 
+/// Labels of the broker round-trip gauges.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuantileLabels {
+    pub quantile: &'static str,
+}
+
 /// Metrics of the Kafka processing loop (on top of [`PipelineMetrics`]).
 #[derive(Debug, Clone)]
 pub struct ProcessMetrics {
@@ -232,6 +239,12 @@ pub struct ProcessMetrics {
     /// From an event's broker timestamp to its processing (the first hop
     /// of the event-to-visible latency).
     pub input_age_seconds: Histogram,
+    /// Round trip of the consumer's requests (mostly fetches) to the
+    /// slowest broker, median and 99th percentile over librdkafka's last
+    /// statistics window.
+    pub broker_rtt_seconds: Family<QuantileLabels, Gauge<f64, AtomicU64>>,
+    /// Records fetched and waiting for this stage in librdkafka's queue.
+    pub fetch_queue_records: Gauge,
 }
 
 impl Default for ProcessMetrics {
@@ -246,6 +259,8 @@ impl Default for ProcessMetrics {
             checkpoint_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             output_queue_full_waits: Counter::default(),
             input_age_seconds: Histogram::new(exponential_buckets(0.000_5, 1.5, 25)),
+            broker_rtt_seconds: Family::default(),
+            fetch_queue_records: Gauge::default(),
         }
     }
 }
@@ -293,6 +308,16 @@ impl ProcessMetrics {
             "storepulse_kafka_input_age_seconds",
             "From an event's broker timestamp to the processor applying it",
             self.input_age_seconds.clone(),
+        );
+        registry.register(
+            "storepulse_kafka_broker_rtt_seconds",
+            "Round trip of this stage's fetches to the slowest broker over librdkafka's last statistics window",
+            self.broker_rtt_seconds.clone(),
+        );
+        registry.register(
+            "storepulse_kafka_fetch_queue_records",
+            "Records fetched from the broker and waiting for this stage",
+            self.fetch_queue_records.clone(),
         );
         registry.register(
             "storepulse_kafka_rebalances",
@@ -573,8 +598,21 @@ struct GroupContext {
 
 impl ClientContext for GroupContext {
     fn stats_raw(&self, statistics: &[u8]) {
-        if let Err(e) = self.high_watermarks.record(statistics) {
-            debug!(error = %e, "librdkafka statistics not understood; lag gauges keep their last values");
+        match self.high_watermarks.record(statistics) {
+            Ok(report) => {
+                if let Some((p50, p99)) = report.broker_rtt {
+                    for (quantile, value) in [("0.5", p50), ("0.99", p99)] {
+                        self.metrics
+                            .broker_rtt_seconds
+                            .get_or_create(&QuantileLabels { quantile })
+                            .set(value);
+                    }
+                }
+                self.metrics.fetch_queue_records.set(report.fetch_queue);
+            }
+            Err(e) => {
+                debug!(error = %e, "librdkafka statistics not understood; lag gauges keep their last values");
+            }
         }
     }
 }
@@ -1859,83 +1897,6 @@ pub fn partition_dir(state_dir: &Path, events_topic: &str, partition: i32) -> Pa
     state_dir.join(events_topic).join(format!("p{partition}"))
 }
 
-/// Finds partitions that nobody processes although the group says someone
-/// owns them: their committed offset stands still while records wait.
-///
-/// Apache Kafka reassigns a dead member's partitions after the session
-/// timeout. Tansu 0.6 notices the missed heartbeats but hands the survivors
-/// their old assignment again, so the dead member's partitions stay
-/// orphaned until some member joins anew. When this instance sees such
-/// partitions for two checks in a row (each `2 x session_timeout` apart),
-/// it leaves and rejoins the group with a new member id, which makes the
-/// broker form the group afresh. On a broker that rebalances properly the
-/// condition never lasts that long, and a false alarm (an owner that is
-/// alive but not committing) costs one rebalance.
-struct OrphanWatch {
-    interval: Duration,
-    last_check: Instant,
-    /// Partition -> (committed offset at the last check, checks it stood still with records waiting).
-    seen: BTreeMap<i32, (i64, u32)>,
-}
-
-impl OrphanWatch {
-    fn new(session_timeout: Duration) -> Self {
-        Self {
-            interval: session_timeout * 2,
-            last_check: Instant::now(),
-            seen: BTreeMap::new(),
-        }
-    }
-
-    /// The partitions found orphaned (empty most of the time).
-    fn check(
-        &mut self,
-        consumer: &BaseConsumer<GroupContext>,
-        topic: &str,
-        partitions: u32,
-    ) -> Vec<i32> {
-        if self.last_check.elapsed() < self.interval {
-            return Vec::new();
-        }
-        self.last_check = Instant::now();
-        let owned: Vec<i32> = consumer.context().owned().keys().copied().collect();
-        let mut tpl = TopicPartitionList::new();
-        for p in (0..partitions as i32).filter(|p| !owned.contains(p)) {
-            tpl.add_partition(topic, p);
-        }
-        if tpl.count() == 0 {
-            self.seen.clear();
-            return Vec::new();
-        }
-        let Ok(committed) = consumer.committed_offsets(tpl, Duration::from_secs(5)) else {
-            return Vec::new();
-        };
-        let mut orphaned = Vec::new();
-        for elem in committed.elements_for_topic(topic) {
-            let p = elem.partition();
-            let offset = elem.offset().to_raw().filter(|o| *o >= 0).unwrap_or(0);
-            let Ok((_, high)) = consumer.fetch_watermarks(topic, p, Duration::from_secs(2)) else {
-                return Vec::new();
-            };
-            if high <= offset {
-                self.seen.remove(&p);
-                continue;
-            }
-            let entry = self.seen.entry(p).or_insert((offset, 0));
-            if entry.0 == offset {
-                entry.1 += 1;
-            } else {
-                *entry = (offset, 0);
-            }
-            if entry.1 >= 2 {
-                orphaned.push(p);
-            }
-        }
-        self.seen.retain(|p, _| !owned.contains(p));
-        orphaned
-    }
-}
-
 /// Runs the processors until `stop` is set, then checkpoints every owned
 /// partition and leaves the group. Blocking: run it on its own thread.
 ///
@@ -2003,10 +1964,13 @@ pub fn run(
     let mut last_lag = Instant::now();
     let mut last_clock = i64::MIN;
     let mut last_rules = Instant::now();
-    let mut watch = OrphanWatch::new(Duration::from_millis(
-        consumer.context().settings.kafka.session_timeout_ms,
-    ));
-    let partitions = consumer.context().settings.partitions;
+    let settings = &consumer.context().settings;
+    let watch = OrphanWatch::start(
+        &crate::client::consumer(&settings.kafka, "storepulse-orphan-watch", &group_id),
+        &topic,
+        settings.partitions,
+        Duration::from_millis(settings.kafka.session_timeout_ms) * 2,
+    )?;
     let mut rejoin = false;
     let result = loop {
         if stop.load(Ordering::Acquire) {
@@ -2163,9 +2127,10 @@ pub fn run(
         }
         if last_lag.elapsed() >= Duration::from_secs(1) {
             update_lag(ctx);
+            watch.set_owned(ctx.owned().keys().copied());
             last_lag = Instant::now();
         }
-        let orphaned = watch.check(&consumer, &topic, partitions);
+        let orphaned = watch.take_orphaned();
         if !orphaned.is_empty() {
             warn!(partitions = ?orphaned, "partitions owned by a member that stopped, and the broker did not reassign them; rejoining the group");
             rejoin = true;

@@ -253,31 +253,38 @@ async fn simulate_to_kafka_to_api_equals_replay_with_duplicates_and_disorder() {
 }
 
 /// Waits until every stage of a `run` reports a consumer lag gauge for each
-/// of its `partitions` and all of them read 0 (everything applied). The
-/// gauges come from librdkafka's statistics (`kafka::lag`), so a stage
+/// of its `partitions` and all of them read 0 (everything applied), and its
+/// fetches' broker round trip (median and p99, above 0) and fetch queue.
+/// The gauges come from librdkafka's statistics (`kafka::lag`), so a stage
 /// whose statistics are not wired reports none and this fails.
 async fn wait_lag_drained(client: &reqwest::Client, base: &str, partitions: usize) {
-    let stages = [
-        "storepulse_kafka_consumer_lag",
-        "members_storepulse_kafka_consumer_lag",
-        "accounts_storepulse_kafka_consumer_lag",
-    ];
+    let stages = ["", "members_", "accounts_"];
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = metrics_text(client, base).await;
-        let gauges: Vec<Vec<f64>> = stages
+        let of = |stage: &str, metric: &str| {
+            metric_samples(&text, &format!("{stage}storepulse_kafka_{metric}"))
+        };
+        let gauges: Vec<Vec<f64>> = stages.iter().map(|s| of(s, "consumer_lag")).collect();
+        let rtts: Vec<Vec<f64>> = stages.iter().map(|s| of(s, "broker_rtt_seconds")).collect();
+        let queues: Vec<Vec<f64>> = stages
             .iter()
-            .map(|stage| metric_samples(&text, stage))
+            .map(|s| of(s, "fetch_queue_records"))
             .collect();
         if gauges
             .iter()
             .all(|g| g.len() == partitions && g.iter().all(|lag| *lag == 0.0))
+            && rtts
+                .iter()
+                .all(|r| r.len() == 2 && r.iter().all(|s| *s > 0.0))
+            && queues.iter().all(|q| q.len() == 1 && q[0] >= 0.0)
         {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "consumer lag per stage {stages:?}: {gauges:?}, expected {partitions} partitions each at 0"
+            "per stage {stages:?}: consumer lag {gauges:?}, expected {partitions} partitions each at 0; \
+             broker round trip {rtts:?}, expected a median and a p99 above 0; fetch queue {queues:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
