@@ -111,6 +111,12 @@ add_kafka_client() {
 if [ -n "${BENCH_KAFKA_CLIENT:-}" ]; then
   add_kafka_client "$BENCH_KAFKA_CLIENT" "$DATA/storepulse.toml" "$DATA/storepulse-hook.toml"
 fi
+# BENCH_SIM_KAFKA_CLIENT: the same, for the load generator's producer only
+# (how many record batches the events topic gets).
+cp "$DATA/storepulse.toml" "$DATA/storepulse-sim.toml"
+if [ -n "${BENCH_SIM_KAFKA_CLIENT:-}" ]; then
+  add_kafka_client "$BENCH_SIM_KAFKA_CLIENT" "$DATA/storepulse-sim.toml"
+fi
 # BENCH_SERVE_KAFKA_CLIENT: the same, for serve's clients only.
 if [ -n "${BENCH_SERVE_KAFKA_CLIENT:-}" ]; then
   add_kafka_client "$BENCH_SERVE_KAFKA_CLIENT" "$DATA/storepulse-hook.toml"
@@ -208,7 +214,7 @@ if [ "$MODE" = embedded ]; then
   sleep 3
   curl -fsS "$INGEST/metrics" >"$DATA/metrics.txt"
 else
-  "$B" --config "$DATA/storepulse.toml" simulate --kafka 127.0.0.1:$KPORT --topic-prefix "$PREFIX" --rate "$RATE" --events $(( RATE * SECS )) --members "$MEMBERS" \
+  "$B" --config "$DATA/storepulse-sim.toml" simulate --kafka 127.0.0.1:$KPORT --topic-prefix "$PREFIX" --rate "$RATE" --events $(( RATE * SECS )) --members "$MEMBERS" \
     --start "$START" --speedup "$SPEEDUP" \
     --plant-fraud "$EPISODES" --quiet 2>/dev/null >"$DATA/report.json" &
   SIM=$!
