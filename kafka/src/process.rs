@@ -611,7 +611,7 @@ impl ClientContext for GroupContext {
                 self.metrics.fetch_queue_records.set(report.fetch_queue);
             }
             Err(e) => {
-                debug!(error = %e, "librdkafka statistics not understood; lag gauges keep their last values");
+                debug!(error = %e, "librdkafka statistics not understood; the lag, round-trip and fetch-queue gauges keep their last values");
             }
         }
     }

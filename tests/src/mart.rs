@@ -207,9 +207,12 @@ pub fn wait_simulate(sim: &mut Child) {
     assert!(status.success(), "simulate failed: {status}");
 }
 
-/// Waits (180 s at most) until the mart sink has written everything in the
-/// mart log (`mart_lag` 0 in `/healthz`).
+/// Waits until the mart holds every event acknowledged so far: processing
+/// caught up (`lag` 0; the runtime appends a batch's mart rows to the mart
+/// log before it counts the batch as applied), then the mart sink wrote
+/// everything in the mart log (`mart_lag` 0 in `/healthz`, 180 s at most).
 pub async fn wait_mart_caught_up(client: &reqwest::Client, base: &str) {
+    crate::wait_caught_up(client, base).await;
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let health: serde_json::Value = client

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use storepulse_tests::mart::wait_mart_caught_up;
-use storepulse_tests::{free_port, repo, wait_caught_up, Server};
+use storepulse_tests::{free_port, repo, Server};
 
 const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -188,19 +188,16 @@ impl Session {
     }
 }
 
-/// Waits until the mart holds every applied event: processing caught up
-/// (`lag` 0, and the driver appends a batch's mart rows before it counts
-/// the batch applied), then the mart sink wrote the whole mart log
-/// (`mart_lag` 0). Totals that stop changing between two polls are no such
-/// signal: on a loaded machine the sink can pause longer than the poll, and
-/// the page then drew a mart still filling (CI, 2026-12-05).
+/// Waits until the mart holds every applied event ([`wait_mart_caught_up`])
+/// and has sale lines. Totals that stop changing between two polls are no
+/// such signal: on a loaded machine the sink can pause longer than the
+/// poll, and the page then drew a mart still filling (CI, 2026-12-05).
 async fn wait_mart_written(http: &reqwest::Client, api: &Session, base: &str) {
     let r = api.status("/v1/mart/totals").await;
     assert_ne!(
         r, 503,
         "the data mart is not served: is [mart] enabled (cli/src/serve.rs wires its reader)?"
     );
-    wait_caught_up(http, base).await;
     wait_mart_caught_up(http, base).await;
     let totals = api.get("/v1/mart/totals").await;
     assert!(

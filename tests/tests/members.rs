@@ -7,11 +7,10 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use storepulse_tests::{
-    free_port, read_members, storepulse, wait_caught_up, Server, HQ_KEY, STORE_KEY,
+    free_port, read_members, storepulse, wait_caught_up, Server, HQ_KEY, INGEST_KEY, STORE_KEY,
 };
 
 const EXE: &str = env!("CARGO_BIN_EXE_storepulse-e2e");
-use storepulse_tests::INGEST_KEY;
 const SKEW: (&str, &str) = ("STOREPULSE__INGEST__MAX_FUTURE_SKEW_SECS", "3153600000");
 const PHONE: &str = "4f1c2d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d";
 
